@@ -1,0 +1,52 @@
+"""Client authentication (SPEC §6): who is calling, and which scopes they may touch."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from app.config import ApiKey
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: anonymous (loopback, no keys), a pinned key or an admin key."""
+
+    name: str
+    user_id: str | None = None
+    admin: bool = False
+
+    def may_use(self, scope: str) -> bool:
+        """True when this caller may read or write `scope`."""
+        return self.user_id is None or self.admin or self.user_id == scope
+
+
+ANONYMOUS = Principal("anonymous")
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The credential a client sent: `Authorization: Bearer …` or Anthropic's `x-api-key`."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    key = headers.get("x-api-key")
+    return key.strip() if key and key.strip() else None
+
+
+def authenticate(keys: tuple[ApiKey, ...], headers: Mapping[str, str]) -> Principal | None:
+    """The caller's principal, or None when keys are configured and none matches."""
+    if not keys:
+        return ANONYMOUS
+    token = presented_key(headers)
+    if token is None:
+        return None
+    found = None
+    candidate = token.encode()
+    for index, entry in enumerate(keys):
+        # Compare against every key so timing does not reveal which one (or whether any) matched.
+        if hmac.compare_digest(candidate, entry.key.encode()) and found is None:
+            found = Principal(f"key#{index}", None if entry.admin else entry.user_id, entry.admin)
+    return found

@@ -1,0 +1,170 @@
+"""The chat endpoints: scope, model routing, recall and capture around one upstream call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import memory
+from app.context import Context, ctx
+from app.errors import error_response
+from app.headers import upstream_request_headers
+from app.proxy import BodyTooLarge, ProxyResponse, read_body
+from app.scopes import InvalidScope, resolve_scope
+from app.sse import ReplyAssembler
+from app.store import NewMemory
+
+log = logging.getLogger("memory_proxy.chat")
+RECALL_TIMEOUT = 2.0
+# Provider-routing fields a client must not steer (LiteLLM CVE-2024-6587): LiteLLM would honour them.
+ROUTING_FIELDS = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "organization",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_region_name",
+        "vertex_credentials",
+        "azure_ad_token",
+        "user_config",
+    }
+)
+
+
+def strip_routing_fields(body: dict[str, Any]) -> bool:
+    """Remove client-supplied provider-routing fields (top level and `metadata`); True if any."""
+    found = [k for k in body if k in ROUTING_FIELDS]
+    for k in found:
+        del body[k]
+    meta = body.get("metadata")
+    if isinstance(meta, dict):
+        nested = [k for k in meta if k in ROUTING_FIELDS]
+        for k in nested:
+            del meta[k]
+        found += nested
+    return bool(found)
+
+
+async def _recall(c: Context, scope: str, body: dict[str, Any], anthropic: bool) -> int:
+    settings = c.settings.memory.retrieval
+    query = memory.query_text(body, settings.query_strategy)
+    if not query or c.store is None:
+        return 0
+    with anyio.fail_after(RECALL_TIMEOUT):
+        found = await anyio.to_thread.run_sync(c.store.search, scope, query, settings.max_results * 4)
+    chosen = memory.select([memory.Recalled(m.content, m.role, m.created_at) for m, _ in found], body, settings)
+    if not chosen:
+        return 0
+    return len(chosen) if memory.inject(body, memory.render_block(chosen), settings.injection, anthropic) else 0
+
+
+async def chat(request: Request) -> Response:
+    """POST /v1/chat/completions, /chat/completions and /v1/messages."""
+    c = ctx(request)
+    anthropic = request.url.path.startswith("/v1/messages")
+    state = request.scope.setdefault("state", {})
+    try:
+        raw = await read_body(request, c.settings.limits.max_body_bytes)
+    except BodyTooLarge:
+        return error_response(anthropic, 413, "request body is larger than the configured limit")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return error_response(anthropic, 400, f"request body is not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        return error_response(anthropic, 400, "request body must be a JSON object")
+    try:
+        decision = resolve_scope(c.settings.scopes, request.headers, state["principal"])
+        want_inject, want_capture = memory.parse_mode(request.headers.get("x-memory-mode"))
+    except (InvalidScope, memory.BadMode) as exc:
+        return error_response(anthropic, 400, str(exc))
+    scope = decision.user_id
+    state["scope"] = scope
+    headers = upstream_request_headers(request.headers.items(), c.settings.master_key)
+    changed = strip_routing_fields(body)
+    model = body.get("model")
+    if isinstance(model, str):
+        route = c.models.route(model)
+        state["model"] = route.model
+        if route.model != model:
+            body["model"] = route.model
+            changed = True
+        if route.betas:
+            existing = [v for n, v in headers if n.lower() == "anthropic-beta"]
+            headers = [(n, v) for n, v in headers if n.lower() != "anthropic-beta"]
+            headers.append(("anthropic-beta", ",".join([*existing, *route.betas])))
+        if route.supermemory:
+            headers = [(n, v) for n, v in headers if n.lower() not in ("x-sm-user-id", "x-supermemory-api-key")]
+            headers.append(("x-sm-user-id", scope))
+            if c.settings.supermemory_api_key:
+                headers.append(("x-supermemory-api-key", c.settings.supermemory_api_key))
+        model = route.model
+    mem = c.settings.memory
+    active = mem.enabled and c.store is not None and memory_for(model, c)
+    inject = active and want_inject
+    capture = active and want_capture and mem.capture_enabled
+    extra = [("x-memory-user-id", scope)]
+    user_turn = memory.new_user_turn(body) if capture else None
+    injected = 0
+    if inject:
+        try:
+            injected = await _recall(c, scope, body, anthropic)
+            changed = changed or injected > 0
+        except Exception as exc:  # memory must never break a chat
+            c.counters.memory_errors += 1
+            reason = "recall timed out" if isinstance(exc, TimeoutError) else f"recall failed ({type(exc).__name__})"
+            log.warning("scope %s: %s", scope, reason)
+            extra.append(("x-memory-error", reason))
+    extra.append(("x-memory-injected", str(injected)))
+    payload = orjson.dumps(body) if changed else raw
+    tap = on_complete = None
+    if capture:
+        assembler = ReplyAssembler(anthropic, body.get("stream") is True)
+        tap = assembler.feed
+        model_name = model if isinstance(model, str) else None
+
+        def on_complete(status: int) -> None:
+            if 200 <= status < 300:
+                _capture(c, scope, model_name, user_turn, assembler.text())
+
+    return ProxyResponse(
+        c.upstream,
+        "POST",
+        request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        headers,
+        payload,
+        anthropic,
+        extra,
+        tap,
+        on_complete,
+    )
+
+
+def memory_for(model: Any, c: Context) -> bool:
+    """Whether memory applies to this model under the config's model lists."""
+    mem = c.settings.memory
+    return memory.memory_applies(
+        model if isinstance(model, str) else "", mem.enabled_for_models, mem.disabled_for_models
+    )
+
+
+def _capture(c: Context, scope: str, model: str | None, user_turn: str | None, reply: str | None) -> None:
+    if reply is None or c.writer is None:  # a failed or cut stream is never stored as a reply
+        return
+    now = time.time()
+    items = []
+    if user_turn:
+        items.append(NewMemory(scope, "user", user_turn, now, model))
+    if reply.strip():
+        items.append(NewMemory(scope, "assistant", reply.strip(), now + 0.001, model))
+    c.writer.submit(items)

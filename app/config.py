@@ -1,0 +1,362 @@
+"""Settings: the environment (SPEC §3) and config.yaml (SPEC §4), validated once at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+
+INJECTION_MODES = ("before_last_user", "system", "last_user_suffix")
+QUERY_STRATEGIES = ("last_user", "last_user_and_assistant", "recent_user")
+SCOPE_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+class ConfigError(Exception):
+    """A configuration problem that must stop start-up; the message names the key and line."""
+
+
+@dataclass(frozen=True)
+class HeaderPattern:
+    """One `user_id_mappings.header_patterns` entry."""
+
+    header: str
+    pattern: re.Pattern[str]
+    user_id: str
+
+
+@dataclass(frozen=True)
+class ScopeRules:
+    """How a request's scope is detected from its headers."""
+
+    custom_header: str = "x-memory-user-id"
+    patterns: tuple[HeaderPattern, ...] = ()
+    default_user_id: str = "default-dev"
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """How memories are recalled and injected."""
+
+    max_results: int = 5
+    max_context_chars: int = 4000
+    query_strategy: str = "last_user"
+    injection: str = "before_last_user"
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    """The `memory:` section."""
+
+    enabled: bool = True
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    capture_enabled: bool = True
+    enabled_for_models: tuple[str, ...] = ()
+    disabled_for_models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A client key from `auth.keys`."""
+
+    key: str
+    user_id: str | None = None
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the proxy needs to know of one LiteLLM `model_list` entry."""
+
+    name: str
+    api_base: str = ""
+
+
+@dataclass(frozen=True)
+class ProxyLimits:
+    """The `proxy:` section: limits, timeouts and browser-origin policy."""
+
+    max_body_bytes: int = 32 * 1024 * 1024
+    connect_timeout: float = 5.0
+    read_timeout: float = 600.0
+    max_concurrent_requests: int = 256
+    allowed_origins: tuple[str, ...] = ()
+    drain_seconds: float = 20.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the memory proxy reads at start-up."""
+
+    host: str = "127.0.0.1"
+    port: int = 8764
+    litellm_base_url: str = "http://127.0.0.1:8765"
+    master_key: str | None = None
+    config_path: str = "./config.yaml"
+    db_path: str = "./data/memory.db"
+    supermemory_api_key: str | None = None
+    scopes: ScopeRules = field(default_factory=ScopeRules)
+    memory: MemorySettings = field(default_factory=MemorySettings)
+    keys: tuple[ApiKey, ...] = ()
+    models: tuple[ModelEntry, ...] = ()
+    limits: ProxyLimits = field(default_factory=ProxyLimits)
+
+    @property
+    def loopback(self) -> bool:
+        """True when the proxy listens on a loopback address only."""
+        return is_loopback_host(self.host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback IP literals."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Doc:
+    """A parsed YAML document that remembers the line of every key, for error messages."""
+
+    def __init__(self, text: str, path: str) -> None:
+        self.path = path
+        self.lines: dict[tuple[Any, ...], int] = {}
+        self._scalars = yaml.SafeLoader("")  # types scalars the way yaml.safe_load would
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        self.data = self._build(node, ()) if node is not None else {}
+        if not isinstance(self.data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+
+    def _build(self, node: yaml.Node, at: tuple[Any, ...]) -> Any:
+        self.lines[at] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out = {}
+            for key_node, value_node in node.value:
+                key = key_node.value
+                out[key] = self._build(value_node, (*at, key))
+                self.lines[(*at, key)] = key_node.start_mark.line + 1
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._build(item, (*at, i)) for i, item in enumerate(node.value)]
+        return self._scalars.construct_object(node, deep=True)
+
+    def error(self, at: tuple[Any, ...], message: str) -> ConfigError:
+        """A ConfigError naming the dotted key and its line."""
+        name = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in at).replace(".[", "[")
+        line = self.lines.get(at)
+        where = f"{self.path} line {line}" if line else self.path
+        return ConfigError(f"{where}: {name}: {message}")
+
+    def get(self, at: tuple[Any, ...], kind: type | tuple[type, ...], default: Any) -> Any:
+        """The value at a key path, type-checked, or the default when absent."""
+        node: Any = self.data
+        for part in at:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                return default
+        if node is None:
+            return default
+        if kind is bool and not isinstance(node, bool):
+            raise self.error(at, f"must be true or false, not {node!r}")
+        if (isinstance(node, bool) and kind is not bool) or not isinstance(node, kind):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise self.error(at, f"must be {names}, not {type(node).__name__}")
+        return node
+
+
+def resolve_env_ref(value: str, env: Mapping[str, str]) -> str | None:
+    """Resolve LiteLLM-style `os.environ/NAME` references; other strings pass through."""
+    if value.startswith("os.environ/"):
+        return env.get(value.removeprefix("os.environ/")) or None
+    return value
+
+
+def _positive(doc: _Doc, at: tuple[Any, ...], kind: type, default: Any) -> Any:
+    value = doc.get(at, (int, float) if kind is float else kind, default)
+    if value <= 0:
+        raise doc.error(at, f"must be greater than 0, not {value}")
+    return kind(value)
+
+
+def _scope_name(doc: _Doc, at: tuple[Any, ...], value: Any) -> str:
+    if not isinstance(value, str) or not SCOPE_RE.match(value):
+        raise doc.error(at, f"{value!r} is not a valid scope name (1-128 of A-Z a-z 0-9 . _ : @ -)")
+    return value
+
+
+def _scopes(doc: _Doc) -> ScopeRules:
+    sec = ("user_id_mappings",)
+    doc.get(sec, dict, {})
+    custom = doc.get((*sec, "custom_header"), str, "x-memory-user-id").strip().lower()
+    patterns = []
+    for i, entry in enumerate(doc.get((*sec, "header_patterns"), list, [])):
+        at = (*sec, "header_patterns", i)
+        if not isinstance(entry, dict):
+            raise doc.error(at, "must be a mapping with header, pattern and user_id")
+        for key in ("header", "pattern", "user_id"):
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise doc.error((*at, key), "is required and must be a non-empty string")
+        try:
+            compiled = re.compile(entry["pattern"], re.IGNORECASE)
+        except re.error as exc:
+            raise doc.error((*at, "pattern"), f"bad regular expression {entry['pattern']!r}: {exc}") from None
+        patterns.append(
+            HeaderPattern(entry["header"].lower(), compiled, _scope_name(doc, (*at, "user_id"), entry["user_id"]))
+        )
+    default = doc.get((*sec, "default_user_id"), str, "default-dev")
+    return ScopeRules(custom, tuple(patterns), _scope_name(doc, (*sec, "default_user_id"), default))
+
+
+def _memory(doc: _Doc) -> MemorySettings:
+    sec = ("memory",)
+    doc.get(sec, dict, {})
+    r = (*sec, "retrieval")
+    doc.get(r, dict, {})
+    retrieval = RetrievalSettings(
+        max_results=_positive(doc, (*r, "max_results"), int, 5),
+        max_context_chars=_positive(doc, (*r, "max_context_chars"), int, 4000),
+        query_strategy=doc.get((*r, "query_strategy"), str, "last_user"),
+        injection=doc.get((*r, "injection"), str, "before_last_user"),
+    )
+    if retrieval.injection not in INJECTION_MODES:
+        raise doc.error(
+            (*r, "injection"), f"unknown injection mode {retrieval.injection!r}; use one of {INJECTION_MODES}"
+        )
+    if retrieval.query_strategy not in QUERY_STRATEGIES:
+        raise doc.error(
+            (*r, "query_strategy"),
+            f"unknown query strategy {retrieval.query_strategy!r}; use one of {QUERY_STRATEGIES}",
+        )
+    doc.get((*sec, "capture"), dict, {})
+    models = {}
+    for key in ("enabled_for_models", "disabled_for_models"):
+        names = doc.get((*sec, key), list, [])
+        for i, name in enumerate(names):
+            if not isinstance(name, str):
+                raise doc.error((*sec, key, i), "must be a model name")
+        models[key] = tuple(names)
+    if models["enabled_for_models"] and models["disabled_for_models"]:
+        raise doc.error((*sec, "disabled_for_models"), "set enabled_for_models or disabled_for_models, not both")
+    return MemorySettings(
+        enabled=doc.get((*sec, "enabled"), bool, True),
+        retrieval=retrieval,
+        capture_enabled=doc.get((*sec, "capture", "enabled"), bool, True),
+        **models,
+    )
+
+
+def _keys(doc: _Doc, env: Mapping[str, str]) -> tuple[ApiKey, ...]:
+    keys = []
+    for i, entry in enumerate(doc.get(("auth", "keys"), list, [])):
+        at = ("auth", "keys", i)
+        if not isinstance(entry, dict):
+            raise doc.error(at, "must be a mapping with key and user_id or admin")
+        raw = entry.get("key")
+        if not isinstance(raw, str) or not raw:
+            raise doc.error((*at, "key"), "is required")
+        value = resolve_env_ref(raw, env)
+        if not value:
+            raise doc.error((*at, "key"), f"{raw} has no value (set that environment variable)")
+        admin = doc.get((*at, "admin"), bool, False)
+        user_id = entry.get("user_id")
+        if user_id is not None:
+            user_id = _scope_name(doc, (*at, "user_id"), user_id)
+        if not admin and user_id is None:
+            raise doc.error(at, "a key needs a user_id or admin: true")
+        keys.append(ApiKey(value, user_id, admin))
+    if len({k.key for k in keys}) != len(keys):
+        raise doc.error(("auth", "keys"), "two entries have the same key value")
+    return tuple(keys)
+
+
+def _models(doc: _Doc) -> tuple[ModelEntry, ...]:
+    out = []
+    for i, entry in enumerate(doc.get(("model_list",), list, [])):
+        if not isinstance(entry, dict) or not isinstance(entry.get("model_name"), str):
+            raise doc.error(("model_list", i), "needs a model_name")
+        params = entry.get("litellm_params") or {}
+        api_base = params.get("api_base") if isinstance(params, dict) else None
+        out.append(ModelEntry(entry["model_name"], api_base if isinstance(api_base, str) else ""))
+    return tuple(out)
+
+
+def _limits(doc: _Doc) -> ProxyLimits:
+    sec = ("proxy",)
+    doc.get(sec, dict, {})
+    origins = doc.get((*sec, "allowed_origins"), list, [])
+    for i, origin in enumerate(origins):
+        if not isinstance(origin, str) or not re.match(r"^https?://[^/]+$", origin):
+            raise doc.error((*sec, "allowed_origins", i), f"{origin!r} is not an origin like http://localhost:3000")
+    return ProxyLimits(
+        max_body_bytes=_positive(doc, (*sec, "max_body_mb"), float, 32) * 1024 * 1024 // 1,
+        connect_timeout=_positive(doc, (*sec, "connect_timeout"), float, 5.0),
+        read_timeout=_positive(doc, (*sec, "read_timeout"), float, 600.0),
+        max_concurrent_requests=_positive(doc, (*sec, "max_concurrent_requests"), int, 256),
+        allowed_origins=tuple(o.lower() for o in origins),
+        drain_seconds=_positive(doc, (*sec, "drain_seconds"), float, 20.0),
+    )
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"environment: {name}={raw!r} is not a port number")
+    return int(raw)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `env` (default: the process environment over `.env`) and config.yaml."""
+    if env is None:
+        env_file = os.environ.get("MEMORY_ENV_FILE", ".env")
+        file_values = dotenv_values(env_file) if env_file and Path(env_file).is_file() else {}
+        env = {**{k: v for k, v in file_values.items() if v is not None}, **os.environ}
+    config_path = env.get("MEMORY_CONFIG") or "./config.yaml"
+    try:
+        text = Path(config_path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"MEMORY_CONFIG={config_path}: cannot read the config file: {exc.strerror}") from None
+    doc = _Doc(text, config_path)
+    litellm_port = _port(env, "LITELLM_PORT", 8765)
+    base_url = (env.get("LITELLM_BASE_URL") or f"http://127.0.0.1:{litellm_port}").rstrip("/")
+    if not re.match(r"^https?://", base_url):
+        raise ConfigError(f"environment: LITELLM_BASE_URL={base_url!r} must start with http:// or https://")
+    settings = Settings(
+        host=env.get("MEMORY_HOST") or "127.0.0.1",
+        port=_port(env, "MEMORY_PORT", 8764),
+        litellm_base_url=base_url,
+        master_key=env.get("LITELLM_MASTER_KEY") or None,
+        config_path=config_path,
+        db_path=env.get("MEMORY_DB") or "./data/memory.db",
+        supermemory_api_key=env.get("SUPERMEMORY_API_KEY") or None,
+        scopes=_scopes(doc),
+        memory=_memory(doc),
+        keys=_keys(doc, env),
+        models=_models(doc),
+        limits=_limits(doc),
+    )
+    check_exposure(settings)
+    return settings
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve anonymous clients on a non-loopback address."""
+    if not settings.loopback and not settings.keys:
+        raise ConfigError(
+            f"MEMORY_HOST={settings.host} is not a loopback address and auth.keys is empty: "
+            "anonymous clients are only allowed on loopback; add auth.keys to config.yaml"
+        )

@@ -1,0 +1,39 @@
+"""The per-app objects the lifespan owns, shared by the route modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from app.config import Settings
+from app.models import ModelTable
+from app.proxy import Upstream
+from app.store import MemoryStore
+from app.writer import MemoryWriter
+
+
+@dataclass
+class Counters:
+    """Counts shown by /health: memory-step failures and refused requests."""
+
+    memory_errors: int = 0
+    store_errors: int = 0
+    overloaded: int = 0
+
+
+@dataclass
+class Context:
+    """Settings plus what the lifespan opened: the upstream client, the store and its writer."""
+
+    settings: Settings
+    models: ModelTable
+    upstream: Upstream
+    store: MemoryStore | None = None
+    writer: MemoryWriter | None = None
+    counters: Counters = field(default_factory=Counters)
+
+
+def ctx(request: Request) -> Context:
+    """The app's context from a request."""
+    return request.app.state.ctx

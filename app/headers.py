@@ -1,0 +1,51 @@
+"""Header hygiene between client, proxy and LiteLLM (RFC 9110 §7.6.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Never forwarded upstream: the client's credentials (replaced by the master key), its cookies,
+# and headers the HTTP client recomputes.
+_REQUEST_DROP = frozenset({"authorization", "x-api-key", "cookie", "host", "content-length", "expect"})
+_RESPONSE_DROP = frozenset({"content-length", "set-cookie", "server", "date"})
+
+
+def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
+    tokens = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def filter_headers(headers: Iterable[tuple[str, str]], drop: frozenset[str]) -> list[tuple[str, str]]:
+    """The end-to-end headers: hop-by-hop ones, those named in Connection, and `drop` removed."""
+    pairs = list(headers)
+    named = _connection_tokens(pairs)
+    return [(n, v) for n, v in pairs if (low := n.lower()) not in HOP_BY_HOP and low not in named and low not in drop]
+
+
+def upstream_request_headers(client: Iterable[tuple[str, str]], master_key: str | None) -> list[tuple[str, str]]:
+    """Headers to send to LiteLLM: filtered, with the client's credential swapped for the master key."""
+    out = filter_headers(client, _REQUEST_DROP)
+    if master_key:
+        out.append(("authorization", f"Bearer {master_key}"))
+    return out
+
+
+def client_response_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Headers to return to the client from LiteLLM's response."""
+    return filter_headers(upstream, _RESPONSE_DROP)

@@ -1,0 +1,85 @@
+"""The memory proxy's ASGI app: where every request goes.
+
+Request path: Guard (origin/host checks, auth, load shedding, access log) →
+  /health, /health/readiness            → routes.health / routes.readiness (no auth)
+  /memory-routing/info                  → routes.routing_info
+  /v1/memories…                         → memory_api (scoped memory CRUD)
+  POST /v1/chat/completions, /chat/completions, /v1/messages
+                                        → chat.chat (scope, recall, inject, forward, capture)
+  anything else                         → routes.forward (raw pass-through to LiteLLM)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from app import chat, memory_api, routes
+from app.config import ConfigError, Settings, load_settings
+from app.context import Context
+from app.guard import Guard
+from app.models import ModelTable
+from app.proxy import Upstream
+from app.store import SqliteStore
+from app.writer import MemoryWriter
+
+log = logging.getLogger("memory_proxy")
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def open_store(settings: Settings) -> SqliteStore:
+    """The configured memory store."""
+    if settings.db_path.startswith(("postgresql://", "postgres://")):
+        raise NotImplementedError("the PostgreSQL backend is not built yet; use a SQLite path for MEMORY_DB")
+    return SqliteStore(settings.db_path)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app for `settings`; the lifespan opens the upstream client and the store."""
+    context = Context(settings, ModelTable(settings.models), Upstream(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await context.upstream.start()
+        if settings.memory.enabled:
+            try:
+                context.store = open_store(settings)
+                context.writer = MemoryWriter(context.store)
+                context.writer.start()
+            except Exception as exc:  # the proxy still serves chats without memory
+                log.error("memory store at %s failed to open: %s", settings.db_path, exc)
+        try:
+            yield
+        finally:
+            if context.writer is not None:
+                await context.writer.stop()
+            if context.store is not None:
+                context.store.close()
+            await context.upstream.close()
+
+    app = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.ctx = context
+    app.add_api_route("/health", routes.health, methods=["GET"])
+    app.add_api_route("/health/readiness", routes.readiness, methods=["GET"])
+    app.add_api_route("/memory-routing/info", routes.routing_info, methods=["GET"])
+    app.include_router(memory_api.router)
+    for path in ("/v1/chat/completions", "/chat/completions", "/v1/messages"):
+        app.add_api_route(path, chat.chat, methods=["POST"])
+    app.add_api_route("/{path:path}", routes.forward, methods=ALL_METHODS)
+    app.add_middleware(Guard, settings=settings, counters=context.counters)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """`uvicorn app.main:app` builds the app from the environment on first access, not at import."""
+    if name == "app":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            return create_app(load_settings())
+        except ConfigError as exc:
+            raise SystemExit(f"memory proxy: configuration error: {exc}") from None
+    raise AttributeError(name)

@@ -1,0 +1,234 @@
+"""The memory REST API (SPEC §5): list, search, add, get, delete, forget, export, import."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.auth import Principal
+from app.context import ctx
+from app.errors import error_response
+from app.proxy import BodyTooLarge, read_body
+from app.scopes import InvalidScope, resolve_scope, validate_scope
+from app.store import MemoryStore, NewMemory
+
+router = APIRouter(prefix="/v1/memories")
+MAX_LIMIT = 1000
+ROLES = frozenset({"user", "assistant", "note", "system"})
+
+
+class ApiError(Exception):
+    """An error answer of the memory API."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _store(request: Request) -> MemoryStore:
+    store = ctx(request).store
+    if store is None:
+        raise ApiError(503, "the memory store is unavailable")
+    return store
+
+
+def _scope(request: Request, explicit: str | None) -> str:
+    """The scope a call acts on: explicit `user_id` if allowed, else the caller's own."""
+    principal: Principal = request.scope["state"]["principal"]
+    try:
+        if explicit is None:
+            return resolve_scope(ctx(request).settings.scopes, request.headers, principal).user_id
+        scope = validate_scope(explicit)
+    except InvalidScope as exc:
+        raise ApiError(400, str(exc)) from None
+    if not principal.may_use(scope):
+        raise ApiError(403, f"this key may not use scope {scope!r}")
+    return scope
+
+
+def _limit(request: Request, default: int) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def _timestamp(value: Any, where: str) -> float:
+    if isinstance(value, bool):
+        raise ApiError(400, f"{where}: created_at must be an ISO-8601 time or a Unix timestamp")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError(400, f"{where}: created_at {value[:40]!r} is not an ISO-8601 time") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    raise ApiError(400, f"{where}: created_at must be an ISO-8601 time or a Unix timestamp")
+
+
+def _new_memory(request: Request, item: Any, where: str, default_role: str) -> NewMemory:
+    if not isinstance(item, dict):
+        raise ApiError(400, f"{where}: expected a JSON object")
+    content = item.get("content")
+    if not isinstance(content, str) or not content.strip():
+        raise ApiError(400, f"{where}: content must be a non-empty string")
+    role = item.get("role", default_role)
+    if role not in ROLES:
+        raise ApiError(400, f"{where}: role must be one of {sorted(ROLES)}")
+    metadata = item.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ApiError(400, f"{where}: metadata must be a JSON object")
+    user_id = item.get("user_id")
+    if user_id is not None and not isinstance(user_id, str):
+        raise ApiError(400, f"{where}: user_id must be a string")
+    model = item.get("model")
+    kwargs: dict[str, Any] = {}
+    if item.get("created_at") is not None:
+        kwargs["created_at"] = _timestamp(item["created_at"], where)
+    return NewMemory(
+        _scope(request, user_id),
+        role,
+        content.strip(),
+        model=model if isinstance(model, str) else None,
+        metadata=metadata,
+        **kwargs,
+    )
+
+
+async def _body(request: Request) -> bytes:
+    try:
+        return await read_body(request, ctx(request).settings.limits.max_body_bytes)
+    except BodyTooLarge:
+        raise ApiError(413, "request body is larger than the configured limit") from None
+
+
+def handle_api_errors(func):  # type: ignore[no-untyped-def]
+    """Turn ApiError and bad cursors into OpenAI-shaped error responses."""
+    import functools
+
+    @functools.wraps(func)
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await func(request)
+        except ApiError as exc:
+            return error_response(False, exc.status, str(exc))
+        except ValueError as exc:
+            return error_response(False, 400, str(exc))
+
+    return wrapper
+
+
+@router.get("")
+@handle_api_errors
+async def list_memories(request: Request) -> Response:
+    """Newest first, with cursor pagination."""
+    scope = _scope(request, request.query_params.get("user_id"))
+    items, cursor = await anyio.to_thread.run_sync(
+        _store(request).list, scope, _limit(request, 50), request.query_params.get("cursor")
+    )
+    return _json({"data": [m.to_json() for m in items], "next_cursor": cursor})
+
+
+@router.get("/search")
+@handle_api_errors
+async def search_memories(request: Request) -> Response:
+    """Best matches first, each with a `score`."""
+    scope = _scope(request, request.query_params.get("user_id"))
+    q = request.query_params.get("q", "")
+    if not q.strip():
+        raise ApiError(400, "q is required")
+    found = await anyio.to_thread.run_sync(_store(request).search, scope, q, _limit(request, 10))
+    return _json({"data": [{**m.to_json(), "score": score} for m, score in found]})
+
+
+@router.post("")
+@handle_api_errors
+async def add_memory(request: Request) -> Response:
+    """Add one memory; 201 with the stored memory (or the existing one for a duplicate)."""
+    try:
+        item = orjson.loads(await _body(request))
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    new = _new_memory(request, item, "body", "note")
+    store = _store(request)
+    added = await anyio.to_thread.run_sync(store.add_many, [new])
+    if added:
+        return _json(added[0].to_json(), 201)
+    existing = await anyio.to_thread.run_sync(store.find_duplicate, new)
+    return _json(existing.to_json() if existing else None, 200)
+
+
+@router.get("/export")
+@handle_api_errors
+async def export_memories(request: Request) -> Response:
+    """JSON Lines, oldest first, in the shape import takes."""
+    scope = _scope(request, request.query_params.get("user_id"))
+    store = _store(request)
+    items = await anyio.to_thread.run_sync(lambda: list(store.export(scope)))
+    body = b"".join(orjson.dumps(m.to_json()) + b"\n" for m in items)
+    return Response(body, media_type="application/x-ndjson")
+
+
+@router.post("/import")
+@handle_api_errors
+async def import_memories(request: Request) -> Response:
+    """JSON Lines in; every line is checked before any is written."""
+    items = []
+    for number, line in enumerate((await _body(request)).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            parsed = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise ApiError(400, f"line {number}: not valid JSON") from None
+        items.append(_new_memory(request, parsed, f"line {number}", "user"))
+    added = await anyio.to_thread.run_sync(_store(request).add_many, items)
+    return _json({"imported": len(added), "skipped": len(items) - len(added)})
+
+
+@router.get("/{memory_id}")
+@handle_api_errors
+async def get_memory(request: Request) -> Response:
+    """One memory of the caller's scope; 404 if absent or another scope's."""
+    scope = _scope(request, request.query_params.get("user_id"))
+    found = await anyio.to_thread.run_sync(_store(request).get, scope, request.path_params["memory_id"])
+    if found is None:
+        raise ApiError(404, "no such memory in this scope")
+    return _json(found.to_json())
+
+
+@router.delete("/{memory_id}")
+@handle_api_errors
+async def delete_memory(request: Request) -> Response:
+    """204, or 404 if absent or another scope's."""
+    scope = _scope(request, request.query_params.get("user_id"))
+    if not await anyio.to_thread.run_sync(_store(request).delete, scope, request.path_params["memory_id"]):
+        raise ApiError(404, "no such memory in this scope")
+    return Response(status_code=204)
+
+
+@router.delete("")
+@handle_api_errors
+async def forget_scope(request: Request) -> Response:
+    """Forget a whole scope: every row and index entry."""
+    explicit = request.query_params.get("user_id")
+    if not explicit:
+        raise ApiError(400, "user_id is required to forget a scope")
+    scope = _scope(request, explicit)
+    deleted = await anyio.to_thread.run_sync(_store(request).forget, scope)
+    return _json({"deleted": deleted})

@@ -1,0 +1,204 @@
+"""Forwarding to LiteLLM: the pooled upstream client and the streaming pass-through response."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import anyio
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from app.config import Settings
+from app.errors import error_body, stream_error_event
+from app.headers import client_response_headers
+
+log = logging.getLogger("memory_proxy.proxy")
+
+
+class BodyTooLarge(Exception):
+    """The client's body passed the configured limit."""
+
+
+class Upstream:
+    """Owns the one pooled aiohttp session to LiteLLM for this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.base_url = settings.litellm_base_url
+        self._limits = settings.limits
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the pooled session (inside the running loop)."""
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=self._limits.connect_timeout, sock_read=self._limits.read_timeout
+            ),
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
+
+    async def close(self) -> None:
+        """Close the session and its pooled connections."""
+        if self.session is not None:
+            await self.session.close()
+
+    async def probe(self) -> dict[str, Any]:
+        """Ask LiteLLM's cheap liveliness endpoint (never /health, which calls every model)."""
+        started = time.perf_counter()
+        try:
+            assert self.session is not None
+            async with self.session.get(
+                f"{self.base_url}/health/liveliness", timeout=aiohttp.ClientTimeout(total=2)
+            ) as resp:
+                await resp.read()
+                ok = resp.status == 200
+                out: dict[str, Any] = {"status": "reachable" if ok else "unhealthy", "http_status": resp.status}
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            out = {"status": "unreachable", "error": type(exc).__name__}
+        out["url"] = self.base_url
+        out["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return out
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole request body, refusing past `limit` bytes before buffering more."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class ProxyResponse:
+    """An ASGI response that makes exactly one upstream request and relays it as raw bytes.
+
+    It watches for client disconnects the whole time (before the first byte too), so an
+    abandoned request is cancelled upstream at once.
+    """
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        method: str,
+        path_qs: str,
+        headers: list[tuple[str, str]],
+        body: bytes | AsyncIterator[bytes],
+        anthropic: bool,
+        extra_headers: list[tuple[str, str]] | None = None,
+        tap: Callable[[bytes], None] | None = None,
+        on_complete: Callable[[int], None] | None = None,
+        body_size_exceeded: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.upstream = upstream
+        self.method = method
+        self.url = upstream.base_url + path_qs
+        self.headers = headers
+        self.body = body
+        self.anthropic = anthropic
+        self.extra_headers = extra_headers or []
+        self.tap = tap
+        self.on_complete = on_complete
+        self.body_size_exceeded = body_size_exceeded
+        self.body_done = anyio.Event()
+        self.status = 0
+        if isinstance(body, bytes):
+            self.body_done.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
+            try:
+                await self._relay(send)
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def _watch_disconnect(self, receive: Receive, cancel: anyio.CancelScope) -> None:
+        await self.body_done.wait()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                cancel.cancel()
+                return
+
+    async def _counted_body(self) -> AsyncIterator[bytes]:
+        assert not isinstance(self.body, bytes)
+        async for chunk in self.body:
+            yield chunk
+        self.body_done.set()
+
+    async def _send_error(self, send: Send, status: int, message: str, headers: list[tuple[str, str]] = ()) -> None:
+        self.status = status
+        body = error_body(self.anthropic, status, message)
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        raw += [(n.encode(), v.encode()) for n, v in (*self.extra_headers, *headers)]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _relay(self, send: Send) -> None:
+        session = self.upstream.session
+        assert session is not None
+        data = self.body if isinstance(self.body, bytes) else self._counted_body()
+        try:
+            resp_cm = session.request(self.method, self.url, headers=self.headers, data=data, allow_redirects=False)
+            resp = await resp_cm.__aenter__()
+        except BodyTooLarge:
+            return await self._send_error(send, 413, "request body is larger than the configured limit")
+        except aiohttp.ClientConnectorError:
+            return await self._send_error(send, 502, "LiteLLM is unreachable at the configured LITELLM_BASE_URL")
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            return await self._send_error(send, 504, "LiteLLM did not answer in time")
+        except aiohttp.ClientError as exc:
+            if self.body_size_exceeded():
+                return await self._send_error(send, 413, "request body is larger than the configured limit")
+            return await self._send_error(send, 502, f"upstream connection failed ({type(exc).__name__})")
+        self.body_done.set()
+        try:
+            await self._relay_response(resp, send)
+        finally:
+            await resp_cm.__aexit__(None, None, None)
+
+    async def _relay_response(self, resp: aiohttp.ClientResponse, send: Send) -> None:
+        self.status = resp.status
+        headers = client_response_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers)
+        raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in (*headers, *self.extra_headers)]
+        await send({"type": "http.response.start", "status": resp.status, "headers": raw})
+        tap = self.tap if 200 <= resp.status < 300 else None
+        try:
+            async for chunk in resp.content.iter_any():
+                if tap is not None:
+                    tap(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            reason = (
+                "upstream timed out mid-response"
+                if isinstance(exc, asyncio.TimeoutError)
+                else "upstream broke mid-response"
+            )
+            log.warning("%s %s: %s (%s)", self.method, self.url.split("?")[0], reason, type(exc).__name__)
+            if "text/event-stream" in resp.headers.get("content-type", ""):
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": stream_error_event(self.anthropic, reason),
+                        "more_body": True,
+                    }
+                )
+            await send({"type": "http.response.body", "body": b""})
+            self.status = 502
+            return
+        await send({"type": "http.response.body", "body": b""})
+        if self.on_complete is not None:
+            self.on_complete(resp.status)

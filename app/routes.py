@@ -1,0 +1,105 @@
+"""Health, routing info and the catch-all pass-through to LiteLLM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from app.context import ctx
+from app.errors import error_response, is_anthropic
+from app.headers import upstream_request_headers
+from app.proxy import BodyTooLarge, ProxyResponse
+from app.scopes import InvalidScope, resolve_scope
+
+
+async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
+    c = ctx(request)
+    litellm = await c.upstream.probe()
+    store: dict[str, Any] = {"status": "ok"}
+    if c.store is None:
+        store = {"status": "unavailable"}
+    else:
+        try:
+            await anyio.to_thread.run_sync(c.store.ping)
+        except Exception as exc:
+            store = {"status": "error", "error": type(exc).__name__}
+    if c.writer is not None:
+        store.update(
+            pending_writes=c.writer.queue.qsize(),
+            written=c.writer.written,
+            write_failures=c.writer.failures,
+            dropped=c.writer.dropped,
+        )
+        if c.writer.last_error:
+            store["status"] = "error"
+            store["error"] = c.writer.last_error
+    store["memory_errors"] = c.counters.memory_errors
+    ok = litellm["status"] == "reachable" and store["status"] == "ok"
+    return ok, {"status": "healthy" if ok else "degraded", "litellm": litellm, "memory_store": store}
+
+
+async def health(request: Request) -> Response:
+    """GET /health: always 200; `degraded` when LiteLLM or the store is down."""
+    _, report = await _health_report(request)
+    return JSONResponse(report)
+
+
+async def readiness(request: Request) -> Response:
+    """GET /health/readiness: 503 unless LiteLLM and the store both work."""
+    ok, report = await _health_report(request)
+    return JSONResponse(report, status_code=200 if ok else 503)
+
+
+async def routing_info(request: Request) -> Response:
+    """GET /memory-routing/info: how this caller's headers resolve to a scope."""
+    c = ctx(request)
+    try:
+        d = resolve_scope(c.settings.scopes, request.headers, request.scope["state"]["principal"])
+    except InvalidScope as exc:
+        return error_response(is_anthropic(request.url.path, request.headers), 400, str(exc))
+    return JSONResponse(
+        {
+            "user_id": d.user_id,
+            "matched_pattern": d.matched_pattern,
+            "custom_header_present": d.custom_header_present,
+            "is_default": d.is_default,
+        }
+    )
+
+
+async def forward(request: Request) -> Response:
+    """Every other method and path: streamed to LiteLLM and back unchanged."""
+    c = ctx(request)
+    anthropic = is_anthropic(request.url.path, request.headers)
+    limit = c.settings.limits.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return error_response(anthropic, 413, "request body is larger than the configured limit")
+    exceeded = False
+
+    async def body():
+        nonlocal exceeded
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                exceeded = True
+                raise BodyTooLarge
+            if chunk:
+                yield chunk
+
+    has_body = request.method not in ("GET", "HEAD", "OPTIONS", "DELETE") or declared not in (None, "0")
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    headers = upstream_request_headers(request.headers.items(), c.settings.master_key)
+    return ProxyResponse(
+        c.upstream,
+        request.method,
+        path,
+        headers,
+        body() if has_body else b"",
+        anthropic,
+        body_size_exceeded=lambda: exceeded,
+    )

@@ -1,0 +1,360 @@
+"""The memory store: SQLite with WAL, FTS5 and numbered migrations; every query scoped at one point."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from app import textindex
+
+try:  # a current SQLite (FTS5 secure-delete) where the wheel exists
+    import pysqlite3.dbapi2 as sqlite3
+except ImportError:  # pragma: no cover - platforms without the wheel
+    import sqlite3  # type: ignore[no-redef]
+
+SEARCH_WEIGHTS = (1.0, 0.3, 0.0)  # content, context (neighbouring turns, date), scope token
+NEIGHBOUR_CHARS = 600
+
+
+@dataclass(frozen=True)
+class NewMemory:
+    """A memory to be written."""
+
+    user_id: str
+    role: str
+    content: str
+    created_at: float = field(default_factory=time.time)
+    model: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A stored memory (SPEC §5)."""
+
+    id: str
+    user_id: str
+    role: str
+    content: str
+    created_at: float
+    model: str | None
+    metadata: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The API shape, with an ISO-8601 UTC `created_at`."""
+        return {
+            "id": self.id,
+            "user_id": self.user_id,
+            "role": self.role,
+            "content": self.content,
+            "created_at": iso(self.created_at),
+            "model": self.model,
+            "metadata": self.metadata,
+        }
+
+
+def iso(ts: float) -> str:
+    """A UTC timestamp as ISO-8601 with a Z suffix."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+class MemoryStore(Protocol):
+    """What every backend offers; each call names its scope."""
+
+    def add_many(self, items: list[NewMemory]) -> list[Memory]: ...
+    def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]: ...
+    def get(self, user_id: str, memory_id: str) -> Memory | None: ...
+    def find_duplicate(self, item: NewMemory) -> Memory | None: ...
+    def delete(self, user_id: str, memory_id: str) -> bool: ...
+    def forget(self, user_id: str) -> int: ...
+    def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]: ...
+    def export(self, user_id: str) -> Iterator[Memory]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _hash(role: str, content: str) -> str:
+    return hashlib.blake2b(f"{role}\0{content}".encode(), digest_size=16).hexdigest()
+
+
+def _m001_initial(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE memories (
+            rowid INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            user_id TEXT NOT NULL,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            model TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE UNIQUE INDEX memories_dedup ON memories(user_id, content_hash);
+        CREATE INDEX memories_scope_time ON memories(user_id, created_at DESC, rowid DESC);
+        CREATE VIRTUAL TABLE memories_fts USING fts5(
+            content, context, scope, tokenize = 'porter unicode61 remove_diacritics 2'
+        );
+        """
+    )
+    if sqlite3.sqlite_version_info >= (3, 42):
+        db.execute("INSERT INTO memories_fts(memories_fts, rank) VALUES ('secure-delete', 1)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
+_COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata"
+
+
+def _row(r: tuple[Any, ...]) -> Memory:
+    return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]))
+
+
+class SqliteStore:
+    """SQLite backend. Reads go through `_scoped`, which refuses SQL not bound to a scope."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._migrate()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def _migrate(self) -> None:
+        db = self._conn()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                    "applied_at REAL NOT NULL)"
+                )
+                done = {v for (v,) in db.execute("SELECT version FROM schema_migrations")}
+                for version, migration in enumerate(MIGRATIONS, start=1):
+                    if version not in done:
+                        migration(db)
+                        db.execute(
+                            "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, migration.__name__, time.time())
+                        )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def _scoped(self, user_id: str, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """The one door for scoped statements: the SQL must filter on `m.user_id = ?` first."""
+        if "m.user_id = ?" not in sql:
+            raise AssertionError("scoped SQL must filter on m.user_id = ?")
+        return self._conn().execute(sql, (user_id, *params))
+
+    def add_many(self, items: list[NewMemory]) -> list[Memory]:
+        """Insert memories in one transaction; a duplicate (same scope, role, text) is skipped."""
+        if not items:
+            return []
+        db = self._conn()
+        out = []
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for item in items:
+                    memory = self._insert(db, item)
+                    if memory is not None:
+                        out.append(memory)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return out
+
+    def _insert(self, db: sqlite3.Connection, item: NewMemory) -> Memory | None:
+        memory = Memory(
+            "mem_" + secrets.token_hex(10),
+            item.user_id,
+            item.role,
+            item.content,
+            item.created_at,
+            item.model,
+            item.metadata,
+        )
+        cur = db.execute(
+            "INSERT OR IGNORE INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                memory.id,
+                item.user_id,
+                item.role,
+                item.content,
+                _hash(item.role, item.content),
+                item.created_at,
+                item.model,
+                orjson.dumps(item.metadata).decode(),
+            ),
+        )
+        if cur.rowcount == 0:
+            return None
+        rowid = cur.lastrowid
+        # Index each turn with its neighbours (lower weight) and its date: recall finds a turn
+        # by words of the exchange around it, as a person remembers a conversation.
+        prev = db.execute(
+            "SELECT m.rowid, m.content FROM memories m WHERE m.user_id = ? AND m.rowid < ? "
+            "ORDER BY m.rowid DESC LIMIT 1",
+            (item.user_id, rowid),
+        ).fetchone()
+        context = textindex.date_words(item.created_at)
+        if prev is not None:
+            context += "\n" + prev[1][:NEIGHBOUR_CHARS]
+            old = db.execute("SELECT context FROM memories_fts WHERE rowid = ?", (prev[0],)).fetchone()
+            if old is not None:
+                db.execute(
+                    "UPDATE memories_fts SET context = ? WHERE rowid = ?",
+                    (old[0] + "\n" + item.content[:NEIGHBOUR_CHARS], prev[0]),
+                )
+        db.execute(
+            "INSERT INTO memories_fts (rowid, content, context, scope) VALUES (?, ?, ?, ?)",
+            (rowid, item.content, context, textindex.scope_token(item.user_id)),
+        )
+        return memory
+
+    def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]:
+        """Newest first; `cursor` is the opaque value of a previous page's `next_cursor`."""
+        after: tuple[Any, ...] = ()
+        sql = f"SELECT {_COLUMNS}, m.rowid FROM memories m WHERE m.user_id = ?"
+        if cursor:
+            ts, _, rid = cursor.partition("_")
+            try:
+                after = (float(ts), float(ts), int(rid))
+            except ValueError:
+                raise ValueError("cursor is not one this server issued") from None
+            sql += " AND (m.created_at < ? OR (m.created_at = ? AND m.rowid < ?))"
+        sql += " ORDER BY m.created_at DESC, m.rowid DESC LIMIT ?"
+        rows = self._scoped(user_id, sql, (*after, limit + 1)).fetchall()
+        page = rows[:limit]
+        next_cursor = f"{page[-1][4]!r}_{page[-1][7]}" if len(rows) > limit else None
+        return [_row(r) for r in page], next_cursor
+
+    def get(self, user_id: str, memory_id: str) -> Memory | None:
+        """One memory of this scope, or None."""
+        r = self._scoped(user_id, f"SELECT {_COLUMNS} FROM memories m WHERE m.user_id = ? AND m.id = ?", (memory_id,))
+        row = r.fetchone()
+        return _row(row) if row else None
+
+    def find_duplicate(self, item: NewMemory) -> Memory | None:
+        """The stored memory with the same scope, role and text as `item`, if any."""
+        row = self._scoped(
+            item.user_id,
+            f"SELECT {_COLUMNS} FROM memories m WHERE m.user_id = ? AND m.content_hash = ?",
+            (_hash(item.role, item.content),),
+        ).fetchone()
+        return _row(row) if row else None
+
+    def delete(self, user_id: str, memory_id: str) -> bool:
+        """Delete one memory of this scope with its index entry; False when absent."""
+        with self._write_lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._scoped(
+                    user_id, "SELECT m.rowid FROM memories m WHERE m.user_id = ? AND m.id = ?", (memory_id,)
+                ).fetchone()
+                if row:
+                    db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row[0],))
+                    db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return row is not None
+
+    def forget(self, user_id: str) -> int:
+        """Delete every memory and index entry of a scope, and purge the bytes from the files."""
+        with self._write_lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rowids = [r for (r,) in self._scoped(user_id, "SELECT m.rowid FROM memories m WHERE m.user_id = ?")]
+                db.executemany("DELETE FROM memories_fts WHERE rowid = ?", ((r,) for r in rowids))
+                db.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            if sqlite3.sqlite_version_info < (3, 42):
+                db.execute("INSERT INTO memories_fts(memories_fts) VALUES ('optimize')")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return len(rowids)
+
+    def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]:
+        """Best matches within the scope, with a positive relevance score."""
+        expr = textindex.match_expression(user_id, query)
+        if expr is None:
+            return []
+        weights = ", ".join(str(w) for w in SEARCH_WEIGHTS)
+        rows = self._scoped(
+            user_id,
+            f"SELECT {_COLUMNS}, -bm25(memories_fts, {weights}) AS score FROM memories_fts "
+            "JOIN memories m ON m.rowid = memories_fts.rowid "
+            "WHERE m.user_id = ? AND memories_fts MATCH ? ORDER BY score DESC LIMIT ?",
+            (expr, limit),
+        ).fetchall()
+        return [(_row(r), round(r[7], 4)) for r in rows]
+
+    def export(self, user_id: str) -> Iterator[Memory]:
+        """Every memory of a scope, oldest first."""
+        cur = self._scoped(
+            user_id, f"SELECT {_COLUMNS} FROM memories m WHERE m.user_id = ? ORDER BY m.created_at, m.rowid"
+        )
+        for r in cur:
+            yield _row(r)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per scope (an operator's view, not scoped)."""
+        rows = self._conn().execute("SELECT user_id, COUNT(*) FROM memories GROUP BY user_id ORDER BY 2 DESC")
+        scopes = dict(rows.fetchall())
+        size = sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+        return {
+            "backend": "sqlite",
+            "path": self.path,
+            "memories": sum(scopes.values()),
+            "scopes": scopes,
+            "bytes": size,
+        }
+
+    def ping(self) -> None:
+        """Raise when the database cannot be read or written."""
+        db = self._conn()
+        db.execute("SELECT 1 FROM schema_migrations LIMIT 1").fetchone()
+
+    def close(self) -> None:
+        """Close every connection this store opened."""
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()

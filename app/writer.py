@@ -1,0 +1,72 @@
+"""Capture off the response path: one background writer that batches memory inserts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import anyio.to_thread
+
+from app.store import MemoryStore, NewMemory
+
+log = logging.getLogger("memory_proxy.writer")
+BATCH = 512
+
+
+class MemoryWriter:
+    """Owns the queue of captured turns and the task that writes them in batches."""
+
+    def __init__(self, store: MemoryStore, max_pending: int = 100_000) -> None:
+        self.store = store
+        self.queue: asyncio.Queue[NewMemory] = asyncio.Queue(max_pending)
+        self.written = 0
+        self.failures = 0
+        self.dropped = 0
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the background task (inside the running loop)."""
+        self._task = asyncio.create_task(self._run(), name="memory-writer")
+
+    def submit(self, items: list[NewMemory]) -> None:
+        """Queue memories for writing; never blocks the caller."""
+        for item in items:
+            try:
+                self.queue.put_nowait(item)
+            except asyncio.QueueFull:
+                self.dropped += 1
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                await anyio.to_thread.run_sync(self.store.add_many, batch)
+                self.written += len(batch)
+                self.last_error = None
+            except Exception as exc:  # a failing store must not stop capture for good
+                self.failures += 1
+                self.last_error = type(exc).__name__
+                log.warning("memory write of %d items failed: %s", len(batch), type(exc).__name__)
+            finally:
+                for _ in batch:
+                    self.queue.task_done()
+
+    async def flush(self, seconds: float = 10.0) -> None:
+        """Wait until everything queued so far is written (or failed)."""
+        try:
+            await asyncio.wait_for(self.queue.join(), seconds)
+        except TimeoutError:
+            log.warning("memory writer flush timed out with %d pending", self.queue.qsize())
+
+    async def stop(self) -> None:
+        """Flush pending writes, then stop the task."""
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
