@@ -1,0 +1,27 @@
+"""Shared fixtures: keep every test away from the developer's real .env, keys and database."""
+
+from __future__ import annotations
+
+import pytest
+
+SPEC_ENV = (
+    "MEMORY_HOST",
+    "MEMORY_PORT",
+    "LITELLM_PORT",
+    "LITELLM_BASE_URL",
+    "LITELLM_MASTER_KEY",
+    "MEMORY_CONFIG",
+    "MEMORY_DB",
+    "SUPERMEMORY_API_KEY",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads the developer's .env or provider keys, or touches ./data/memory.db."""
+    for name in SPEC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "PYCHARM_PROXY_KEY", "ADMIN_PROXY_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MEMORY_ENV_FILE", "")
+    monkeypatch.setenv("MEMORY_DB", str(tmp_path_factory.mktemp("db") / "memory.db"))

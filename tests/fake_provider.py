@@ -1,0 +1,200 @@
+"""A fake LLM provider for the end-to-end tests: OpenAI and Anthropic endpoints on loopback.
+
+It records every request (path, headers, body) at GET /_requests. The last user message steers
+faults: `FAULT:break` cuts a stream midway, `FAULT:slow` sends a chunk every 200 ms,
+`FAULT:status=503` answers that status with Retry-After, `FAULT:hang` never answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+
+from aiohttp import web
+
+REQUESTS: list[dict] = []
+
+
+def _last_user_text(body: dict) -> str:
+    for m in reversed(body.get("messages") or []):
+        if m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, str):
+                return c
+            return " ".join(b.get("text", "") for b in c if isinstance(b, dict))
+    return ""
+
+
+def _reply_for(body: dict) -> str:
+    text = _last_user_text(body)
+    return f"Fake reply to: {text[-60:]}"
+
+
+def _words(reply: str) -> list[str]:
+    return re.findall(r"\S+\s*", reply) or [reply]
+
+
+async def _fault(request: web.Request, body: dict) -> web.StreamResponse | None:
+    text = _last_user_text(body)
+    if "FAULT:hang" in text:
+        await asyncio.sleep(3600)
+    m = re.search(r"FAULT:status=(\d{3})", text)
+    if m:
+        return web.json_response(
+            {"error": {"message": "fake provider failure", "type": "server_error"}},
+            status=int(m.group(1)),
+            headers={"Retry-After": "7"},
+        )
+    return None
+
+
+async def _record(request: web.Request) -> dict:
+    raw = await request.read()
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        body = {"_raw": raw.decode("utf-8", "replace")}
+    REQUESTS.append({"path": request.path, "headers": dict(request.headers), "body": body, "at": time.time()})
+    return body
+
+
+async def _sse(request: web.Request, events: list[bytes], text: str) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    delay = 0.2 if "FAULT:slow" in text else 0.0
+    for i, event in enumerate(events):
+        if "FAULT:break" in text and i == len(events) // 2:
+            request.transport.close()  # a provider dying mid-stream
+            return resp
+        await resp.write(event)
+        if delay:
+            await asyncio.sleep(delay)
+    await resp.write_eof()
+    return resp
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body = await _record(request)
+    fault = await _fault(request, body)
+    if fault is not None:
+        return fault
+    reply = _reply_for(body)
+    model = body.get("model", "fake-model")
+    created = int(time.time())
+    if not body.get("stream"):
+        return web.json_response(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
+        )
+
+    def chunk(delta: dict, finish: str | None = None) -> bytes:
+        obj = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": w}) for w in _words(reply)]
+    events += [chunk({}, "stop"), b"data: [DONE]\n\n"]
+    return await _sse(request, events, _last_user_text(body))
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    body = await _record(request)
+    fault = await _fault(request, body)
+    if fault is not None:
+        return fault
+    reply = _reply_for(body)
+    model = body.get("model", "claude-fake")
+    message = {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": reply}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 5},
+    }
+    if not body.get("stream"):
+        return web.json_response(message)
+
+    def event(kind: str, data: dict) -> bytes:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+    start = {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": 10, "output_tokens": 0}}
+    events = [
+        event("message_start", {"message": start}),
+        event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+    ]
+    events += [
+        event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}}) for w in _words(reply)
+    ]
+    events += [
+        event("content_block_stop", {"index": 0}),
+        event(
+            "message_delta",
+            {"delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 5}},
+        ),
+        event("message_stop", {}),
+    ]
+    return await _sse(request, events, _last_user_text(body))
+
+
+async def models(request: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    body = await _record(request)
+    inputs = body.get("input")
+    count = len(inputs) if isinstance(inputs, list) else 1
+    return web.json_response(
+        {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(count)],
+            "model": body.get("model", "fake-embed"),
+            "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        }
+    )
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    return web.json_response(REQUESTS)
+
+
+async def clear_requests(request: web.Request) -> web.Response:
+    REQUESTS.clear()
+    return web.json_response({"cleared": True})
+
+
+def build_app() -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/_requests", list_requests)
+    app.router.add_delete("/_requests", clear_requests)
+    # Any prefix: models can point at http://127.0.0.1:PORT/<anything>/v1.
+    app.router.add_post(r"/{prefix:.*}chat/completions", chat_completions)
+    app.router.add_post(r"/{prefix:.*}messages", messages)
+    app.router.add_post(r"/{prefix:.*}embeddings", embeddings)
+    app.router.add_get(r"/{prefix:.*}models", models)
+    return app
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    web.run_app(build_app(), host="127.0.0.1", port=args.port, print=None, access_log=None)
