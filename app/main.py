@@ -63,13 +63,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = context
-    app.add_api_route("/health", routes.health, methods=["GET"])
-    app.add_api_route("/health/readiness", routes.readiness, methods=["GET"])
-    app.add_api_route("/memory-routing/info", routes.routing_info, methods=["GET"])
+    app.add_route("/health", routes.health, methods=["GET"])
+    app.add_route("/health/readiness", routes.readiness, methods=["GET"])
+    app.add_route("/memory-routing/info", routes.routing_info, methods=["GET"])
     app.include_router(memory_api.router)
     for path in ("/v1/chat/completions", "/chat/completions", "/v1/messages"):
-        app.add_api_route(path, chat.chat, methods=["POST"])
-    app.add_api_route("/{path:path}", routes.forward, methods=ALL_METHODS)
+        app.add_route(path, chat.chat, methods=["POST"])
+    app.add_route("/{path:path}", routes.forward, methods=ALL_METHODS)
     app.add_middleware(Guard, settings=settings, counters=context.counters)
     return app
 

@@ -88,9 +88,9 @@ def _hash(role: str, content: str) -> str:
 
 
 def _m001_initial(db: sqlite3.Connection) -> None:
-    db.executescript(
-        """
-        CREATE TABLE memories (
+    # Statement by statement: executescript() would commit the migration's transaction early.
+    for statement in (
+        """CREATE TABLE memories (
             rowid INTEGER PRIMARY KEY,
             id TEXT NOT NULL UNIQUE,
             user_id TEXT NOT NULL,
@@ -100,14 +100,14 @@ def _m001_initial(db: sqlite3.Connection) -> None:
             created_at REAL NOT NULL,
             model TEXT,
             metadata TEXT NOT NULL DEFAULT '{}'
-        );
-        CREATE UNIQUE INDEX memories_dedup ON memories(user_id, content_hash);
-        CREATE INDEX memories_scope_time ON memories(user_id, created_at DESC, rowid DESC);
-        CREATE VIRTUAL TABLE memories_fts USING fts5(
+        )""",
+        "CREATE UNIQUE INDEX memories_dedup ON memories(user_id, content_hash)",
+        "CREATE INDEX memories_scope_time ON memories(user_id, created_at DESC, rowid DESC)",
+        """CREATE VIRTUAL TABLE memories_fts USING fts5(
             content, context, scope, tokenize = 'porter unicode61 remove_diacritics 2'
-        );
-        """
-    )
+        )""",
+    ):
+        db.execute(statement)
     if sqlite3.sqlite_version_info >= (3, 42):
         db.execute("INSERT INTO memories_fts(memories_fts, rank) VALUES ('secure-delete', 1)")
 
@@ -323,7 +323,7 @@ class SqliteStore:
             "WHERE m.user_id = ? AND memories_fts MATCH ? ORDER BY score DESC LIMIT ?",
             (expr, limit),
         ).fetchall()
-        return [(_row(r), round(r[7], 4)) for r in rows]
+        return [(_row(r), r[7]) for r in rows]
 
     def export(self, user_id: str) -> Iterator[Memory]:
         """Every memory of a scope, oldest first."""
