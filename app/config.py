@@ -261,6 +261,7 @@ def _memory(doc: _Doc) -> MemorySettings:
 
 
 def _keys(doc: _Doc, env: Mapping[str, str]) -> tuple[ApiKey, ...]:
+    doc.get(("auth",), dict, {})
     keys = []
     for i, entry in enumerate(doc.get(("auth", "keys"), list, [])):
         at = ("auth", "keys", i)
@@ -303,7 +304,7 @@ def _limits(doc: _Doc) -> ProxyLimits:
         if not isinstance(origin, str) or not re.match(r"^https?://[^/]+$", origin):
             raise doc.error((*sec, "allowed_origins", i), f"{origin!r} is not an origin like http://localhost:3000")
     return ProxyLimits(
-        max_body_bytes=_positive(doc, (*sec, "max_body_mb"), float, 32) * 1024 * 1024 // 1,
+        max_body_bytes=int(_positive(doc, (*sec, "max_body_mb"), float, 32) * 1024 * 1024),
         connect_timeout=_positive(doc, (*sec, "connect_timeout"), float, 5.0),
         read_timeout=_positive(doc, (*sec, "read_timeout"), float, 600.0),
         max_concurrent_requests=_positive(doc, (*sec, "max_concurrent_requests"), int, 256),

@@ -102,6 +102,7 @@ def _m001_initial(db: sqlite3.Connection) -> None:
             metadata TEXT NOT NULL DEFAULT '{}'
         )""",
         "CREATE UNIQUE INDEX memories_dedup ON memories(user_id, content_hash)",
+        "CREATE INDEX memories_scope ON memories(user_id)",
         "CREATE INDEX memories_scope_time ON memories(user_id, created_at DESC, rowid DESC)",
         """CREATE VIRTUAL TABLE memories_fts USING fts5(
             content, context, scope, tokenize = 'porter unicode61 remove_diacritics 2'
@@ -110,6 +111,36 @@ def _m001_initial(db: sqlite3.Connection) -> None:
         db.execute(statement)
     if sqlite3.sqlite_version_info >= (3, 42):
         db.execute("INSERT INTO memories_fts(memories_fts, rank) VALUES ('secure-delete', 1)")
+
+
+def _neighbour(db: sqlite3.Connection, user_id: str, rowid: int, before: bool) -> tuple[int, str, float] | None:
+    op, order = ("<", "DESC") if before else (">", "ASC")
+    return db.execute(
+        f"SELECT m.rowid, m.content, m.created_at FROM memories m WHERE m.user_id = ? AND m.rowid {op} ? "
+        f"ORDER BY m.rowid {order} LIMIT 1",
+        (user_id, rowid),
+    ).fetchone()
+
+
+def _context(db: sqlite3.Connection, user_id: str, rowid: int, created_at: float) -> str:
+    """A memory's secondary index text: its date and the turns on either side of it.
+
+    Recall finds a turn by the words of the exchange around it, as a person remembers a
+    conversation; neighbours weigh less than the turn itself (SEARCH_WEIGHTS).
+    """
+    parts = [textindex.date_words(created_at)]
+    for before in (True, False):
+        n = _neighbour(db, user_id, rowid, before)
+        if n is not None:
+            parts.append(n[1][:NEIGHBOUR_CHARS])
+    return "\n".join(parts)
+
+
+def _reindex(db: sqlite3.Connection, user_id: str, rowid: int) -> None:
+    """Recompute one memory's neighbour context after a neighbour came or went."""
+    row = db.execute("SELECT created_at FROM memories WHERE rowid = ?", (rowid,)).fetchone()
+    if row is not None:
+        db.execute("UPDATE memories_fts SET context = ? WHERE rowid = ?", (_context(db, user_id, rowid, row[0]), rowid))
 
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
@@ -220,30 +251,23 @@ class SqliteStore:
         if cur.rowcount == 0:
             return None
         rowid = cur.lastrowid
-        # Index each turn with its neighbours (lower weight) and its date: recall finds a turn
-        # by words of the exchange around it, as a person remembers a conversation.
-        prev = db.execute(
-            "SELECT m.rowid, m.content FROM memories m WHERE m.user_id = ? AND m.rowid < ? "
-            "ORDER BY m.rowid DESC LIMIT 1",
-            (item.user_id, rowid),
-        ).fetchone()
-        context = textindex.date_words(item.created_at)
-        if prev is not None:
-            context += "\n" + prev[1][:NEIGHBOUR_CHARS]
-            old = db.execute("SELECT context FROM memories_fts WHERE rowid = ?", (prev[0],)).fetchone()
-            if old is not None:
-                db.execute(
-                    "UPDATE memories_fts SET context = ? WHERE rowid = ?",
-                    (old[0] + "\n" + item.content[:NEIGHBOUR_CHARS], prev[0]),
-                )
         db.execute(
             "INSERT INTO memories_fts (rowid, content, context, scope) VALUES (?, ?, ?, ?)",
-            (rowid, item.content, context, textindex.scope_token(item.user_id)),
+            (
+                rowid,
+                item.content,
+                _context(db, item.user_id, rowid, item.created_at),
+                textindex.scope_token(item.user_id),
+            ),
         )
+        prev = _neighbour(db, item.user_id, rowid, before=True)
+        if prev is not None:
+            _reindex(db, item.user_id, prev[0])
         return memory
 
     def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]:
         """Newest first; `cursor` is the opaque value of a previous page's `next_cursor`."""
+        limit = max(limit, 1)
         after: tuple[Any, ...] = ()
         sql = f"SELECT {_COLUMNS}, m.rowid FROM memories m WHERE m.user_id = ?"
         if cursor:
@@ -284,12 +308,18 @@ class SqliteStore:
                     user_id, "SELECT m.rowid FROM memories m WHERE m.user_id = ? AND m.id = ?", (memory_id,)
                 ).fetchone()
                 if row:
+                    around = [_neighbour(db, user_id, row[0], before) for before in (True, False)]
                     db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row[0],))
                     db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
+                    for n in around:  # their context quoted the deleted text
+                        if n is not None:
+                            _reindex(db, user_id, n[0])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            if row:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return row is not None
 
     def forget(self, user_id: str) -> int:

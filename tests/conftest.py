@@ -25,3 +25,13 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MEMORY_ENV_FILE", "")
     monkeypatch.setenv("MEMORY_DB", str(tmp_path_factory.mktemp("db") / "memory.db"))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The real stack (fake provider → LiteLLM binary → memory proxy) from the Procfile."""
+    from tests.stack import start_stack
+
+    running = start_stack(tmp_path_factory.mktemp("stack"))
+    yield running
+    running.stop()

@@ -212,6 +212,7 @@ def start_stack(workdir: Path) -> Stack:
             "LITELLM_BASE_URL": stack.litellm_url,
             "MEMORY_CONFIG": str(config_path),
             "MEMORY_DB": str(workdir / "memory.db"),
+            "SUPERMEMORY_API_KEY": "sm-test-canary-key",
         }
         stack.env = values
         env_file = write_env_file(workdir / "stack.env", values)

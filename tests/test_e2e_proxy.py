@@ -1,0 +1,220 @@
+"""End-to-end: the real LiteLLM binary and memory proxy, driven by the official SDKs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.e2e import anth, marker, oai, provider_calls
+from tests.stack import ROOT, start_memory, test_config
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def test_openai_chat_non_streaming(stack):
+    m = marker()
+    raw = oai(stack.memory_url).chat.completions.with_raw_response.create(
+        model="fake-model", messages=[{"role": "user", "content": f"hello {m}"}]
+    )
+    reply = raw.parse()
+    assert reply.choices[0].message.content == f"Fake reply to: hello {m}"
+    assert raw.headers["x-memory-user-id"] == "openai-sdk"  # the OpenAI Python SDK's User-Agent pattern
+    assert raw.headers["x-memory-injected"] == "0"
+    assert len(provider_calls(stack, m)) == 1
+
+
+def test_openai_chat_streaming_is_one_provider_call(stack):
+    m = marker()
+    chunks = oai(stack.memory_url).chat.completions.create(
+        model="fake-model", messages=[{"role": "user", "content": f"stream please {m}"}], stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == f"Fake reply to: stream please {m}"
+    assert len(provider_calls(stack, m)) == 1
+
+
+def test_models_are_listed(stack):
+    ids = {model.id for model in oai(stack.memory_url).models.list()}
+    assert {"demo", "fake-model", "claude-fake"} <= ids
+
+
+def test_demo_model_answers_without_provider_key(stack):
+    r = httpx.post(
+        f"{stack.memory_url}/v1/chat/completions",
+        json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert "demo model" in r.json()["choices"][0]["message"]["content"]
+
+
+def test_anthropic_messages_non_streaming(stack):
+    m = marker()
+    raw = anth(stack.memory_url).messages.with_raw_response.create(
+        model="claude-fake", max_tokens=50, messages=[{"role": "user", "content": f"hi claude {m}"}]
+    )
+    msg = raw.parse()
+    assert msg.content[0].text == f"Fake reply to: hi claude {m}"
+    assert raw.headers["x-memory-user-id"] == "anthropic-sdk"
+    assert len(provider_calls(stack, m)) == 1
+
+
+def test_anthropic_messages_streaming(stack):
+    m = marker()
+    with anth(stack.memory_url).messages.stream(
+        model="claude-fake", max_tokens=50, messages=[{"role": "user", "content": f"stream claude {m}"}]
+    ) as s:
+        text = "".join(s.text_stream)
+    assert text == f"Fake reply to: stream claude {m}"
+    assert len(provider_calls(stack, m)) == 1
+
+
+def test_routing_info_for_pycharm(stack):
+    r = httpx.get(f"{stack.memory_url}/memory-routing/info", headers={"User-Agent": "OpenAIClientImpl/Java unknown"})
+    assert r.json() == {
+        "user_id": "pycharm-ai",
+        "matched_pattern": "user-agent: ^OpenAIClientImpl/Java",
+        "custom_header_present": False,
+        "is_default": False,
+    }
+    r = httpx.get(f"{stack.memory_url}/memory-routing/info", headers={"x-memory-user-id": "proj-a", "User-Agent": "x"})
+    assert r.json()["user_id"] == "proj-a" and r.json()["custom_header_present"] is True
+
+
+def test_invalid_scope_header_is_400_in_dialect(stack):
+    with pytest.raises(openai.BadRequestError) as err:
+        oai(stack.memory_url, **{"x-memory-user-id": "bad scope!"}).chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "x"}]
+        )
+    assert "invalid scope" in err.value.body["message"]
+    with pytest.raises(anthropic.BadRequestError) as aerr:
+        anth(stack.memory_url, **{"x-memory-user-id": "x" * 129}).messages.create(
+            model="claude-fake", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+    assert aerr.value.body["type"] == "error"
+
+
+def test_supermemory_headers_reach_the_provider(stack):
+    m = marker()
+    oai(stack.memory_url, **{"x-memory-user-id": "sm-scope"}).chat.completions.create(
+        model="sm-model", messages=[{"role": "user", "content": f"supermemory {m}"}]
+    )
+    (call,) = provider_calls(stack, m)
+    headers = {k.lower(): v for k, v in call["headers"].items()}
+    assert call["path"].startswith("/supermemory.ai/")
+    assert headers["x-sm-user-id"] == "sm-scope"
+    assert headers["x-supermemory-api-key"] == stack.env["SUPERMEMORY_API_KEY"]
+
+
+def test_beta_suffix_and_dated_model_names(stack):
+    m = marker()
+    anth(stack.memory_url).messages.create(
+        model="claude-dated-20250514,beta-one,beta-two",
+        max_tokens=5,
+        messages=[{"role": "user", "content": f"betas {m}"}],
+    )
+    (call,) = provider_calls(stack, m)
+    headers = {k.lower(): v for k, v in call["headers"].items()}
+    assert call["body"]["model"] == "claude-dated"
+    assert "beta-one" in headers["anthropic-beta"] and "beta-two" in headers["anthropic-beta"]
+
+
+@pytest.fixture(scope="module")
+def keyed_proxy(stack, tmp_path_factory):
+    config = test_config(int(stack.provider_url.rsplit(":", 1)[1]))
+    config["auth"] = {
+        "keys": [
+            {"key": "os.environ/PYCHARM_PROXY_KEY", "user_id": "pycharm-ai"},
+            {"key": "os.environ/ADMIN_PROXY_KEY", "admin": True},
+        ]
+    }
+    proc, url = start_memory(
+        tmp_path_factory.mktemp("keyed"),
+        "keyed",
+        config,
+        int(stack.litellm_url.rsplit(":", 1)[1]),
+        PYCHARM_PROXY_KEY="pycharm-secret-key-1",
+        ADMIN_PROXY_KEY="admin-secret-key-1",
+    )
+    yield url
+    proc.stop()
+
+
+def test_keys_required_when_configured(keyed_proxy):
+    with pytest.raises(openai.AuthenticationError) as err:
+        oai(keyed_proxy, key="wrong").chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "x"}]
+        )
+    assert err.value.status_code == 401
+    with pytest.raises(anthropic.AuthenticationError) as aerr:
+        anth(keyed_proxy, key="wrong").messages.create(
+            model="claude-fake", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+    assert aerr.value.body["error"]["type"] == "authentication_error"
+    assert httpx.get(f"{keyed_proxy}/v1/models").status_code == 401
+
+
+def test_pinned_key_works_and_cannot_be_steered(keyed_proxy, stack):
+    m = marker()
+    raw = oai(keyed_proxy, key="pycharm-secret-key-1", **{"x-memory-user-id": "someone-else"})
+    resp = raw.chat.completions.with_raw_response.create(
+        model="fake-model", messages=[{"role": "user", "content": f"pinned {m}"}]
+    )
+    assert resp.headers["x-memory-user-id"] == "pycharm-ai"
+    (call,) = provider_calls(stack, m)
+    assert "pycharm-secret-key-1" not in str(call["headers"])  # the client's key never goes upstream
+    # Anthropic clients authenticate with x-api-key.
+    msg = anth(keyed_proxy, key="pycharm-secret-key-1").messages.create(
+        model="claude-fake", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert msg.content[0].text.startswith("Fake reply")
+
+
+def test_litellm_down_is_502(stack, tmp_path_factory):
+    from tests.stack import free_port
+
+    closed = free_port()
+    config = test_config(int(stack.provider_url.rsplit(":", 1)[1]))
+    proc, url = start_memory(tmp_path_factory.mktemp("down"), "down", config, closed)
+    try:
+        with pytest.raises(openai.APIStatusError) as err:
+            oai(url).chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}])
+        assert err.value.status_code == 502
+        assert err.value.body["type"] == "api_error"
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "degraded" and health["litellm"]["status"] == "unreachable"
+        assert httpx.get(f"{url}/health/readiness").status_code == 503
+    finally:
+        proc.stop()
+
+
+def test_health_reports_both_sides(stack):
+    body = httpx.get(f"{stack.memory_url}/health").json()
+    assert body["status"] == "healthy"
+    assert body["litellm"]["status"] == "reachable"
+    assert body["memory_store"]["status"] == "ok"
+
+
+def test_app_never_imports_litellm():
+    code = (
+        "import sys, pkgutil, importlib, app\n"
+        "for m in pkgutil.iter_modules(app.__path__): importlib.import_module('app.' + m.name)\n"
+        "assert 'litellm' not in sys.modules, 'app imported litellm'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    requirements = (ROOT / "requirements.txt").read_text().lower()
+    assert not any(line.strip().startswith("litellm") for line in requirements.splitlines())
+    procfile = (ROOT / "Procfile").read_text()
+    assert [line.split(":")[0] for line in procfile.splitlines() if line.strip()] == ["litellm", "memory"]
+    assert "litellm[proxy]==" in procfile
+
+
+def test_readme_commands_exist():
+    readme = Path(ROOT / "README.md").read_text()
+    assert "honcho start" in readme and "honcho run pytest" in readme
