@@ -212,7 +212,8 @@ def test_app_never_imports_litellm():
     assert not any(line.strip().startswith("litellm") for line in requirements.splitlines())
     procfile = (ROOT / "Procfile").read_text()
     assert [line.split(":")[0] for line in procfile.splitlines() if line.strip()] == ["litellm", "memory"]
-    assert "litellm[proxy]==" in procfile
+    assert procfile.startswith("litellm: bin/litellm-proxy ")
+    assert "litellm[proxy]==$LITELLM_VERSION" in (ROOT / "bin" / "litellm-proxy").read_text()
 
 
 def test_readme_commands_exist():
