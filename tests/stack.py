@@ -95,7 +95,7 @@ def wait_until(check, proc: Proc, timeout: float, what: str) -> None:  # type: i
     raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}:\n{proc.tail()}")
 
 
-def test_config(provider_port: int, extra: dict | None = None) -> dict:
+def stack_config(provider_port: int, extra: dict | None = None) -> dict:
     """The shipped config.yaml with its models replaced by ones that reach the fake provider."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     base = f"http://127.0.0.1:{provider_port}"
@@ -204,7 +204,7 @@ def start_stack(workdir: Path) -> Stack:
     try:
         wait_until(lambda: http_ok(f"{stack.provider_url}/_requests"), provider, 30, "the fake provider")
         config_path = workdir / "config.yaml"
-        config_path.write_text(yaml.safe_dump(test_config(provider_port), sort_keys=False))
+        config_path.write_text(yaml.safe_dump(stack_config(provider_port), sort_keys=False))
         values = {
             "MEMORY_HOST": "127.0.0.1",
             "MEMORY_PORT": str(memory_port),

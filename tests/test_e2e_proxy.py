@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import anthropic
 import httpx
@@ -12,7 +11,7 @@ import openai
 import pytest
 
 from tests.e2e import anth, marker, oai, provider_calls
-from tests.stack import ROOT, start_memory, test_config
+from tests.stack import ROOT, stack_config, start_memory
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -127,7 +126,7 @@ def test_beta_suffix_and_dated_model_names(stack):
 
 @pytest.fixture(scope="module")
 def keyed_proxy(stack, tmp_path_factory):
-    config = test_config(int(stack.provider_url.rsplit(":", 1)[1]))
+    config = stack_config(int(stack.provider_url.rsplit(":", 1)[1]))
     config["auth"] = {
         "keys": [
             {"key": "os.environ/PYCHARM_PROXY_KEY", "user_id": "pycharm-ai"},
@@ -180,7 +179,7 @@ def test_litellm_down_is_502(stack, tmp_path_factory):
     from tests.stack import free_port
 
     closed = free_port()
-    config = test_config(int(stack.provider_url.rsplit(":", 1)[1]))
+    config = stack_config(int(stack.provider_url.rsplit(":", 1)[1]))
     proc, url = start_memory(tmp_path_factory.mktemp("down"), "down", config, closed)
     try:
         with pytest.raises(openai.APIStatusError) as err:
@@ -214,8 +213,3 @@ def test_app_never_imports_litellm():
     assert [line.split(":")[0] for line in procfile.splitlines() if line.strip()] == ["litellm", "memory"]
     assert procfile.startswith("litellm: bin/litellm-proxy ")
     assert "litellm[proxy]==$LITELLM_VERSION" in (ROOT / "bin" / "litellm-proxy").read_text()
-
-
-def test_readme_commands_exist():
-    readme = Path(ROOT / "README.md").read_text()
-    assert "honcho start" in readme and "honcho run pytest" in readme
