@@ -114,6 +114,9 @@ async def chat(request: Request) -> Response:
     inject = active and want_inject
     capture = active and want_capture and mem.capture_enabled
     extra = [("x-memory-user-id", scope)]
+    if mem.enabled and c.store is None and want_inject | want_capture:
+        c.counters.memory_errors += 1
+        extra.append(("x-memory-error", "memory store unavailable"))
     user_turn = memory.new_user_turn(body) if capture else None
     injected = 0
     if inject:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -182,23 +181,18 @@ class ProxyResponse:
                     tap(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (TimeoutError, aiohttp.ClientError) as exc:
-            reason = (
-                "upstream timed out mid-response"
-                if isinstance(exc, asyncio.TimeoutError)
-                else "upstream broke mid-response"
-            )
+            timed_out = isinstance(exc, TimeoutError)
+            reason = "upstream timed out mid-response" if timed_out else "upstream broke mid-response"
             log.warning("%s %s: %s (%s)", self.method, self.url.split("?")[0], reason, type(exc).__name__)
-            if "text/event-stream" in resp.headers.get("content-type", ""):
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": stream_error_event(self.anthropic, reason),
-                        "more_body": True,
-                    }
-                )
-            await send({"type": "http.response.body", "body": b""})
             self.status = 502
+            if "text/event-stream" in resp.headers.get("content-type", ""):
+                event = stream_error_event(self.anthropic, reason)
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
             return
+        finally:
+            # Also when the client hangs up right after the final event: the tap's own parser
+            # decides whether what it saw is a complete reply.
+            if self.on_complete is not None:
+                self.on_complete(self.status)
         await send({"type": "http.response.body", "body": b""})
-        if self.on_complete is not None:
-            self.on_complete(resp.status)

@@ -24,7 +24,8 @@ def _last_user_text(body: dict) -> str:
             c = m.get("content")
             if isinstance(c, str):
                 return c
-            return " ".join(b.get("text", "") for b in c if isinstance(b, dict))
+            texts = [b.get("text", "") for b in c if isinstance(b, dict) and b.get("type") == "text"]
+            return texts[-1] if texts else ""
     return ""
 
 
