@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
@@ -15,12 +14,11 @@ from app.auth import Principal
 from app.context import ctx
 from app.errors import error_response
 from app.proxy import BodyTooLarge, read_body
+from app.records import MAX_LIMIT, RecordError, parse_lines, parse_record
 from app.scopes import InvalidScope, resolve_scope, validate_scope
-from app.store import MemoryStore, NewMemory
+from app.store import MemoryStore
 
 router = APIRouter(prefix="/v1/memories")
-MAX_LIMIT = 1000
-ROLES = frozenset({"user", "assistant", "note", "system"})
 
 
 class ApiError(Exception):
@@ -65,51 +63,6 @@ def _limit(request: Request, default: int) -> int:
     return int(raw)
 
 
-def _timestamp(value: Any, where: str) -> float:
-    if isinstance(value, bool):
-        raise ApiError(400, f"{where}: created_at must be an ISO-8601 time or a Unix timestamp")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ApiError(400, f"{where}: created_at {value[:40]!r} is not an ISO-8601 time") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    raise ApiError(400, f"{where}: created_at must be an ISO-8601 time or a Unix timestamp")
-
-
-def _new_memory(request: Request, item: Any, where: str, default_role: str) -> NewMemory:
-    if not isinstance(item, dict):
-        raise ApiError(400, f"{where}: expected a JSON object")
-    content = item.get("content")
-    if not isinstance(content, str) or not content.strip():
-        raise ApiError(400, f"{where}: content must be a non-empty string")
-    role = item.get("role", default_role)
-    if role not in ROLES:
-        raise ApiError(400, f"{where}: role must be one of {sorted(ROLES)}")
-    metadata = item.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise ApiError(400, f"{where}: metadata must be a JSON object")
-    user_id = item.get("user_id")
-    if user_id is not None and not isinstance(user_id, str):
-        raise ApiError(400, f"{where}: user_id must be a string")
-    model = item.get("model")
-    kwargs: dict[str, Any] = {}
-    if item.get("created_at") is not None:
-        kwargs["created_at"] = _timestamp(item["created_at"], where)
-    return NewMemory(
-        _scope(request, user_id),
-        role,
-        content.strip(),
-        model=model if isinstance(model, str) else None,
-        metadata=metadata,
-        **kwargs,
-    )
-
-
 async def _body(request: Request) -> bytes:
     try:
         return await read_body(request, ctx(request).settings.limits.max_body_bytes)
@@ -127,7 +80,7 @@ def handle_api_errors(func):  # type: ignore[no-untyped-def]
             return await func(request)
         except ApiError as exc:
             return error_response(False, exc.status, str(exc))
-        except ValueError as exc:
+        except (RecordError, ValueError) as exc:
             return error_response(False, 400, str(exc))
 
     return wrapper
@@ -164,7 +117,7 @@ async def add_memory(request: Request) -> Response:
         item = orjson.loads(await _body(request))
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
-    new = _new_memory(request, item, "body", "note")
+    new = parse_record(item, "body", "note", lambda uid: _scope(request, uid))
     store = _store(request)
     added = await anyio.to_thread.run_sync(store.add_many, [new])
     if added:
@@ -188,15 +141,7 @@ async def export_memories(request: Request) -> Response:
 @handle_api_errors
 async def import_memories(request: Request) -> Response:
     """JSON Lines in; every line is checked before any is written."""
-    items = []
-    for number, line in enumerate((await _body(request)).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            parsed = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise ApiError(400, f"line {number}: not valid JSON") from None
-        items.append(_new_memory(request, parsed, f"line {number}", "user"))
+    items = parse_lines(await _body(request), lambda uid: _scope(request, uid))
     added = await anyio.to_thread.run_sync(_store(request).add_many, items)
     return _json({"imported": len(added), "skipped": len(items) - len(added)})
 

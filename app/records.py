@@ -1,0 +1,79 @@
+"""Memory records as clients send them (API bodies, JSON Lines imports, the CLI): parsed and checked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from app.store import NewMemory
+
+ROLES = frozenset({"user", "assistant", "note", "system"})
+MAX_LIMIT = 1000
+
+
+class RecordError(ValueError):
+    """A record that cannot be stored; the message says where and why."""
+
+
+def parse_timestamp(value: Any, where: str) -> float:
+    """`created_at` as ISO-8601 (naive means UTC) or Unix seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise RecordError(f"{where}: created_at {value[:40]!r} is not an ISO-8601 time") from None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    raise RecordError(f"{where}: created_at must be an ISO-8601 time or a Unix timestamp")
+
+
+def parse_record(item: Any, where: str, default_role: str, scope_for: Callable[[str | None], str]) -> NewMemory:
+    """One memory object; `scope_for` turns its optional `user_id` into the scope (or raises)."""
+    if not isinstance(item, dict):
+        raise RecordError(f"{where}: expected a JSON object")
+    content = item.get("content")
+    if not isinstance(content, str) or not content.strip():
+        raise RecordError(f"{where}: content must be a non-empty string")
+    role = item.get("role", default_role)
+    if role not in ROLES:
+        raise RecordError(f"{where}: role must be one of {sorted(ROLES)}")
+    metadata = item.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise RecordError(f"{where}: metadata must be a JSON object")
+    user_id = item.get("user_id")
+    if user_id is not None and not isinstance(user_id, str):
+        raise RecordError(f"{where}: user_id must be a string")
+    model = item.get("model")
+    extra: dict[str, Any] = {}
+    if item.get("created_at") is not None:
+        extra["created_at"] = parse_timestamp(item["created_at"], where)
+    try:
+        scope = scope_for(user_id)
+    except ValueError as exc:  # a bad scope name; permission errors pass through untouched
+        raise RecordError(f"{where}: {exc}") from None
+    return NewMemory(
+        scope,
+        role,
+        content.strip(),
+        model=model if isinstance(model, str) else None,
+        metadata=metadata,
+        **extra,
+    )
+
+
+def parse_lines(data: bytes, scope_for: Callable[[str | None], str]) -> list[NewMemory]:
+    """Every non-blank JSON Lines record, all checked before any is returned."""
+    items = []
+    for number, line in enumerate(data.removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            parsed = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise RecordError(f"line {number}: not valid JSON") from None
+        items.append(parse_record(parsed, f"line {number}", "user", scope_for))
+    return items
