@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import memory
+from app.bodies import strip_routing_fields
 from app.context import Context, ctx
 from app.errors import error_response
 from app.headers import upstream_request_headers
@@ -23,36 +24,6 @@ from app.store import NewMemory
 
 log = logging.getLogger("memory_proxy.chat")
 RECALL_TIMEOUT = 2.0
-# Provider-routing fields a client must not steer (LiteLLM CVE-2024-6587): LiteLLM would honour them.
-ROUTING_FIELDS = frozenset(
-    {
-        "api_base",
-        "base_url",
-        "api_key",
-        "api_version",
-        "organization",
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "aws_region_name",
-        "vertex_credentials",
-        "azure_ad_token",
-        "user_config",
-    }
-)
-
-
-def strip_routing_fields(body: dict[str, Any]) -> bool:
-    """Remove client-supplied provider-routing fields (top level and `metadata`); True if any."""
-    found = [k for k in body if k in ROUTING_FIELDS]
-    for k in found:
-        del body[k]
-    meta = body.get("metadata")
-    if isinstance(meta, dict):
-        nested = [k for k in meta if k in ROUTING_FIELDS]
-        for k in nested:
-            del meta[k]
-        found += nested
-    return bool(found)
 
 
 async def _recall(c: Context, scope: str, body: dict[str, Any], anthropic: bool) -> int:

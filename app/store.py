@@ -349,8 +349,10 @@ class SqliteStore:
         weights = ", ".join(str(w) for w in SEARCH_WEIGHTS)
         rows = self._scoped(
             user_id,
+            # CROSS JOIN keeps the full-text match as the outer loop: the planner would otherwise
+            # walk every row of the scope and re-run the MATCH for each one (quadratic).
             f"SELECT {_COLUMNS}, -bm25(memories_fts, {weights}) AS score FROM memories_fts "
-            "JOIN memories m ON m.rowid = memories_fts.rowid "
+            "CROSS JOIN memories m ON m.rowid = memories_fts.rowid "
             "WHERE m.user_id = ? AND memories_fts MATCH ? ORDER BY score DESC LIMIT ?",
             (expr, limit),
         ).fetchall()
