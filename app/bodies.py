@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 # Provider-routing fields a client must not steer (LiteLLM CVE-2024-6587): LiteLLM would honour them.
 ROUTING_FIELDS = frozenset(
     {
@@ -34,3 +36,14 @@ def strip_routing_fields(body: dict[str, Any]) -> bool:
             del meta[k]
         found += nested
     return bool(found)
+
+
+def clean_json_body(raw: bytes) -> bytes:
+    """The body without routing fields; the original bytes when there were none (or not JSON)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw  # LiteLLM answers malformed JSON in its own words
+    if isinstance(body, dict) and strip_routing_fields(body):
+        return orjson.dumps(body)
+    return raw

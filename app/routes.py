@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from app.bodies import clean_json_body
 from app.context import ctx
 from app.errors import error_response, is_anthropic
 from app.headers import upstream_request_headers
-from app.proxy import BodyTooLarge, ProxyResponse
+from app.proxy import BodyTooLarge, ProxyResponse, read_body
 from app.scopes import InvalidScope, resolve_scope
 
 
@@ -94,12 +96,14 @@ async def forward(request: Request) -> Response:
     has_body = request.method not in ("GET", "HEAD", "OPTIONS", "DELETE") or declared not in (None, "0")
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     headers = upstream_request_headers(request.headers.items(), c.settings.master_key)
+    payload: bytes | AsyncIterator[bytes] = body() if has_body else b""
+    if has_body and "json" in request.headers.get("content-type", ""):
+        # JSON bodies (embeddings, completions, responses, …) can carry provider-routing fields
+        # too; other bodies (file uploads) stream through untouched.
+        try:
+            payload = clean_json_body(await read_body(request, limit))
+        except BodyTooLarge:
+            return error_response(anthropic, 413, "request body is larger than the configured limit")
     return ProxyResponse(
-        c.upstream,
-        request.method,
-        path,
-        headers,
-        body() if has_body else b"",
-        anthropic,
-        body_size_exceeded=lambda: exceeded,
+        c.upstream, request.method, path, headers, payload, anthropic, body_size_exceeded=lambda: exceeded
     )

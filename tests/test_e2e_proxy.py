@@ -213,3 +213,24 @@ def test_app_never_imports_litellm():
     assert [line.split(":")[0] for line in procfile.splitlines() if line.strip()] == ["litellm", "memory"]
     assert procfile.startswith("litellm: bin/litellm-proxy ")
     assert "litellm[proxy]==$LITELLM_VERSION" in (ROOT / "bin" / "litellm-proxy").read_text()
+
+
+def test_client_cannot_steer_provider_routing(stack):
+    """api_base/api_key in a body would make LiteLLM call another host (CVE-2024-6587)."""
+    from tests.stack import free_port
+
+    trap = f"http://127.0.0.1:{free_port()}/v1"  # closed: reaching it would fail the request
+    m = marker()
+    client = oai(stack.memory_url)
+    reply = client.chat.completions.create(
+        model="fake-model",
+        messages=[{"role": "user", "content": f"route me {m}"}],
+        extra_body={"api_base": trap, "api_key": "stolen", "metadata": {"base_url": trap}},
+    )
+    assert reply.choices[0].message.content == f"Fake reply to: route me {m}"
+    (call,) = provider_calls(stack, m)
+    assert "stolen" not in str(call) and trap not in str(call)
+    emb = client.embeddings.create(model="fake-embed", input=f"embed {m}", extra_body={"api_base": trap})
+    assert len(emb.data) == 1
+    (ecall,) = provider_calls(stack, f"embed {m}")
+    assert trap not in str(ecall)
