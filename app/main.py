@@ -12,6 +12,7 @@ Request path: Guard (origin/host checks, auth, load shedding, access log) →
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -77,7 +78,8 @@ def create_app(settings: Settings) -> FastAPI:
 def __getattr__(name: str) -> Any:
     """`uvicorn app.main:app` builds the app from the environment on first access, not at import."""
     if name == "app":
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        level = os.environ.get("MEMORY_LOG_LEVEL", "info").upper()
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             return create_app(load_settings())
         except ConfigError as exc:
