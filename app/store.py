@@ -22,8 +22,10 @@ try:  # a current SQLite (FTS5 secure-delete) where the wheel exists
 except ImportError:  # pragma: no cover - platforms without the wheel
     import sqlite3  # type: ignore[no-redef]
 
-SEARCH_WEIGHTS = (1.0, 0.3, 0.0)  # content, context (neighbouring turns, date), scope token
-NEIGHBOUR_CHARS = 600
+SEARCH_WEIGHTS = (1.0, 0.5, 0.0)  # content, context (neighbouring turns, date), scope token
+NEIGHBOUR_CHARS = 600  # how much of each neighbouring turn goes into a memory's context
+RERANK_CANDIDATES = 50  # second pass: how many first-pass matches are re-scored
+NEIGHBOUR_BOOST = 0.3  # second pass: share of the adjacent turns' scores a candidate gains
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,10 @@ class MemoryStore(Protocol):
     def close(self) -> None: ...
 
 
-def _hash(role: str, content: str) -> str:
-    return hashlib.blake2b(f"{role}\0{content}".encode(), digest_size=16).hexdigest()
+def _hash(item: NewMemory) -> str:
+    """The dedup key: a resent turn (same role, text and metadata) is the same memory."""
+    meta = orjson.dumps(item.metadata, option=orjson.OPT_SORT_KEYS) if item.metadata else b""
+    return hashlib.blake2b(f"{item.role}\0{item.content}\0".encode() + meta, digest_size=16).hexdigest()
 
 
 def _m001_initial(db: sqlite3.Connection) -> None:
@@ -207,25 +211,39 @@ class SqliteStore:
         return self._conn().execute(sql, (user_id, *params))
 
     def add_many(self, items: list[NewMemory]) -> list[Memory]:
-        """Insert memories in one transaction; a duplicate (same scope, role, text) is skipped."""
+        """Insert memories in one transaction; a duplicate (same scope, role, text, metadata) is skipped."""
         if not items:
             return []
         db = self._conn()
-        out = []
         with self._write_lock:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for item in items:
-                    memory = self._insert(db, item)
-                    if memory is not None:
-                        out.append(memory)
+                rows = [r for r in (self._insert_row(db, item) for item in items) if r is not None]
+                # Index after the whole batch is in, so each row's context sees its in-batch
+                # neighbours; only the row before each scope's first new row needs re-indexing.
+                first: dict[str, int] = {}
+                for rowid, memory in rows:
+                    db.execute(
+                        "INSERT INTO memories_fts (rowid, content, context, scope) VALUES (?, ?, ?, ?)",
+                        (
+                            rowid,
+                            memory.content,
+                            _context(db, memory.user_id, rowid, memory.created_at),
+                            textindex.scope_token(memory.user_id),
+                        ),
+                    )
+                    first.setdefault(memory.user_id, rowid)
+                for user_id, rowid in first.items():
+                    prev = _neighbour(db, user_id, rowid, before=True)
+                    if prev is not None:
+                        _reindex(db, user_id, prev[0])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        return out
+        return [memory for _, memory in rows]
 
-    def _insert(self, db: sqlite3.Connection, item: NewMemory) -> Memory | None:
+    def _insert_row(self, db: sqlite3.Connection, item: NewMemory) -> tuple[int, Memory] | None:
         memory = Memory(
             "mem_" + secrets.token_hex(10),
             item.user_id,
@@ -243,28 +261,13 @@ class SqliteStore:
                 item.user_id,
                 item.role,
                 item.content,
-                _hash(item.role, item.content),
+                _hash(item),
                 item.created_at,
                 item.model,
-                orjson.dumps(item.metadata).decode(),
+                orjson.dumps(item.metadata, option=orjson.OPT_SORT_KEYS).decode(),
             ),
         )
-        if cur.rowcount == 0:
-            return None
-        rowid = cur.lastrowid
-        db.execute(
-            "INSERT INTO memories_fts (rowid, content, context, scope) VALUES (?, ?, ?, ?)",
-            (
-                rowid,
-                item.content,
-                _context(db, item.user_id, rowid, item.created_at),
-                textindex.scope_token(item.user_id),
-            ),
-        )
-        prev = _neighbour(db, item.user_id, rowid, before=True)
-        if prev is not None:
-            _reindex(db, item.user_id, prev[0])
-        return memory
+        return (cur.lastrowid, memory) if cur.rowcount else None
 
     def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]:
         """Newest first; `cursor` is the opaque value of a previous page's `next_cursor`."""
@@ -295,7 +298,7 @@ class SqliteStore:
         row = self._scoped(
             item.user_id,
             f"SELECT {_COLUMNS} FROM memories m WHERE m.user_id = ? AND m.content_hash = ?",
-            (_hash(item.role, item.content),),
+            (_hash(item),),
         ).fetchone()
         return _row(row) if row else None
 
@@ -342,7 +345,13 @@ class SqliteStore:
         return len(rowids)
 
     def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]:
-        """Best matches within the scope, with a positive relevance score."""
+        """Best matches within the scope, with a positive relevance score.
+
+        Two passes. BM25 over the turn (weighted above) and its context (date, neighbouring turns)
+        picks candidates; then each candidate gains a share of its neighbours' scores
+        (NEIGHBOUR_BOOST), so a turn inside a stretch of conversation that matches the question
+        climbs above an isolated turn that shares a word with it by chance.
+        """
         expr = textindex.match_expression(user_id, query)
         if expr is None:
             return []
@@ -351,12 +360,29 @@ class SqliteStore:
             user_id,
             # CROSS JOIN keeps the full-text match as the outer loop: the planner would otherwise
             # walk every row of the scope and re-run the MATCH for each one (quadratic).
-            f"SELECT {_COLUMNS}, -bm25(memories_fts, {weights}) AS score FROM memories_fts "
+            f"SELECT {_COLUMNS}, -bm25(memories_fts, {weights}) AS score, m.rowid FROM memories_fts "
             "CROSS JOIN memories m ON m.rowid = memories_fts.rowid "
             "WHERE m.user_id = ? AND memories_fts MATCH ? ORDER BY score DESC LIMIT ?",
-            (expr, limit),
+            (expr, max(limit, RERANK_CANDIDATES)),
         ).fetchall()
-        return [(_row(r), r[7]) for r in rows]
+        if not rows:
+            return []
+        score = {r[8]: r[7] for r in rows}
+        marks = ", ".join("?" * len(rows))
+        around = self._scoped(
+            user_id,
+            "SELECT m.rowid, "
+            "(SELECT max(p.rowid) FROM memories p WHERE p.user_id = m.user_id AND p.rowid < m.rowid), "
+            "(SELECT min(n.rowid) FROM memories n WHERE n.user_id = m.user_id AND n.rowid > m.rowid) "
+            f"FROM memories m WHERE m.user_id = ? AND m.rowid IN ({marks})",
+            list(score),
+        ).fetchall()
+        final = {
+            rowid: score[rowid] + NEIGHBOUR_BOOST * (score.get(prev, 0.0) + score.get(nxt, 0.0))
+            for rowid, prev, nxt in around
+        }
+        rows.sort(key=lambda r: final[r[8]], reverse=True)
+        return [(_row(r), final[r[8]]) for r in rows[:limit]]
 
     def export(self, user_id: str) -> Iterator[Memory]:
         """Every memory of a scope, oldest first."""

@@ -16,6 +16,8 @@ STOPWORDS = frozenset(
     some such than that the their theirs them themselves then there these they this those through to too
     under until up very was we were what when where which while who whom why will with would you your
     yours yourself yourselves""".split()
+    # what \w+ leaves of contractions and possessives: "Caroline's" -> caroline s, "don't" -> don t
+    + "s t d ll m o re ve y doesn didn isn aren wasn weren hasn haven hadn wouldn couldn shouldn".split()
 )
 MAX_TERMS = 32
 
@@ -46,6 +48,6 @@ def match_expression(user_id: str, text: str) -> str | None:
 
 
 def date_words(created_at: float) -> str:
-    """Searchable words for a memory's date (e.g. `8 May 2023 May 2023`)."""
+    """Searchable words for a memory's date (e.g. `8 May 2023 Monday`)."""
     d = datetime.fromtimestamp(created_at, UTC)
     return f"{d.day} {d:%B} {d.year} {d:%A}"
