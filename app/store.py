@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,26 +184,32 @@ class SqliteStore:
                 self._all.append(conn)
         return conn
 
-    def _migrate(self) -> None:
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE … COMMIT, ROLLBACK on any error), one writer at a time."""
         db = self._conn()
         with self._write_lock:
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                    "applied_at REAL NOT NULL)"
-                )
-                done = {v for (v,) in db.execute("SELECT version FROM schema_migrations")}
-                for version, migration in enumerate(MIGRATIONS, start=1):
-                    if version not in done:
-                        migration(db)
-                        db.execute(
-                            "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, migration.__name__, time.time())
-                        )
+                yield db
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                "applied_at REAL NOT NULL)"
+            )
+            done = {v for (v,) in db.execute("SELECT version FROM schema_migrations")}
+            for version, migration in enumerate(MIGRATIONS, start=1):
+                if version not in done:
+                    migration(db)
+                    db.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, migration.__name__, time.time())
+                    )
 
     def _scoped(self, user_id: str, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
         """The one door for scoped statements: the SQL must filter on `m.user_id = ?` first."""
@@ -214,33 +221,26 @@ class SqliteStore:
         """Insert memories in one transaction; a duplicate (same scope, role, text, metadata) is skipped."""
         if not items:
             return []
-        db = self._conn()
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = [r for r in (self._insert_row(db, item) for item in items) if r is not None]
-                # Index after the whole batch is in, so each row's context sees its in-batch
-                # neighbours; only the row before each scope's first new row needs re-indexing.
-                first: dict[str, int] = {}
-                for rowid, memory in rows:
-                    db.execute(
-                        "INSERT INTO memories_fts (rowid, content, context, scope) VALUES (?, ?, ?, ?)",
-                        (
-                            rowid,
-                            memory.content,
-                            _context(db, memory.user_id, rowid, memory.created_at),
-                            textindex.scope_token(memory.user_id),
-                        ),
-                    )
-                    first.setdefault(memory.user_id, rowid)
-                for user_id, rowid in first.items():
-                    prev = _neighbour(db, user_id, rowid, before=True)
-                    if prev is not None:
-                        _reindex(db, user_id, prev[0])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            rows = [r for r in (self._insert_row(db, item) for item in items) if r is not None]
+            # Index after the whole batch is in, so each row's context sees its in-batch
+            # neighbours; only the row before each scope's first new row needs re-indexing.
+            first: dict[str, int] = {}
+            for rowid, memory in rows:
+                db.execute(
+                    "INSERT INTO memories_fts (rowid, content, context, scope) VALUES (?, ?, ?, ?)",
+                    (
+                        rowid,
+                        memory.content,
+                        _context(db, memory.user_id, rowid, memory.created_at),
+                        textindex.scope_token(memory.user_id),
+                    ),
+                )
+                first.setdefault(memory.user_id, rowid)
+            for user_id, rowid in first.items():
+                prev = _neighbour(db, user_id, rowid, before=True)
+                if prev is not None:
+                    _reindex(db, user_id, prev[0])
         return [memory for _, memory in rows]
 
     def _insert_row(self, db: sqlite3.Connection, item: NewMemory) -> tuple[int, Memory] | None:
@@ -304,45 +304,37 @@ class SqliteStore:
 
     def delete(self, user_id: str, memory_id: str) -> bool:
         """Delete one memory of this scope with its index entry; False when absent."""
-        with self._write_lock:
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._scoped(
-                    user_id, "SELECT m.rowid FROM memories m WHERE m.user_id = ? AND m.id = ?", (memory_id,)
-                ).fetchone()
-                if row:
-                    around = [_neighbour(db, user_id, row[0], before) for before in (True, False)]
-                    db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row[0],))
-                    db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
-                    for n in around:  # their context quoted the deleted text
-                        if n is not None:
-                            _reindex(db, user_id, n[0])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            row = self._scoped(
+                user_id, "SELECT m.rowid FROM memories m WHERE m.user_id = ? AND m.id = ?", (memory_id,)
+            ).fetchone()
             if row:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                around = [_neighbour(db, user_id, row[0], before) for before in (True, False)]
+                db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row[0],))
+                db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
+                for n in around:  # their context quoted the deleted text
+                    if n is not None:
+                        _reindex(db, user_id, n[0])
+        if row:
+            self._purge()
         return row is not None
 
     def forget(self, user_id: str) -> int:
         """Delete every memory and index entry of a scope, and purge the bytes from the files."""
+        with self._transaction() as db:
+            rowids = [r for (r,) in self._scoped(user_id, "SELECT m.rowid FROM memories m WHERE m.user_id = ?")]
+            db.executemany("DELETE FROM memories_fts WHERE rowid = ?", ((r,) for r in rowids))
+            db.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
+        self._purge()
+        return len(rowids)
+
+    def _purge(self) -> None:
+        """Leave no deleted bytes behind: merge away old FTS segments (old SQLite), empty the WAL."""
+        db = self._conn()
         with self._write_lock:
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                rowids = [r for (r,) in self._scoped(user_id, "SELECT m.rowid FROM memories m WHERE m.user_id = ?")]
-                db.executemany("DELETE FROM memories_fts WHERE rowid = ?", ((r,) for r in rowids))
-                db.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             if sqlite3.sqlite_version_info < (3, 42):
                 db.execute("INSERT INTO memories_fts(memories_fts) VALUES ('optimize')")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return len(rowids)
 
     def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]:
         """Best matches within the scope, with a positive relevance score.

@@ -190,3 +190,16 @@ class BackgroundStack:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(15)
+
+
+def chat_body(text: str, *, anthropic: bool = False, stream: bool = False, model: str | None = None) -> dict:
+    """A minimal chat request body in either dialect."""
+    body: dict = {
+        "model": model or ("claude-fake" if anthropic else "fake-model"),
+        "messages": [{"role": "user", "content": text}],
+    }
+    if anthropic:
+        body["max_tokens"] = 50
+    if stream:
+        body["stream"] = True
+    return body

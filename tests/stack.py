@@ -224,3 +224,16 @@ def start_stack(workdir: Path) -> Stack:
         stack.stop()
         raise
     return stack
+
+
+def start_keyed_memory(stack: Stack, workdir: Path, name: str, pinned_key: str, admin_key: str) -> tuple[Proc, str]:
+    """A memory proxy on the stack's LiteLLM with a pinned (pycharm-ai) key and an admin key."""
+    config = stack_config(int(stack.provider_url.rsplit(":", 1)[1]))
+    config["auth"] = {
+        "keys": [
+            {"key": "os.environ/PYCHARM_PROXY_KEY", "user_id": "pycharm-ai"},
+            {"key": "os.environ/ADMIN_PROXY_KEY", "admin": True},
+        ]
+    }
+    litellm_port = int(stack.litellm_url.rsplit(":", 1)[1])
+    return start_memory(workdir, name, config, litellm_port, PYCHARM_PROXY_KEY=pinned_key, ADMIN_PROXY_KEY=admin_key)

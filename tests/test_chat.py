@@ -9,21 +9,9 @@ from pathlib import Path
 import pytest
 
 from app.config import MemorySettings
-from tests.inprocess import make_settings, marker, running, upstream_requests
+from tests.inprocess import chat_body, make_settings, marker, running, upstream_requests
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def chat(text: str, *, anthropic: bool = False, stream: bool = False, model: str | None = None) -> dict:
-    body: dict = {
-        "model": model or ("claude-fake" if anthropic else "fake-model"),
-        "messages": [{"role": "user", "content": text}],
-    }
-    if anthropic:
-        body["max_tokens"] = 20
-    if stream:
-        body["stream"] = True
-    return body
 
 
 def path_for(anthropic: bool) -> str:
@@ -60,7 +48,7 @@ async def test_chat_succeeds_with_memory_error_when_search_raises(
             raise RuntimeError("index is corrupt: secret-detail")
 
         monkeypatch.setattr(p.ctx.store, "search", broken_search)
-        r = await p.client.post(path_for(anthropic), json=chat(f"walrus {m}", anthropic=anthropic, stream=stream))
+        r = await p.client.post(path_for(anthropic), json=chat_body(f"walrus {m}", anthropic=anthropic, stream=stream))
         assert r.status_code == 200, r.text
         assert r.headers["x-memory-error"]
         assert "secret-detail" not in r.headers["x-memory-error"]
@@ -79,7 +67,7 @@ async def test_recall_works_when_search_does_not_raise(tmp_path: Path) -> None:
     m = marker()
     async with running(tmp_path) as p:
         await p.client.post("/v1/memories", json={"content": f"walrus facts {m}-memo"})
-        r = await p.client.post("/v1/chat/completions", json=chat(f"walrus {m}"))
+        r = await p.client.post("/v1/chat/completions", json=chat_body(f"walrus {m}"))
     assert r.status_code == 200
     assert "x-memory-error" not in r.headers
     assert r.headers["x-memory-injected"] == "1"
@@ -109,17 +97,17 @@ async def test_model_lists_respected(tmp_path: Path, lists: dict, anthropic: boo
             assert seeded.status_code == 201
         on = await p.client.post(
             path_for(anthropic),
-            json=chat(f"narwhal on {m}", anthropic=anthropic, model=on_model),
+            json=chat_body(f"narwhal on {m}", anthropic=anthropic, model=on_model),
             headers={"x-memory-user-id": "on-" + m},
         )
         off = await p.client.post(
             path_for(anthropic),
-            json=chat(f"narwhal off {m}", anthropic=anthropic, model=off_model),
+            json=chat_body(f"narwhal off {m}", anthropic=anthropic, model=off_model),
             headers={"x-memory-user-id": "off-" + m},
         )
         off_stream = await p.client.post(
             path_for(anthropic),
-            json=chat(f"narwhal off stream {m}", anthropic=anthropic, model=off_model, stream=True),
+            json=chat_body(f"narwhal off stream {m}", anthropic=anthropic, model=off_model, stream=True),
             headers={"x-memory-user-id": "off-" + m},
         )
         await p.drain()
@@ -146,15 +134,15 @@ async def test_memory_user_id_header_on_chat_responses(
     tmp_path: Path, path: str, anthropic: bool, stream: bool
 ) -> None:
     async with running(tmp_path) as p:
-        default = await p.client.post(path, json=chat(f"hi {marker()}", anthropic=anthropic, stream=stream))
+        default = await p.client.post(path, json=chat_body(f"hi {marker()}", anthropic=anthropic, stream=stream))
         custom = await p.client.post(
             path,
-            json=chat(f"hi {marker()}", anthropic=anthropic, stream=stream),
+            json=chat_body(f"hi {marker()}", anthropic=anthropic, stream=stream),
             headers={"x-memory-user-id": "team.alpha@proj:1"},
         )
         failed = await p.client.post(
             path,
-            json=chat(f"FAULT:status=503 {marker()}", anthropic=anthropic, stream=stream),
+            json=chat_body(f"FAULT:status=503 {marker()}", anthropic=anthropic, stream=stream),
             headers={"x-memory-user-id": "team.alpha@proj:1"},
         )
     assert default.status_code == 200, default.text

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.e2e import anth, marker, oai, provider_calls, wait_for
-from tests.stack import stack_config, start_memory
+from tests.stack import stack_config, start_keyed_memory, start_memory
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -202,20 +202,8 @@ def test_memory_api_round_trip_and_forget(stack):
 
 
 def test_memory_api_scope_rules_with_keys(stack, tmp_path_factory):
-    config = stack_config(int(stack.provider_url.rsplit(":", 1)[1]))
-    config["auth"] = {
-        "keys": [
-            {"key": "os.environ/PYCHARM_PROXY_KEY", "user_id": "pycharm-ai"},
-            {"key": "os.environ/ADMIN_PROXY_KEY", "admin": True},
-        ]
-    }
-    proc, url = start_memory(
-        tmp_path_factory.mktemp("keyed-mem"),
-        "keyedmem",
-        config,
-        int(stack.litellm_url.rsplit(":", 1)[1]),
-        PYCHARM_PROXY_KEY="pycharm-key-2",
-        ADMIN_PROXY_KEY="admin-key-2",
+    proc, url = start_keyed_memory(
+        stack, tmp_path_factory.mktemp("keyed-mem"), "keyedmem", "pycharm-key-2", "admin-key-2"
     )
     try:
         pin = {"Authorization": "Bearer pycharm-key-2"}

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.e2e import anth, marker, oai, provider_calls
-from tests.stack import ROOT, stack_config, start_memory
+from tests.stack import ROOT, stack_config, start_keyed_memory, start_memory
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -126,20 +126,8 @@ def test_beta_suffix_and_dated_model_names(stack):
 
 @pytest.fixture(scope="module")
 def keyed_proxy(stack, tmp_path_factory):
-    config = stack_config(int(stack.provider_url.rsplit(":", 1)[1]))
-    config["auth"] = {
-        "keys": [
-            {"key": "os.environ/PYCHARM_PROXY_KEY", "user_id": "pycharm-ai"},
-            {"key": "os.environ/ADMIN_PROXY_KEY", "admin": True},
-        ]
-    }
-    proc, url = start_memory(
-        tmp_path_factory.mktemp("keyed"),
-        "keyed",
-        config,
-        int(stack.litellm_url.rsplit(":", 1)[1]),
-        PYCHARM_PROXY_KEY="pycharm-secret-key-1",
-        ADMIN_PROXY_KEY="admin-secret-key-1",
+    proc, url = start_keyed_memory(
+        stack, tmp_path_factory.mktemp("keyed"), "keyed", "pycharm-secret-key-1", "admin-secret-key-1"
     )
     yield url
     proc.stop()

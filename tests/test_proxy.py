@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from tests import fake_provider
 from tests.inprocess import (
     BackgroundStack,
+    chat_body,
     closed_port,
     make_settings,
     marker,
@@ -26,18 +27,6 @@ from tests.inprocess import (
 )
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def chat_body(text: str, *, anthropic: bool = False, stream: bool = False, model: str | None = None) -> dict:
-    body: dict = {
-        "model": model or ("claude-fake" if anthropic else "fake-model"),
-        "messages": [{"role": "user", "content": text}],
-    }
-    if anthropic:
-        body["max_tokens"] = 50
-    if stream:
-        body["stream"] = True
-    return body
 
 
 def lower_keys(headers: dict) -> dict:
