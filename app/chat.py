@@ -65,27 +65,15 @@ async def chat(request: Request) -> Response:
     changed = strip_routing_fields(body)
     model = body.get("model")
     if isinstance(model, str):
-        route = c.models.route(model)
-        state["model"] = route.model
-        if route.model != model:
-            body["model"] = route.model
-            changed = True
-        if route.betas:
-            existing = [v for n, v in headers if n.lower() == "anthropic-beta"]
-            headers = [(n, v) for n, v in headers if n.lower() != "anthropic-beta"]
-            headers.append(("anthropic-beta", ",".join([*existing, *route.betas])))
-        if route.supermemory:
-            headers = [(n, v) for n, v in headers if n.lower() not in ("x-sm-user-id", "x-supermemory-api-key")]
-            headers.append(("x-sm-user-id", scope))
-            if c.settings.supermemory_api_key:
-                headers.append(("x-supermemory-api-key", c.settings.supermemory_api_key))
-        model = route.model
+        model, headers, renamed = _route_model(c, body, model, headers, scope)
+        changed = changed or renamed
+        state["model"] = model
     mem = c.settings.memory
     active = mem.enabled and c.store is not None and memory_for(model, c)
     inject = active and want_inject
     capture = active and want_capture and mem.capture_enabled
     extra = [("x-memory-user-id", scope)]
-    if mem.enabled and c.store is None and want_inject | want_capture:
+    if mem.enabled and c.store is None and (want_inject or want_capture):
         c.counters.memory_errors += 1
         extra.append(("x-memory-error", "memory store unavailable"))
     user_turn = memory.new_user_turn(body) if capture else None
@@ -122,6 +110,26 @@ async def chat(request: Request) -> Response:
         tap,
         on_complete,
     )
+
+
+def _route_model(
+    c: Context, body: dict[str, Any], requested: str, headers: list[tuple[str, str]], scope: str
+) -> tuple[str, list[tuple[str, str]], bool]:
+    """Apply SPEC §6 model compatibility: config name, `anthropic-beta` suffixes, Supermemory headers."""
+    route = c.models.route(requested)
+    renamed = route.model != requested
+    if renamed:
+        body["model"] = route.model
+    if route.betas:
+        existing = [v for n, v in headers if n.lower() == "anthropic-beta"]
+        headers = [(n, v) for n, v in headers if n.lower() != "anthropic-beta"]
+        headers.append(("anthropic-beta", ",".join([*existing, *route.betas])))
+    if route.supermemory:
+        headers = [(n, v) for n, v in headers if n.lower() not in ("x-sm-user-id", "x-supermemory-api-key")]
+        headers.append(("x-sm-user-id", scope))
+        if c.settings.supermemory_api_key:
+            headers.append(("x-supermemory-api-key", c.settings.supermemory_api_key))
+    return route.model, headers, renamed
 
 
 def memory_for(model: Any, c: Context) -> bool:
