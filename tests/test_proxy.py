@@ -530,3 +530,72 @@ async def test_routing_fields_removed_on_json_pass_through(tmp_path: Path) -> No
         assert r.status_code == 200, r.text
     (call,) = upstream_requests(m)
     assert_routing_fields_gone(call["body"], evil)
+
+
+def waiting_upstream(log: list[tuple[str, float]], phase: str) -> web.Application:
+    """An upstream that stalls before its headers (`head`) or in the middle of a JSON body (`body`)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        try:
+            if phase == "head":
+                await asyncio.sleep(10)
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await resp.prepare(request)
+            await resp.write(b'{"choices": [')
+            await asyncio.sleep(10)
+        except (ConnectionResetError, asyncio.CancelledError) as exc:
+            log.append((type(exc).__name__, time.monotonic()))
+            raise
+        log.append(("completed", time.monotonic()))
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    return app
+
+
+@pytest.mark.parametrize("phase", ["head", "body"])
+async def test_client_disconnect_before_first_byte_or_non_streaming_cancels_upstream(tmp_path: Path, phase: str):
+    log: list[tuple[str, float]] = []
+    async with running(tmp_path, waiting_upstream(log, phase)) as p:
+        tasks_before = len(asyncio.all_tasks())
+        body = json.dumps(chat_body("wait for me")).encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", p.port)
+        writer.write(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{p.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        if phase == "body":
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200"), head
+        else:
+            await asyncio.sleep(0.3)  # the proxy is now waiting for the upstream's headers
+        writer.transport.abort()
+        closed_at = time.monotonic()
+        for _ in range(30):
+            if log:
+                break
+            await asyncio.sleep(0.05)
+        assert log, "the upstream request kept running after the client hung up"
+        assert log[0][0] != "completed" and log[0][1] - closed_at < 1.0
+        # Nothing leaks: the pooled connection was closed, and no task lingers.
+        for _ in range(40):
+            if len(asyncio.all_tasks()) <= tasks_before:
+                break
+            await asyncio.sleep(0.05)
+        assert len(asyncio.all_tasks()) <= tasks_before
+        connector = p.ctx.upstream.session.connector
+        assert not connector._acquired  # no connection still checked out
+
+
+async def test_read_timeout_is_an_idle_timer_not_a_total(tmp_path: Path) -> None:
+    """A stream that keeps ticking outlives read_timeout; only silence trips it."""
+    async with running(tmp_path, read_timeout=0.5) as p:
+        m = marker()
+        async with p.client.stream("POST", "/v1/chat/completions", json=chat_body(f"FAULT:slow {m}", stream=True)) as r:
+            raw = b"".join([chunk async for chunk in r.aiter_raw()])
+        assert r.status_code == 200
+        assert b"data: [DONE]" in raw and b'"error"' not in raw  # ~2.6 s of ticks, 0.2 s apart
