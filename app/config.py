@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -113,8 +114,9 @@ class Settings:
         return is_loopback_host(self.host)
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback_host(host: str) -> bool:
-    """True for `localhost` and loopback IP literals."""
+    """True for `localhost` and loopback IP literals (cached: the guard asks on every request)."""
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import urlsplit
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +26,12 @@ class Guard:
         self.settings = settings
         self.counters = counters
         self.inflight = 0
+        self.loopback = settings.loopback
+
+    @property
+    def state(self) -> Any:
+        """The wrapped app's state (it holds the Context)."""
+        return self.app.state  # type: ignore[attr-defined]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,9 +77,8 @@ class Guard:
         origin = headers.get("origin")
         if origin is not None and origin.lower().rstrip("/") not in self.settings.limits.allowed_origins:
             return 403, "cross-origin requests are refused; add the origin to proxy.allowed_origins", []
-        if self.settings.loopback:
-            host = urlsplit("//" + headers.get("host", "")).hostname or ""
-            if not is_loopback_host(host):
+        if self.loopback:
+            if not is_loopback_host(host_name(headers.get("host", ""))):
                 return 403, "Host header is not a loopback name (DNS rebinding guard)", []
         if scope["path"] in OPEN_PATHS:
             return None
@@ -85,3 +90,10 @@ class Guard:
             self.counters.overloaded += 1
             return 503, "the memory proxy is at its concurrency limit; retry shortly", [(b"retry-after", b"1")]
         return None
+
+
+def host_name(host_header: str) -> str:
+    """The name in a Host header, without port or IPv6 brackets."""
+    if host_header.startswith("["):
+        return host_header[1 : host_header.find("]")] if "]" in host_header else ""
+    return host_header.rpartition(":")[0] if host_header.count(":") == 1 else host_header

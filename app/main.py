@@ -1,12 +1,15 @@
 """The memory proxy's ASGI app: where every request goes.
 
-Request path: Guard (origin/host checks, auth, load shedding, access log) →
-  /health, /health/readiness            → routes.health / routes.readiness (no auth)
-  /memory-routing/info                  → routes.routing_info
-  /v1/memories…                         → memory_api (scoped memory CRUD)
+Request path: Guard (origin/host checks, auth, load shedding, access log) → Dispatch →
   POST /v1/chat/completions, /chat/completions, /v1/messages
                                         → chat.chat (scope, recall, inject, forward, capture)
+  /health, /health/readiness            → routes.health / routes.readiness (no auth)
+  /memory-routing/info                  → routes.routing_info
+  /v1/memories…                         → memory_api (scoped memory CRUD), via FastAPI
   anything else                         → routes.forward (raw pass-through to LiteLLM)
+
+The hot paths (chat and pass-through) are dispatched straight to their handlers: FastAPI's
+middleware and router layers cost more than the rest of the proxy hop (see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 from app import chat, memory_api, routes
 from app.config import ConfigError, Settings, load_settings
@@ -29,7 +34,6 @@ from app.store import SqliteStore
 from app.writer import MemoryWriter
 
 log = logging.getLogger("memory_proxy")
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 def open_store(settings: Settings) -> SqliteStore:
@@ -39,7 +43,32 @@ def open_store(settings: Settings) -> SqliteStore:
     return SqliteStore(settings.db_path)
 
 
-def create_app(settings: Settings) -> FastAPI:
+CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/messages"})
+OWN_PATHS = frozenset({"/health", "/health/readiness", "/memory-routing/info", "/v1/memories"})
+
+
+class Dispatch:
+    """Sends chat and pass-through requests straight to their handlers; the rest to FastAPI."""
+
+    def __init__(self, api: FastAPI) -> None:
+        self.api = api
+
+    @property
+    def state(self) -> Any:
+        """The FastAPI app's state (it holds the Context)."""
+        return self.api.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in OWN_PATHS or path.startswith("/v1/memories/"):
+            return await self.api(scope, receive, send)
+        handler = chat.chat if scope["method"] == "POST" and path in CHAT_PATHS else routes.forward
+        scope["app"] = self.api
+        response = await handler(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+def create_app(settings: Settings) -> Guard:
     """Build the app for `settings`; the lifespan opens the upstream client and the store."""
     context = Context(settings, ModelTable(settings.models), Upstream(settings))
 
@@ -62,17 +91,13 @@ def create_app(settings: Settings) -> FastAPI:
                 context.store.close()
             await context.upstream.close()
 
-    app = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.ctx = context
-    app.add_route("/health", routes.health, methods=["GET"])
-    app.add_route("/health/readiness", routes.readiness, methods=["GET"])
-    app.add_route("/memory-routing/info", routes.routing_info, methods=["GET"])
-    app.include_router(memory_api.router)
-    for path in ("/v1/chat/completions", "/chat/completions", "/v1/messages"):
-        app.add_route(path, chat.chat, methods=["POST"])
-    app.add_route("/{path:path}", routes.forward, methods=ALL_METHODS)
-    app.add_middleware(Guard, settings=settings, counters=context.counters)
-    return app
+    api = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    api.state.ctx = context
+    api.add_route("/health", routes.health, methods=["GET"])
+    api.add_route("/health/readiness", routes.readiness, methods=["GET"])
+    api.add_route("/memory-routing/info", routes.routing_info, methods=["GET"])
+    api.include_router(memory_api.router)
+    return Guard(Dispatch(api), settings, context.counters)
 
 
 def __getattr__(name: str) -> Any:

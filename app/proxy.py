@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
-import anyio
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
@@ -111,25 +111,32 @@ class ProxyResponse:
         self.tap = tap
         self.on_complete = on_complete
         self.body_size_exceeded = body_size_exceeded
-        self.body_done = anyio.Event()
+        self.body_done = asyncio.Event()
+        self.client_gone = False
         self.status = 0
         if isinstance(body, bytes):
             self.body_done.set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
-            try:
-                await self._relay(send)
-            finally:
-                tg.cancel_scope.cancel()
+        relay = asyncio.current_task()
+        assert relay is not None
+        watcher = asyncio.create_task(self._watch_disconnect(receive, relay))
+        try:
+            await self._relay(send)
+        except asyncio.CancelledError:
+            if not self.client_gone:
+                raise
+            relay.uncancel()  # our own cancellation: the client left, nothing more to send
+        finally:
+            watcher.cancel()
 
-    async def _watch_disconnect(self, receive: Receive, cancel: anyio.CancelScope) -> None:
+    async def _watch_disconnect(self, receive: Receive, relay: asyncio.Task[None]) -> None:
         await self.body_done.wait()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                cancel.cancel()
+                self.client_gone = True
+                relay.cancel()
                 return
 
     async def _counted_body(self) -> AsyncIterator[bytes]:

@@ -129,16 +129,17 @@ def _neighbour(db: sqlite3.Connection, user_id: str, rowid: int, before: bool) -
 
 
 def _context(db: sqlite3.Connection, user_id: str, rowid: int, created_at: float) -> str:
-    """A memory's secondary index text: its date and the turns on either side of it.
+    """A memory's secondary index text: its date and the turn before it.
 
     Recall finds a turn by the words of the exchange around it, as a person remembers a
-    conversation; neighbours weigh less than the turn itself (SEARCH_WEIGHTS).
+    conversation; the previous turn weighs less than the turn itself (SEARCH_WEIGHTS). Looking
+    back only means a new turn never rewrites an older index entry (cheap capture); the forward
+    link is scored at search time (NEIGHBOUR_BOOST).
     """
     parts = [textindex.date_words(created_at)]
-    for before in (True, False):
-        n = _neighbour(db, user_id, rowid, before)
-        if n is not None:
-            parts.append(n[1][:NEIGHBOUR_CHARS])
+    prev = _neighbour(db, user_id, rowid, before=True)
+    if prev is not None:
+        parts.append(prev[1][:NEIGHBOUR_CHARS])
     return "\n".join(parts)
 
 
@@ -223,9 +224,6 @@ class SqliteStore:
             return []
         with self._transaction() as db:
             rows = [r for r in (self._insert_row(db, item) for item in items) if r is not None]
-            # Index after the whole batch is in, so each row's context sees its in-batch
-            # neighbours; only the row before each scope's first new row needs re-indexing.
-            first: dict[str, int] = {}
             for rowid, memory in rows:
                 db.execute(
                     "INSERT INTO memories_fts (rowid, content, context, scope) VALUES (?, ?, ?, ?)",
@@ -236,11 +234,6 @@ class SqliteStore:
                         textindex.scope_token(memory.user_id),
                     ),
                 )
-                first.setdefault(memory.user_id, rowid)
-            for user_id, rowid in first.items():
-                prev = _neighbour(db, user_id, rowid, before=True)
-                if prev is not None:
-                    _reindex(db, user_id, prev[0])
         return [memory for _, memory in rows]
 
     def _insert_row(self, db: sqlite3.Connection, item: NewMemory) -> tuple[int, Memory] | None:
@@ -309,12 +302,11 @@ class SqliteStore:
                 user_id, "SELECT m.rowid FROM memories m WHERE m.user_id = ? AND m.id = ?", (memory_id,)
             ).fetchone()
             if row:
-                around = [_neighbour(db, user_id, row[0], before) for before in (True, False)]
+                following = _neighbour(db, user_id, row[0], before=False)
                 db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row[0],))
                 db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
-                for n in around:  # their context quoted the deleted text
-                    if n is not None:
-                        _reindex(db, user_id, n[0])
+                if following is not None:  # its context quoted the deleted text
+                    _reindex(db, user_id, following[0])
         if row:
             self._purge()
         return row is not None

@@ -11,6 +11,7 @@ from app.store import MemoryStore, NewMemory
 
 log = logging.getLogger("memory_proxy.writer")
 BATCH = 512
+LINGER = 0.02  # seconds a batch waits for company before it is written
 
 
 class MemoryWriter:
@@ -40,6 +41,9 @@ class MemoryWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self.queue.get()]
+            if self.queue.qsize() < BATCH:
+                # Linger briefly so light traffic shares one commit instead of paying one per turn.
+                await asyncio.sleep(LINGER)
             while len(batch) < BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:
