@@ -25,6 +25,9 @@ except ImportError:  # pragma: no cover - platforms without the wheel
 
 SEARCH_WEIGHTS = (1.0, 0.5, 0.0)  # content, context (neighbouring turns, date), scope token
 NEIGHBOUR_CHARS = 600  # how much of each neighbouring turn goes into a memory's context
+COMMON_TERM_DOCS = 10_000  # a term in more rows than this is left out of searches (see textindex)
+GENERIC_TERM_DOCS = 40_000  # … and a query of only such terms searches nothing past this
+COMMON_REFRESH_ROWS = 5_000  # re-read the common terms after this many new rows (or 10% growth)
 RERANK_CANDIDATES = 50  # second pass: how many first-pass matches are re-scored
 NEIGHBOUR_BOOST = 0.3  # second pass: share of the adjacent turns' scores a candidate gains
 
@@ -150,7 +153,12 @@ def _reindex(db: sqlite3.Connection, user_id: str, rowid: int) -> None:
         db.execute("UPDATE memories_fts SET context = ? WHERE rowid = ?", (_context(db, user_id, rowid, row[0]), rowid))
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
+def _m002_vocabulary(db: sqlite3.Connection) -> None:
+    # Document counts per indexed term, read to find the terms too common to be worth searching.
+    db.execute("CREATE VIRTUAL TABLE memories_vocab USING fts5vocab(memories_fts, 'row')")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_vocabulary]
 _COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata"
 
 
@@ -170,6 +178,9 @@ class SqliteStore:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._migrate()
+        self.common_terms: dict[str, int] = {}
+        self._rows_since_refresh = 0
+        self.refresh_common_terms()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -234,6 +245,9 @@ class SqliteStore:
                         textindex.scope_token(memory.user_id),
                     ),
                 )
+        self._rows_since_refresh += len(rows)
+        if self._rows_since_refresh >= max(COMMON_REFRESH_ROWS, self._rows_at_refresh // 10):
+            self.refresh_common_terms()
         return [memory for _, memory in rows]
 
     def _insert_row(self, db: sqlite3.Connection, item: NewMemory) -> tuple[int, Memory] | None:
@@ -328,6 +342,14 @@ class SqliteStore:
                 db.execute("INSERT INTO memories_fts(memories_fts) VALUES ('optimize')")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    def refresh_common_terms(self) -> None:
+        """Re-read which terms are in more than COMMON_TERM_DOCS rows (a scan of the term list)."""
+        db = self._conn()
+        rows = db.execute("SELECT term, doc FROM memories_vocab WHERE doc > ?", (COMMON_TERM_DOCS,))
+        self.common_terms = dict(rows.fetchall())
+        self._rows_at_refresh = db.execute("SELECT coalesce(max(rowid), 0) FROM memories").fetchone()[0]
+        self._rows_since_refresh = 0
+
     def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]:
         """Best matches within the scope, with a positive relevance score.
 
@@ -336,7 +358,7 @@ class SqliteStore:
         (NEIGHBOUR_BOOST), so a turn inside a stretch of conversation that matches the question
         climbs above an isolated turn that shares a word with it by chance.
         """
-        expr = textindex.match_expression(user_id, query)
+        expr = textindex.match_expression(user_id, query, self.common_terms, GENERIC_TERM_DOCS)
         if expr is None:
             return []
         weights = ", ".join(str(w) for w in SEARCH_WEIGHTS)

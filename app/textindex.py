@@ -6,6 +6,8 @@ import hashlib
 import re
 from datetime import UTC, datetime
 
+import snowballstemmer
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to help ranking; the rest of the question is OR-ed so any overlap counts.
 STOPWORDS = frozenset(
@@ -38,9 +40,30 @@ def terms(text: str) -> list[str]:
     return list(seen)
 
 
-def match_expression(user_id: str, text: str) -> str | None:
-    """An FTS5 MATCH expression: the scope token AND any of the query's words."""
+_STEMMER = snowballstemmer.stemmer("porter")  # the same Porter algorithm as FTS5's tokenizer
+
+
+def stem(word: str) -> str:
+    """A word as the full-text index stores it (FTS5 `porter` stem)."""
+    return _STEMMER.stemWord(word)
+
+
+def match_expression(
+    user_id: str, text: str, common: dict[str, int] | None = None, generic_docs: int = 0
+) -> str | None:
+    """An FTS5 MATCH expression: the scope token AND any of the query's words.
+
+    Words whose stem is in `common` (stem -> document count, the index's most frequent terms)
+    are left out: they match most rows, so they cost the most to rank and tell the least. When
+    every word is common, the rarest one stays unless even it is in more than `generic_docs` rows.
+    """
     words = terms(text)
+    if common:
+        rare = [w for w in words if stem(w) not in common]
+        if not rare and words:
+            rarest = min(words, key=lambda w: common[stem(w)])
+            rare = [rarest] if common[stem(rarest)] <= generic_docs else []
+        words = rare
     if not words:
         return None
     anyof = " OR ".join(f'"{w}"' for w in words)
