@@ -989,12 +989,14 @@ the per-process CPU ms/req columns show where the time goes. Direct and proxied 
 
 
 def write_docs(text: str) -> None:
+    """Put this run's report first under the stack benchmark's method and plot (newest run on top)."""
     doc = DOCS / "performance.md"
     current = doc.read_text() if doc.exists() else "# Performance\n"
+    image = f"![stack benchmark]({PLOT.name})\n"
     if "## Stack benchmark" not in current:
-        current = current.rstrip("\n") + "\n\n" + METHOD
-    current = current.rstrip("\n") + "\n\n" + f"![stack benchmark]({PLOT.name})\n\n" + text
-    doc.write_text(current)
+        current = current.rstrip("\n") + "\n\n" + METHOD.rstrip("\n") + "\n\n" + image
+    at = current.index(image) + len(image)
+    doc.write_text(current[:at] + "\n" + text.rstrip("\n") + "\n" + current[at:])
 
 
 # --------------------------------------------------------------------------- main
