@@ -38,13 +38,10 @@ import platform
 import random
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -61,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.store import NewMemory, SqliteStore  # noqa: E402
 from app.writer import MemoryWriter  # noqa: E402
+from tests.stack import Proc, free_port, http_ok, spawn, wait_until  # noqa: E402
 
 try:
     import uvloop
@@ -201,40 +199,18 @@ def prepared_store(rows: int, rebuild: bool, workdir: Path) -> tuple[Path, str]:
 # --------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
 @dataclass
 class Stack:
-    provider: subprocess.Popen
-    honcho: subprocess.Popen
+    provider: Proc
+    honcho: Proc
     provider_url: str
     litellm_url: str
     memory_url: str
     pids: dict[str, int] = field(default_factory=dict)
 
     def stop(self) -> None:
-        for p in (self.honcho, self.provider):
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(p.pid, signal.SIGKILL)
-                    p.wait(5)
+        self.honcho.stop(timeout=20)
+        self.provider.stop(timeout=20)
 
 
 def _descendant_pythons(root: int) -> dict[int, str]:
@@ -262,17 +238,6 @@ def _descendant_pythons(root: int) -> dict[int, str]:
     return found
 
 
-def wait_for(check: Callable[[], bool], proc: subprocess.Popen, timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what}: process exited\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out waiting for {what}\n{log.read_text(errors='replace')[-3000:]}")
-
-
 def start_stack(workdir: Path, db: Path) -> Stack:
     pport, lport, mport = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
@@ -283,18 +248,11 @@ def start_stack(workdir: Path, db: Path) -> Stack:
         MEMORY_ENV_FILE="",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
-    plog = workdir / "provider.log"
-    provider = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "fake_llm.py"), "--port", str(pport)],
-        cwd=ROOT,
-        env=env,
-        stdout=plog.open("wb"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
+    provider = spawn(
+        "provider", [sys.executable, str(ROOT / "bench" / "fake_llm.py"), "--port", str(pport)], env, workdir
     )
     provider_url = f"http://127.0.0.1:{pport}"
-    wait_for(lambda: http_ok(f"{provider_url}/v1/models"), provider, 30, "fake provider", plog)
+    wait_until(lambda: http_ok(f"{provider_url}/v1/models"), provider, 30, "fake provider")
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["model_list"] = [
         {
@@ -316,27 +274,18 @@ def start_stack(workdir: Path, db: Path) -> Stack:
     env.update(values)
     env_file = workdir / "stack.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    hlog = workdir / "honcho.log"
-    honcho = subprocess.Popen(
-        ["honcho", "start", "-e", str(env_file)],
-        cwd=ROOT,
-        env=env,
-        stdout=hlog.open("wb"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    honcho = spawn("honcho", ["honcho", "start", "-e", str(env_file)], env, workdir)
     stack = Stack(provider, honcho, provider_url, f"http://127.0.0.1:{lport}", f"http://127.0.0.1:{mport}")
     try:
-        wait_for(lambda: http_ok(f"{stack.memory_url}/health"), honcho, 120, "memory proxy", hlog)
-        wait_for(lambda: http_ok(f"{stack.litellm_url}/health/liveliness"), honcho, 600, "LiteLLM", hlog)
-        procs = _descendant_pythons(honcho.pid)
+        wait_until(lambda: http_ok(f"{stack.memory_url}/health"), honcho, 120, "memory proxy")
+        wait_until(lambda: http_ok(f"{stack.litellm_url}/health/liveliness"), honcho, 600, "LiteLLM")
+        procs = _descendant_pythons(honcho.popen.pid)
         for pid, cmd in procs.items():
             if "app.main:app" in cmd:
                 stack.pids["proxy"] = pid
             elif "litellm" in cmd and "honcho" not in cmd:
                 stack.pids["litellm"] = pid
-        stack.pids["provider"] = provider.pid
+        stack.pids["provider"] = provider.popen.pid
         if set(stack.pids) != {"proxy", "litellm", "provider"}:
             raise RuntimeError(f"could not find the stack's processes: {procs}")
     except BaseException:
