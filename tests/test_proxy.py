@@ -444,26 +444,36 @@ async def test_stream_is_not_buffered(tmp_path: Path, anthropic: bool) -> None:
     assert arrivals[0] < total - 0.6
 
 
-def slow_upstream(log: list[tuple[str, float]]) -> web.Application:
-    """An upstream streaming an SSE event every 100 ms for 10 s; logs how its response ended."""
+def logging_end(log: list[tuple[str, float]], body):  # type: ignore[no-untyped-def]
+    """An aiohttp handler running `body(request)`, logging how it ended (completed or cut off) and when."""
 
-    async def slow(request: web.Request) -> web.StreamResponse:
+    async def handler(request: web.Request) -> web.StreamResponse:
         await request.read()
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
         try:
-            for i in range(100):
-                await resp.write(f'data: {{"choices": [{{"delta": {{"content": "w{i} "}}}}]}}\n\n'.encode())
-                await asyncio.sleep(0.1)
+            resp = await body(request)
         except (ConnectionResetError, asyncio.CancelledError) as exc:
             log.append((type(exc).__name__, time.monotonic()))
             raise
         log.append(("completed", time.monotonic()))
         return resp
 
+    return handler
+
+
+def slow_upstream(log: list[tuple[str, float]]) -> web.Application:
+    """An upstream streaming an SSE event every 100 ms for 10 s; logs how its response ended."""
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(100):
+            await resp.write(f'data: {{"choices": [{{"delta": {{"content": "w{i} "}}}}]}}\n\n'.encode())
+            await asyncio.sleep(0.1)
+        return resp
+
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", slow)
-    app.router.add_post("/v1/slow", slow)
+    app.router.add_post("/v1/chat/completions", logging_end(log, slow))
+    app.router.add_post("/v1/slow", logging_end(log, slow))
     return app
 
 
@@ -535,23 +545,17 @@ async def test_routing_fields_removed_on_json_pass_through(tmp_path: Path) -> No
 def waiting_upstream(log: list[tuple[str, float]], phase: str) -> web.Application:
     """An upstream that stalls before its headers (`head`) or in the middle of a JSON body (`body`)."""
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        try:
-            if phase == "head":
-                await asyncio.sleep(10)
-            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-            await resp.prepare(request)
-            await resp.write(b'{"choices": [')
+    async def stall(request: web.Request) -> web.StreamResponse:
+        if phase == "head":
             await asyncio.sleep(10)
-        except (ConnectionResetError, asyncio.CancelledError) as exc:
-            log.append((type(exc).__name__, time.monotonic()))
-            raise
-        log.append(("completed", time.monotonic()))
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        await resp.write(b'{"choices": [')
+        await asyncio.sleep(10)
         return resp
 
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
+    app.router.add_post("/v1/chat/completions", logging_end(log, stall))
     return app
 
 
