@@ -45,12 +45,14 @@ def _scope(request: Request, explicit: str | None) -> str:
     principal: Principal = request.scope["state"]["principal"]
     try:
         if explicit is None:
-            return resolve_scope(ctx(request).settings.scopes, request.headers, principal).user_id
-        scope = validate_scope(explicit)
+            scope = resolve_scope(ctx(request).settings.scopes, request.headers, principal).user_id
+        else:
+            scope = validate_scope(explicit)
     except InvalidScope as exc:
         raise ApiError(400, str(exc)) from None
     if not principal.may_use(scope):
         raise ApiError(403, f"this key may not use scope {scope!r}")
+    request.scope["state"]["scope"] = scope  # for the access log
     return scope
 
 
