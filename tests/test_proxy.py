@@ -477,18 +477,24 @@ def slow_upstream(log: list[tuple[str, float]]) -> web.Application:
     return app
 
 
+async def raw_post(port: int, path: str, body: dict) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Send a JSON POST over a bare socket, so the test can hang up at any moment."""
+    data = json.dumps(body).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+    await writer.drain()
+    return reader, writer
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/slow"])
 async def test_client_disconnect_cancels_upstream(tmp_path: Path, path: str) -> None:
     log: list[tuple[str, float]] = []
     async with running(tmp_path, slow_upstream(log)) as p:
-        body = json.dumps(chat_body("talk slowly", stream=True)).encode()
-        reader, writer = await asyncio.open_connection("127.0.0.1", p.port)
-        writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{p.port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        await writer.drain()
+        reader, writer = await raw_post(p.port, path, chat_body("talk slowly", stream=True))
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 200"), head
         first = await asyncio.wait_for(reader.read(100), 5)
@@ -564,14 +570,7 @@ async def test_client_disconnect_before_first_byte_or_non_streaming_cancels_upst
     log: list[tuple[str, float]] = []
     async with running(tmp_path, waiting_upstream(log, phase)) as p:
         tasks_before = len(asyncio.all_tasks())
-        body = json.dumps(chat_body("wait for me")).encode()
-        reader, writer = await asyncio.open_connection("127.0.0.1", p.port)
-        writer.write(
-            f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{p.port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        await writer.drain()
+        reader, writer = await raw_post(p.port, "/v1/chat/completions", chat_body("wait for me"))
         if phase == "body":
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             assert head.startswith(b"HTTP/1.1 200"), head
