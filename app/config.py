@@ -88,7 +88,6 @@ class ProxyLimits:
     read_timeout: float = 600.0
     max_concurrent_requests: int = 256
     allowed_origins: tuple[str, ...] = ()
-    drain_seconds: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -311,7 +310,6 @@ def _limits(doc: _Doc) -> ProxyLimits:
         read_timeout=_positive(doc, (*sec, "read_timeout"), float, 600.0),
         max_concurrent_requests=_positive(doc, (*sec, "max_concurrent_requests"), int, 256),
         allowed_origins=tuple(o.lower() for o in origins),
-        drain_seconds=_positive(doc, (*sec, "drain_seconds"), float, 20.0),
     )
 
 

@@ -15,10 +15,9 @@ from app.writer import MemoryWriter
 
 @dataclass
 class Counters:
-    """Counts shown by /health: memory-step failures and refused requests."""
+    """Counts shown by /health: memory-step failures and requests shed under load."""
 
     memory_errors: int = 0
-    store_errors: int = 0
     overloaded: int = 0
 
 

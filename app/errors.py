@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import orjson
 from starlette.responses import Response
 
-_OPENAI_TYPES = {
+_ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
@@ -18,7 +18,6 @@ _OPENAI_TYPES = {
     503: "overloaded_error",
     504: "timeout_error",
 }
-_ANTHROPIC_TYPES = {**_OPENAI_TYPES, 503: "overloaded_error", 504: "timeout_error", 502: "api_error"}
 
 
 def is_anthropic(path: str, headers: Mapping[str, str]) -> bool:
@@ -29,9 +28,9 @@ def is_anthropic(path: str, headers: Mapping[str, str]) -> bool:
 def error_body(anthropic: bool, status: int, message: str, code: str | None = None) -> bytes:
     """The JSON error body for `status` in the chosen dialect."""
     if anthropic:
-        kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
         return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
-    kind = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
     return orjson.dumps({"error": {"message": message, "type": kind, "code": code or kind}})
 
 

@@ -40,7 +40,9 @@ async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
             store["error"] = c.writer.last_error
     store["memory_errors"] = c.counters.memory_errors
     ok = litellm["status"] == "reachable" and store["status"] == "ok"
-    return ok, {"status": "healthy" if ok else "degraded", "litellm": litellm, "memory_store": store}
+    report = {"status": "healthy" if ok else "degraded", "litellm": litellm, "memory_store": store}
+    report["requests_shed"] = c.counters.overloaded
+    return ok, report
 
 
 async def health(request: Request) -> Response:
