@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
-import anyio
-import anyio.to_thread
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,8 +30,8 @@ async def _recall(c: Context, scope: str, body: dict[str, Any], anthropic: bool)
     query = memory.query_text(body, settings.query_strategy)
     if not query or c.store is None:
         return 0
-    with anyio.fail_after(RECALL_TIMEOUT):
-        found = await anyio.to_thread.run_sync(c.store.search, scope, query, settings.max_results * 4)
+    # wait_for gives up on a slow search (the thread finishes on its own; its result is dropped).
+    found = await asyncio.wait_for(c.store.call(c.store.search, scope, query, settings.max_results * 4), RECALL_TIMEOUT)
     chosen = memory.select([memory.Recalled(m.content, m.role, m.created_at) for m, _ in found], body, settings)
     if not chosen:
         return 0

@@ -16,7 +16,7 @@ from dotenv import dotenv_values
 
 INJECTION_MODES = ("before_last_user", "system", "last_user_suffix")
 QUERY_STRATEGIES = ("last_user", "last_user_and_assistant", "recent_user")
-SCOPE_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+SCOPE_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # always fullmatch: `$` would accept a trailing newline
 
 
 class ConfigError(Exception):
@@ -195,7 +195,7 @@ def _positive(doc: _Doc, at: tuple[Any, ...], kind: type, default: Any) -> Any:
 
 
 def _scope_name(doc: _Doc, at: tuple[Any, ...], value: Any) -> str:
-    if not isinstance(value, str) or not SCOPE_RE.match(value):
+    if not isinstance(value, str) or not SCOPE_RE.fullmatch(value):
         raise doc.error(at, f"{value!r} is not a valid scope name (1-128 of A-Z a-z 0-9 . _ : @ -)")
     return value
 

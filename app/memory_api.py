@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio.to_thread
 import orjson
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -93,9 +92,8 @@ def handle_api_errors(func):  # type: ignore[no-untyped-def]
 async def list_memories(request: Request) -> Response:
     """Newest first, with cursor pagination."""
     scope = _scope(request, request.query_params.get("user_id"))
-    items, cursor = await anyio.to_thread.run_sync(
-        _store(request).list, scope, _limit(request, 50), request.query_params.get("cursor")
-    )
+    store = _store(request)
+    items, cursor = await store.call(store.list, scope, _limit(request, 50), request.query_params.get("cursor"))
     return _json({"data": [m.to_json() for m in items], "next_cursor": cursor})
 
 
@@ -107,7 +105,8 @@ async def search_memories(request: Request) -> Response:
     q = request.query_params.get("q", "")
     if not q.strip():
         raise ApiError(400, "q is required")
-    found = await anyio.to_thread.run_sync(_store(request).search, scope, q, _limit(request, 10))
+    store = _store(request)
+    found = await store.call(store.search, scope, q, _limit(request, 10))
     return _json({"data": [{**m.to_json(), "score": score} for m, score in found]})
 
 
@@ -121,10 +120,10 @@ async def add_memory(request: Request) -> Response:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
     new = parse_record(item, "body", "note", lambda uid: _scope(request, uid))
     store = _store(request)
-    added = await anyio.to_thread.run_sync(store.add_many, [new])
+    added = await store.call(store.add_many, [new])
     if added:
         return _json(added[0].to_json(), 201)
-    existing = await anyio.to_thread.run_sync(store.find_duplicate, new)
+    existing = await store.call(store.find_duplicate, new)
     return _json(existing.to_json() if existing else None, 200)
 
 
@@ -134,7 +133,7 @@ async def export_memories(request: Request) -> Response:
     """JSON Lines, oldest first, in the shape import takes."""
     scope = _scope(request, request.query_params.get("user_id"))
     store = _store(request)
-    items = await anyio.to_thread.run_sync(lambda: list(store.export(scope)))
+    items = await store.call(lambda: list(store.export(scope)))
     body = b"".join(orjson.dumps(m.to_json()) + b"\n" for m in items)
     return Response(body, media_type="application/x-ndjson")
 
@@ -144,7 +143,8 @@ async def export_memories(request: Request) -> Response:
 async def import_memories(request: Request) -> Response:
     """JSON Lines in; every line is checked before any is written."""
     items = parse_lines(await _body(request), lambda uid: _scope(request, uid))
-    added = await anyio.to_thread.run_sync(_store(request).add_many, items)
+    store = _store(request)
+    added = await store.call(store.add_many, items)
     return _json({"imported": len(added), "skipped": len(items) - len(added)})
 
 
@@ -153,7 +153,8 @@ async def import_memories(request: Request) -> Response:
 async def get_memory(request: Request) -> Response:
     """One memory of the caller's scope; 404 if absent or another scope's."""
     scope = _scope(request, request.query_params.get("user_id"))
-    found = await anyio.to_thread.run_sync(_store(request).get, scope, request.path_params["memory_id"])
+    store = _store(request)
+    found = await store.call(store.get, scope, request.path_params["memory_id"])
     if found is None:
         raise ApiError(404, "no such memory in this scope")
     return _json(found.to_json())
@@ -164,7 +165,8 @@ async def get_memory(request: Request) -> Response:
 async def delete_memory(request: Request) -> Response:
     """204, or 404 if absent or another scope's."""
     scope = _scope(request, request.query_params.get("user_id"))
-    if not await anyio.to_thread.run_sync(_store(request).delete, scope, request.path_params["memory_id"]):
+    store = _store(request)
+    if not await store.call(store.delete, scope, request.path_params["memory_id"]):
         raise ApiError(404, "no such memory in this scope")
     return Response(status_code=204)
 
@@ -177,5 +179,6 @@ async def forget_scope(request: Request) -> Response:
     if not explicit:
         raise ApiError(400, "user_id is required to forget a scope")
     scope = _scope(request, explicit)
-    deleted = await anyio.to_thread.run_sync(_store(request).forget, scope)
+    store = _store(request)
+    deleted = await store.call(store.forget, scope)
     return _json({"deleted": deleted})

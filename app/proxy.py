@@ -34,7 +34,9 @@ class Upstream:
     async def start(self) -> None:
         """Open the pooled session (inside the running loop)."""
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300),
+            # Idle connections are dropped before LiteLLM's uvicorn closes them (its keep-alive is 5 s):
+            # a request sent on a connection the server is closing would fail and may not be retried.
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4, ttl_dns_cache=300),
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -25,7 +24,7 @@ async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
         store = {"status": "unavailable"}
     else:
         try:
-            await anyio.to_thread.run_sync(c.store.ping)
+            await c.store.call(c.store.ping)
         except Exception as exc:
             store = {"status": "error", "error": type(exc).__name__}
     if c.writer is not None:

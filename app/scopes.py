@@ -25,7 +25,7 @@ class ScopeDecision:
 
 def validate_scope(name: str) -> str:
     """Return `name` if it is a legal scope name, else raise InvalidScope."""
-    if not SCOPE_RE.match(name):
+    if not SCOPE_RE.fullmatch(name):
         raise InvalidScope(f"invalid scope name {name[:140]!r}: use 1-128 characters of A-Z a-z 0-9 . _ : @ -")
     return name
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import os
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -23,6 +26,8 @@ try:  # a current SQLite (FTS5 secure-delete) where the wheel exists
 except ImportError:  # pragma: no cover - platforms without the wheel
     import sqlite3  # type: ignore[no-redef]
 
+T = TypeVar("T")
+STORE_THREADS = 4  # the store's own threads, each with one connection for the life of the store
 SEARCH_WEIGHTS = (1.0, 0.5, 0.0)  # content, context (neighbouring turns, date), scope token
 NEIGHBOUR_CHARS = 600  # how much of each neighbouring turn goes into a memory's context
 COMMON_TERM_DOCS = 10_000  # a term in more rows than this is left out of searches (see textindex)
@@ -88,6 +93,7 @@ class MemoryStore(Protocol):
     def stats(self) -> dict[str, Any]: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
+    async def call(self, fn: Callable[..., T], *args: Any) -> T: ...
 
 
 def _hash(item: NewMemory) -> str:
@@ -177,6 +183,8 @@ class SqliteStore:
         self._write_lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        # A fixed pool, not anyio's: its idle threads would exit and strand their connections.
+        self._pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="memory-store")
         self._migrate()
         self.common_terms: dict[str, int] = {}
         self._rows_since_refresh = 0
@@ -416,8 +424,13 @@ class SqliteStore:
         db = self._conn()
         db.execute("SELECT 1 FROM schema_migrations LIMIT 1").fetchone()
 
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store method on the store's own threads, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
+
     def close(self) -> None:
-        """Close every connection this store opened."""
+        """Stop the store's threads and close every connection it opened."""
+        self._pool.shutdown(wait=True)
         with self._all_lock:
             for conn in self._all:
                 conn.close()

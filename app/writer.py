@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import anyio.to_thread
-
 from app.store import MemoryStore, NewMemory
 
 log = logging.getLogger("memory_proxy.writer")
@@ -47,7 +45,7 @@ class MemoryWriter:
             while len(batch) < BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:
-                await anyio.to_thread.run_sync(self.store.add_many, batch)
+                await self.store.call(self.store.add_many, batch)
                 self.written += len(batch)
                 self.last_error = None
             except Exception as exc:  # a failing store must not stop capture for good

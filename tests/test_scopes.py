@@ -115,3 +115,8 @@ def test_invalid_scope_is_a_value_error_with_a_bounded_message() -> None:
     with pytest.raises(ValueError) as info:
         validate_scope("<" * 5000)
     assert len(str(info.value)) < 400
+
+
+def test_scope_with_trailing_newline_is_invalid():
+    with pytest.raises(InvalidScope):
+        validate_scope("alice\n")

@@ -351,3 +351,19 @@ def test_scopes_never_leak(rows: list[tuple[str, str, str]], page: int) -> None:
             assert store.list("never-used-scope!", 10, None) == ([], None)
         finally:
             store.close()
+
+
+async def test_store_threads_are_a_fixed_pool(tmp_path: Path) -> None:
+    """Bursts of concurrent calls never open more connections than the store has threads."""
+    import asyncio
+
+    from app.store import STORE_THREADS
+
+    store = SqliteStore(str(tmp_path / "pool.db"))
+    try:
+        await store.call(store.add_many, [NewMemory("p", "user", "kiwi deploy notes")])
+        for _ in range(5):
+            await asyncio.gather(*(store.call(store.search, "p", "kiwi", 5) for _ in range(16)))
+        assert len(store._all) <= STORE_THREADS + 1  # + the opener's own connection
+    finally:
+        store.close()
