@@ -13,6 +13,8 @@ from app.config import RetrievalSettings
 BLOCK_OPEN = "<recalled-memories>"
 BLOCK_CLOSE = "</recalled-memories>"
 _REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL | re.IGNORECASE)
+# Notes agent clients add on the human's behalf, e.g. Claude Code's "[Request interrupted by user]".
+_CLIENT_NOTE = re.compile(r"\[Request interrupted by user[^\]]*\]")
 _OUR_BLOCK = re.compile(re.escape(BLOCK_OPEN) + r".*?" + re.escape(BLOCK_CLOSE), re.DOTALL)
 _MODES = {"on": (True, True), "off": (False, False), "read": (True, False), "write": (False, True)}
 
@@ -36,11 +38,12 @@ def human_text(content: Any) -> str:
     if isinstance(content, str):
         parts = [content]
     elif isinstance(content, list):
-        # tool_result, image and other blocks are not the human's words.
-        parts = [b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"]
+        # tool_result, image and other non-text blocks are not the human's words.
+        parts = [b["text"] for b in content if isinstance(b, dict) and b.get("type") == "text"]
     else:
         return ""
-    cleaned = (_OUR_BLOCK.sub("", _REMINDER.sub("", p)).strip() for p in parts)
+    cleaned = (_OUR_BLOCK.sub("", _REMINDER.sub("", p)).strip() for p in parts if isinstance(p, str))
+    cleaned = (p for p in cleaned if not _CLIENT_NOTE.fullmatch(p))
     return "\n".join(p for p in cleaned if p)
 
 
@@ -148,6 +151,11 @@ def _append_text(content: Any, text: str) -> Any:
     return f"{content}\n\n{text}" if content else text
 
 
+def _has_tool_results(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    return isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+
+
 def inject(body: dict[str, Any], block: str, mode: str, anthropic: bool) -> bool:
     """Place the block per `injection` mode; False when the request has no user turn to anchor it."""
     messages = body.get("messages")
@@ -156,9 +164,12 @@ def inject(body: dict[str, Any], block: str, mode: str, anthropic: bool) -> bool
     i = last_user_index(messages)
     if i is None:
         return False
-    if mode == "before_last_user":
+    if mode == "before_last_user" and not _has_tool_results(messages[i]):
         # A message of its own keeps the client's cached prefix (system prompt, history) byte-identical.
         messages.insert(i, {"role": "user", "content": block})
+    elif mode == "before_last_user":
+        # Tool results must open the turn right after the assistant's tool_use: the notes go last.
+        messages[i] = {**messages[i], "content": _append_text(messages[i].get("content"), block)}
     elif mode == "last_user_suffix":
         messages[i] = {**messages[i], "content": _append_text(messages[i].get("content"), block)}
     elif anthropic:

@@ -102,7 +102,12 @@ def reply_text(obj: object, anthropic: bool) -> str | None:
     choices = obj.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return None
-    content = (choices[0].get("message") or {}).get("content")
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        return None
+    content = message.get("content")
     if isinstance(content, list):
         return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    if content is None:
+        return ""  # a reply that only calls tools: no text, but the user's turn still counts
     return content if isinstance(content, str) else None

@@ -464,3 +464,33 @@ def test_memory_applies() -> None:
     assert not memory_applies("claude", ("demo",), ())
     assert not memory_applies("demo", (), ("demo",))
     assert memory_applies("claude", (), ("demo",))
+
+
+def test_injection_never_splits_tool_use_from_its_tool_result() -> None:
+    tool_turn = {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": "ok"},
+            {"type": "text", "text": "now also update the docs"},
+        ],
+    }
+    body = {
+        "messages": [
+            {"role": "user", "content": "refactor the parser"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "edit", "input": {}}]},
+            tool_turn,
+        ]
+    }
+    assert inject(body, BLOCK, "before_last_user", anthropic=True)
+    msgs = body["messages"]
+    assert len(msgs) == 3 and msgs[1]["content"][0]["type"] == "tool_use"
+    assert msgs[2]["content"][0]["type"] == "tool_result"  # still first in the turn after tool_use
+    assert msgs[2]["content"][-1] == {"type": "text", "text": BLOCK}
+
+
+def test_client_notes_and_non_string_texts_are_not_human_words() -> None:
+    assert human_text([{"type": "text", "text": "[Request interrupted by user for tool use]"}]) == ""
+    assert (
+        human_text([{"type": "text", "text": None}, {"type": "text", "text": 5}, {"type": "text", "text": "hi"}])
+        == "hi"
+    )

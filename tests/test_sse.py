@@ -207,7 +207,8 @@ def test_reply_text_openai() -> None:
     assert reply_text(OPENAI_BODY, anthropic=False) == EXPECTED
     parts = {"choices": [{"message": {"content": [{"type": "text", "text": "a"}, {"type": "image_url"}]}}]}
     assert reply_text(parts, anthropic=False) == "a"
-    assert reply_text({"choices": [{"message": {"content": None, "tool_calls": []}}]}, anthropic=False) is None
+    # A reply that only calls tools has no text, but is a complete reply (the user's turn is kept).
+    assert reply_text({"choices": [{"message": {"content": None, "tool_calls": []}}]}, anthropic=False) == ""
     assert reply_text({"choices": []}, anthropic=False) is None
     assert reply_text({"error": {"message": "x"}}, anthropic=False) is None
     assert reply_text([1, 2], anthropic=False) is None
