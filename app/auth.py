@@ -16,6 +16,7 @@ class Principal:
     name: str
     user_id: str | None = None
     admin: bool = False
+    home: str | None = None  # an admin key's own scope, used when no header names one
 
     def may_use(self, scope: str) -> bool:
         """True when this caller may read or write `scope`."""
@@ -48,5 +49,6 @@ def authenticate(keys: tuple[ApiKey, ...], headers: Mapping[str, str]) -> Princi
     for index, entry in enumerate(keys):
         # Compare against every key so timing does not reveal which one (or whether any) matched.
         if hmac.compare_digest(candidate, entry.key.encode()) and found is None:
-            found = Principal(f"key#{index}", None if entry.admin else entry.user_id, entry.admin)
+            pinned = None if entry.admin else entry.user_id
+            found = Principal(f"key#{index}", pinned, entry.admin, entry.user_id if entry.admin else None)
     return found

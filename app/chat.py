@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from app import memory
@@ -16,7 +16,7 @@ from app.bodies import strip_routing_fields
 from app.context import Context, ctx
 from app.errors import error_response
 from app.headers import upstream_request_headers
-from app.proxy import BodyTooLarge, ProxyResponse, read_body
+from app.proxy import CLIENT_GONE, BodyTooLarge, ProxyResponse, read_body
 from app.scopes import InvalidScope, resolve_scope
 from app.sse import ReplyAssembler
 from app.store import NewMemory
@@ -47,6 +47,8 @@ async def chat(request: Request) -> Response:
         raw = await read_body(request, c.settings.limits.max_body_bytes)
     except BodyTooLarge:
         return error_response(anthropic, 413, "request body is larger than the configured limit")
+    except ClientDisconnect:
+        return Response(status_code=CLIENT_GONE)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

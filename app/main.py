@@ -21,15 +21,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app import chat, memory_api, routes
 from app.config import ConfigError, Settings, load_settings
 from app.context import Context
+from app.errors import error_response
 from app.guard import Guard
 from app.models import ModelTable
-from app.proxy import Upstream
+from app.proxy import Upstream, redact_url
 from app.store import SqliteStore
 from app.writer import MemoryWriter
 
@@ -39,7 +42,7 @@ log = logging.getLogger("memory_proxy")
 def open_store(settings: Settings) -> SqliteStore:
     """The configured memory store."""
     if settings.db_path.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError("the PostgreSQL backend is not built yet; use a SQLite path for MEMORY_DB")
+        raise NotImplementedError("the PostgreSQL backend is not built yet; use a SQLite path")
     return SqliteStore(settings.db_path)
 
 
@@ -68,6 +71,12 @@ class Dispatch:
         await response(scope, receive, send)
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own errors (unknown memory route, wrong method) in the OpenAI error shape."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    return error_response(False, status, str(getattr(exc, "detail", "")) or "error")
+
+
 def create_app(settings: Settings) -> Guard:
     """Build the app for `settings`; the lifespan opens the upstream client and the store."""
     context = Context(settings, ModelTable(settings.models), Upstream(settings))
@@ -81,7 +90,7 @@ def create_app(settings: Settings) -> Guard:
                 context.writer = MemoryWriter(context.store)
                 context.writer.start()
             except Exception as exc:  # the proxy still serves chats without memory
-                log.error("memory store at %s failed to open: %s", settings.db_path, exc)
+                log.error("memory store at %s failed to open: %s", redact_url(settings.db_path), exc)
         try:
             yield
         finally:
@@ -93,6 +102,7 @@ def create_app(settings: Settings) -> Guard:
 
     api = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     api.state.ctx = context
+    api.add_exception_handler(HTTPException, _http_error)
     api.add_route("/health", routes.health, methods=["GET"])
     api.add_route("/health/readiness", routes.readiness, methods=["GET"])
     api.add_route("/memory-routing/info", routes.routing_info, methods=["GET"])

@@ -6,13 +6,13 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from app.auth import Principal
 from app.context import ctx
 from app.errors import error_response
-from app.proxy import BodyTooLarge, read_body
+from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
 from app.records import MAX_LIMIT, RecordError, parse_lines, parse_record
 from app.scopes import InvalidScope, resolve_scope, validate_scope
 from app.store import MemoryStore
@@ -83,6 +83,8 @@ def handle_api_errors(func):  # type: ignore[no-untyped-def]
             return error_response(False, exc.status, str(exc))
         except (RecordError, ValueError) as exc:
             return error_response(False, 400, str(exc))
+        except ClientDisconnect:
+            return Response(status_code=CLIENT_GONE)
 
     return wrapper
 

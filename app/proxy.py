@@ -19,6 +19,12 @@ from app.headers import client_response_headers
 log = logging.getLogger("memory_proxy.proxy")
 
 
+def redact_url(url: str) -> str:
+    """A URL without its user:password part, for logs and health output."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
+
+
 class BodyTooLarge(Exception):
     """The client's body passed the configured limit."""
 
@@ -63,13 +69,19 @@ class Upstream:
                 out: dict[str, Any] = {"status": "reachable" if ok else "unhealthy", "http_status": resp.status}
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             out = {"status": "unreachable", "error": type(exc).__name__}
-        out["url"] = self.base_url
+        out["url"] = redact_url(self.base_url)
         out["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return out
 
 
+CLIENT_GONE = 499  # nginx's code for "client closed the request": nobody receives it, the log shows it
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole request body, refusing past `limit` bytes before buffering more."""
+    """The whole request body, refusing past `limit` bytes before buffering more.
+
+    Raises BodyTooLarge, or starlette's ClientDisconnect when the client hangs up mid-upload.
+    """
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
@@ -164,7 +176,7 @@ class ProxyResponse:
             resp = await resp_cm.__aenter__()
         except BodyTooLarge:
             return await self._send_error(send, 413, "request body is larger than the configured limit")
-        except aiohttp.ClientConnectorError:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
             return await self._send_error(send, 502, "LiteLLM is unreachable at the configured LITELLM_BASE_URL")
         except (TimeoutError, aiohttp.ServerTimeoutError):
             return await self._send_error(send, 504, "LiteLLM did not answer in time")
@@ -187,7 +199,11 @@ class ProxyResponse:
         try:
             async for chunk in resp.content.iter_any():
                 if tap is not None:
-                    tap(chunk)
+                    try:
+                        tap(chunk)
+                    except Exception as exc:  # capture must never cut the client's response
+                        log.warning("capture stopped reading this reply: %s", type(exc).__name__)
+                        tap = self.on_complete = None
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (TimeoutError, aiohttp.ClientError) as exc:
             timed_out = isinstance(exc, TimeoutError)

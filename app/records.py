@@ -21,6 +21,10 @@ class RecordError(ValueError):
 def parse_timestamp(value: Any, where: str) -> float:
     """`created_at` as ISO-8601 (naive means UTC) or Unix seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise RecordError(f"{where}: created_at {value!r} is out of range") from None
         return float(value)
     if isinstance(value, str):
         try:

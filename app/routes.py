@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from app.bodies import clean_json_body
 from app.context import ctx
 from app.errors import error_response, is_anthropic
 from app.headers import upstream_request_headers
-from app.proxy import BodyTooLarge, ProxyResponse, read_body
+from app.proxy import CLIENT_GONE, BodyTooLarge, ProxyResponse, read_body
 from app.scopes import InvalidScope, resolve_scope
 
 
@@ -20,7 +20,9 @@ async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
     c = ctx(request)
     litellm = await c.upstream.probe()
     store: dict[str, Any] = {"status": "ok"}
-    if c.store is None:
+    if not c.settings.memory.enabled:
+        store = {"status": "disabled"}
+    elif c.store is None:
         store = {"status": "unavailable"}
     else:
         try:
@@ -38,7 +40,7 @@ async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
             store["status"] = "error"
             store["error"] = c.writer.last_error
     store["memory_errors"] = c.counters.memory_errors
-    ok = litellm["status"] == "reachable" and store["status"] == "ok"
+    ok = litellm["status"] == "reachable" and store["status"] in ("ok", "disabled")
     report = {"status": "healthy" if ok else "degraded", "litellm": litellm, "memory_store": store}
     report["requests_shed"] = c.counters.overloaded
     return ok, report
@@ -73,10 +75,27 @@ async def routing_info(request: Request) -> Response:
     )
 
 
+# What a key pinned to one scope may reach through the master key: inference, not LiteLLM's
+# management API (/key, /user, /team, /model/new, /config, /spend, …), which is for admin keys.
+INFERENCE_PATHS = tuple(
+    f"{v}{p}"
+    for v in ("", "/v1")
+    for p in ("/models", "/embeddings", "/completions", "/responses", "/moderations", "/audio", "/images", "/rerank")
+) + ("/v1/messages", "/health/liveliness")
+
+
+def is_inference_path(path: str) -> bool:
+    """True for the OpenAI/Anthropic inference endpoints (and their sub-paths)."""
+    return any(path == p or path.startswith(p + "/") for p in INFERENCE_PATHS)
+
+
 async def forward(request: Request) -> Response:
     """Every other method and path: streamed to LiteLLM and back unchanged."""
     c = ctx(request)
     anthropic = is_anthropic(request.url.path, request.headers)
+    principal = request.scope["state"]["principal"]
+    if principal.user_id is not None and not is_inference_path(request.url.path):
+        return error_response(anthropic, 403, "this key may only use inference endpoints; ask for an admin key")
     limit = c.settings.limits.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -105,6 +124,8 @@ async def forward(request: Request) -> Response:
             payload = clean_json_body(await read_body(request, limit))
         except BodyTooLarge:
             return error_response(anthropic, 413, "request body is larger than the configured limit")
+        except ClientDisconnect:
+            return Response(status_code=CLIENT_GONE)
     return ProxyResponse(
         c.upstream, request.method, path, headers, payload, anthropic, body_size_exceeded=lambda: exceeded
     )

@@ -31,13 +31,16 @@ def validate_scope(name: str) -> str:
 
 
 def resolve_scope(rules: ScopeRules, headers: Mapping[str, str], principal: Principal) -> ScopeDecision:
-    """Pinned key scope > custom header (when the principal may steer) > header patterns > default."""
+    """Pinned key scope > custom header (when the principal may steer) > an admin key's own scope >
+    header patterns > default."""
     custom = headers.get(rules.custom_header)
     present = custom is not None
     if principal.user_id is not None:
         return ScopeDecision(principal.user_id, None, present, False)
     if present:
         return ScopeDecision(validate_scope(custom.strip()), None, True, False)
+    if principal.home is not None:
+        return ScopeDecision(principal.home, None, False, False)
     for rule in rules.patterns:
         value = headers.get(rule.header)
         if value is not None and rule.pattern.search(value):

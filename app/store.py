@@ -177,6 +177,8 @@ class SqliteStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # `:memory:` would give each thread its own empty database: share one in-process instead.
+        self._target = f"file:memory-{secrets.token_hex(6)}?mode=memory&cache=shared" if path == ":memory:" else path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -193,7 +195,9 @@ class SqliteStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                self._target, timeout=5.0, isolation_level=None, check_same_thread=False, uri=self.path == ":memory:"
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")

@@ -9,6 +9,8 @@ from app.store import MemoryStore, NewMemory
 
 log = logging.getLogger("memory_proxy.writer")
 BATCH = 512
+WRITE_ATTEMPTS = 3
+RETRY_DELAY = 0.5  # seconds before the first retry; doubles after each failure
 LINGER = 0.02  # seconds a batch waits for company before it is written
 
 
@@ -45,16 +47,29 @@ class MemoryWriter:
             while len(batch) < BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:
-                await self.store.call(self.store.add_many, batch)
-                self.written += len(batch)
-                self.last_error = None
-            except Exception as exc:  # a failing store must not stop capture for good
-                self.failures += 1
-                self.last_error = type(exc).__name__
-                log.warning("memory write of %d items failed: %s", len(batch), type(exc).__name__)
+                await self._write(batch)
             finally:
                 for _ in batch:
                     self.queue.task_done()
+
+    async def _write(self, batch: list[NewMemory]) -> None:
+        """Write one batch, retrying a locked or failing store with backoff before dropping it."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                await self.store.call(self.store.add_many, batch)
+            except Exception as exc:  # a failing store must not stop capture for good
+                self.failures += 1
+                self.last_error = type(exc).__name__
+                log.warning(
+                    "memory write of %d items failed (attempt %d): %s", len(batch), attempt + 1, self.last_error
+                )
+                if attempt + 1 < WRITE_ATTEMPTS:
+                    await asyncio.sleep(RETRY_DELAY * 2**attempt)
+            else:
+                self.written += len(batch)
+                self.last_error = None
+                return
+        self.dropped += len(batch)
 
     async def flush(self, seconds: float = 10.0) -> None:
         """Wait until everything queued so far is written (or failed)."""

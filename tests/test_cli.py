@@ -420,3 +420,10 @@ def test_subprocess_errors_are_one_line(tmp_path: Path) -> None:
     p = run_cli("forget", "--user", "alice", env_db=db, stdin=b"")
     assert p.returncode == 2 and b"--yes" in p.stderr
     assert count(db) == {"alice": 1}
+
+
+def test_created_at_out_of_range_is_a_clear_error(cli, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"content": "x", "user_id": "a", "created_at": 1e20}\n')
+    r = cli("import", str(src))
+    assert r.code == 2 and "out of range" in r.err

@@ -177,3 +177,39 @@ async def test_over_concurrency_limit_is_fast_503(tmp_path: Path) -> None:
             await asyncio.sleep(0.02)
         assert status == 200
     assert [c for c in upstream_requests(m) if "second" in str(c["body"]) or "third" in str(c["body"])] == []
+
+
+async def test_unknown_memory_route_and_wrong_method_answer_in_the_error_shape(tmp_path: Path) -> None:
+    async with running(tmp_path) as p:
+        for r in (await p.client.get("/v1/memories/a/b"), await p.client.put("/v1/memories")):
+            assert r.status_code in (404, 405)
+            assert set(r.json()["error"]) == {"message", "type", "code"}
+
+
+async def test_memory_disabled_is_healthy(tmp_path: Path) -> None:
+    from app.config import MemorySettings
+
+    settings = replace(make_settings(tmp_path), memory=MemorySettings(enabled=False))
+    async with running(tmp_path, settings=settings) as p:
+
+        async def reachable() -> dict:
+            return {"status": "reachable"}
+
+        p.ctx.upstream.probe = reachable  # the fake upstream has no /health/liveliness
+        health = (await p.client.get("/health")).json()
+        assert health["memory_store"] == {"status": "disabled", "memory_errors": 0}
+        assert health["status"] == "healthy"
+        assert (await p.client.get("/health/readiness")).status_code == 200
+
+
+async def test_pinned_keys_reach_inference_but_not_litellm_management(tmp_path: Path) -> None:
+    keys = (ApiKey("pinned-key", user_id="alpha"), ApiKey("admin-key", admin=True))
+    settings = replace(make_settings(tmp_path), keys=keys)
+    async with running(tmp_path, settings=settings) as p:
+        pinned = {"Authorization": "Bearer pinned-key"}
+        admin = {"Authorization": "Bearer admin-key"}
+        for path in ("/key/generate", "/user/new", "/config/update", "/spend/logs", "/model/new"):
+            r = await p.client.post(path, headers=pinned, json={})
+            assert r.status_code == 403 and "inference" in r.json()["error"]["message"]
+            assert (await p.client.post(path, headers=admin, json={})).status_code != 403  # reaches upstream
+        assert (await p.client.get("/v1/models", headers=pinned)).status_code == 200

@@ -120,3 +120,11 @@ def test_invalid_scope_is_a_value_error_with_a_bounded_message() -> None:
 def test_scope_with_trailing_newline_is_invalid():
     with pytest.raises(InvalidScope):
         validate_scope("alice\n")
+
+
+def test_admin_key_with_its_own_scope_uses_it_unless_a_header_steers():
+    rules = ScopeRules(patterns=(HeaderPattern("user-agent", re.compile("^curl"), "curl-scope"),))
+    admin = Principal("key#1", None, True, "ops")
+    assert resolve_scope(rules, {"user-agent": "curl/8"}, admin).user_id == "ops"
+    assert resolve_scope(rules, {"x-memory-user-id": "proj", "user-agent": "curl/8"}, admin).user_id == "proj"
+    assert admin.may_use("anything")

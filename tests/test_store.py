@@ -367,3 +367,13 @@ async def test_store_threads_are_a_fixed_pool(tmp_path: Path) -> None:
         assert len(store._all) <= STORE_THREADS + 1  # + the opener's own connection
     finally:
         store.close()
+
+
+async def test_in_memory_store_is_shared_by_its_threads() -> None:
+    store = SqliteStore(":memory:")
+    try:
+        await store.call(store.add_many, [NewMemory("m", "user", "kiwi in memory")])
+        hits = await store.call(store.search, "m", "kiwi", 5)
+        assert [m.content for m, _ in hits] == ["kiwi in memory"]
+    finally:
+        store.close()
