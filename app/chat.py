@@ -62,7 +62,7 @@ async def chat(request: Request) -> Response:
         return error_response(anthropic, 400, str(exc))
     scope = decision.user_id
     state["scope"] = scope
-    headers = upstream_request_headers(request.headers.items(), c.settings.master_key)
+    headers = upstream_request_headers(request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header)
     changed = strip_routing_fields(body)
     model = body.get("model")
     if isinstance(model, str):

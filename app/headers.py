@@ -38,9 +38,19 @@ def filter_headers(headers: Iterable[tuple[str, str]], drop: frozenset[str]) -> 
     return [(n, v) for n, v in pairs if (low := n.lower()) not in HOP_BY_HOP and low not in named and low not in drop]
 
 
-def upstream_request_headers(client: Iterable[tuple[str, str]], master_key: str | None) -> list[tuple[str, str]]:
-    """Headers to send to LiteLLM: filtered, with the client's credential swapped for the master key."""
-    out = filter_headers(client, _REQUEST_DROP)
+def upstream_request_headers(
+    client: Iterable[tuple[str, str]], master_key: str | None, scope_header: str = "x-memory-user-id"
+) -> list[tuple[str, str]]:
+    """Headers to send to LiteLLM: filtered, with the client's credential swapped for the master key.
+
+    Our own `x-memory-*` controls and the scope header stay here: LiteLLM forwards every `x-*`
+    header to the provider, and a scope name is nobody else's business.
+    """
+    out = [
+        (n, v)
+        for n, v in filter_headers(client, _REQUEST_DROP)
+        if not (low := n.lower()).startswith("x-memory-") and low != scope_header
+    ]
     if master_key:
         out.append(("authorization", f"Bearer {master_key}"))
     return out

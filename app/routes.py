@@ -115,7 +115,7 @@ async def forward(request: Request) -> Response:
 
     has_body = request.method not in ("GET", "HEAD", "OPTIONS", "DELETE") or declared not in (None, "0")
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    headers = upstream_request_headers(request.headers.items(), c.settings.master_key)
+    headers = upstream_request_headers(request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header)
     payload: bytes | AsyncIterator[bytes] = body() if has_body else b""
     if has_body and "json" in request.headers.get("content-type", ""):
         # JSON bodies (embeddings, completions, responses, …) can carry provider-routing fields

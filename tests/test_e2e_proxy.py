@@ -108,6 +108,7 @@ def test_supermemory_headers_reach_the_provider(stack):
     headers = {k.lower(): v for k, v in call["headers"].items()}
     assert call["path"].startswith("/supermemory.ai/")
     assert headers["x-sm-user-id"] == "sm-scope"
+    assert "x-memory-user-id" not in headers  # the scope reaches Supermemory only where it is meant to
     assert headers["x-supermemory-api-key"] == stack.env["SUPERMEMORY_API_KEY"]
 
 

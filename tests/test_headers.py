@@ -126,3 +126,14 @@ def test_client_response_filtering() -> None:
         ("retry-after", "3"),
         ("x-ratelimit-remaining-requests", "9"),
     ]
+
+
+def test_memory_controls_and_scope_header_never_go_upstream():
+    client = [
+        ("x-memory-user-id", "secret-project"),
+        ("x-memory-mode", "read"),
+        ("x-team-scope", "other"),
+        ("x-request-id", "abc"),
+    ]
+    sent = dict(upstream_request_headers(client, None, scope_header="x-team-scope"))
+    assert sent == {"x-request-id": "abc"}
