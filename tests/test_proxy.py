@@ -490,6 +490,19 @@ async def raw_post(port: int, path: str, body: dict) -> tuple[asyncio.StreamRead
     return reader, writer
 
 
+async def hang_up(writer: asyncio.StreamWriter, log: list[tuple[str, float]]) -> tuple[str, float]:
+    """Abort the client's connection; return how the upstream request ended and how soon after."""
+    writer.transport.abort()
+    closed_at = time.monotonic()
+    for _ in range(30):
+        if log:
+            break
+        await asyncio.sleep(0.05)
+    assert log, "the upstream request kept running after the client hung up"
+    how, when = log[0]
+    return how, when - closed_at
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/slow"])
 async def test_client_disconnect_cancels_upstream(tmp_path: Path, path: str) -> None:
     log: list[tuple[str, float]] = []
@@ -499,16 +512,9 @@ async def test_client_disconnect_cancels_upstream(tmp_path: Path, path: str) -> 
         assert head.startswith(b"HTTP/1.1 200"), head
         first = await asyncio.wait_for(reader.read(100), 5)
         assert b"w0" in first
-        writer.transport.abort()
-        closed_at = time.monotonic()
-        for _ in range(30):
-            if log:
-                break
-            await asyncio.sleep(0.05)
-    assert log, "the upstream request kept running after the client hung up"
-    how, when = log[0]
+        how, after = await hang_up(writer, log)
     assert how in ("ConnectionResetError", "ClientConnectionResetError", "CancelledError"), how
-    assert when - closed_at < 1.0
+    assert after < 1.0
 
 
 # --- request body hygiene ----------------------------------------------------------------------
@@ -576,14 +582,8 @@ async def test_client_disconnect_before_first_byte_or_non_streaming_cancels_upst
             assert head.startswith(b"HTTP/1.1 200"), head
         else:
             await asyncio.sleep(0.3)  # the proxy is now waiting for the upstream's headers
-        writer.transport.abort()
-        closed_at = time.monotonic()
-        for _ in range(30):
-            if log:
-                break
-            await asyncio.sleep(0.05)
-        assert log, "the upstream request kept running after the client hung up"
-        assert log[0][0] != "completed" and log[0][1] - closed_at < 1.0
+        how, after = await hang_up(writer, log)
+        assert how != "completed" and after < 1.0
         # Nothing leaks: the pooled connection was closed, and no task lingers.
         for _ in range(40):
             if len(asyncio.all_tasks()) <= tasks_before:
