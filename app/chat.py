@@ -14,9 +14,9 @@ from starlette.responses import Response
 from app import memory
 from app.bodies import strip_routing_fields
 from app.context import Context, ctx
-from app.errors import error_response
+from app.errors import TOO_LARGE, error_response
 from app.headers import upstream_request_headers
-from app.proxy import CLIENT_GONE, BodyTooLarge, ProxyResponse, read_body
+from app.proxy import CLIENT_GONE, BodyTooLarge, ProxyResponse, read_body, upstream_target
 from app.scopes import InvalidScope, resolve_scope
 from app.sse import ReplyAssembler
 from app.store import NewMemory
@@ -41,12 +41,12 @@ async def _recall(c: Context, scope: str, body: dict[str, Any], anthropic: bool)
 async def chat(request: Request) -> Response:
     """POST /v1/chat/completions, /chat/completions and /v1/messages."""
     c = ctx(request)
-    anthropic = request.url.path.startswith("/v1/messages")
+    anthropic = request.scope["path"].startswith("/v1/messages")
     state = request.scope.setdefault("state", {})
     try:
         raw = await read_body(request, c.settings.limits.max_body_bytes)
     except BodyTooLarge:
-        return error_response(anthropic, 413, "request body is larger than the configured limit")
+        return error_response(anthropic, 413, TOO_LARGE)
     except ClientDisconnect:
         return Response(status_code=CLIENT_GONE)
     try:
@@ -103,7 +103,7 @@ async def chat(request: Request) -> Response:
     return ProxyResponse(
         c.upstream,
         "POST",
-        request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        upstream_target(request.scope),
         headers,
         payload,
         anthropic,

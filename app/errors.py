@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import orjson
 from starlette.responses import Response
+from starlette.types import Send
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -23,6 +24,9 @@ _ERROR_TYPES = {
 def is_anthropic(path: str, headers: Mapping[str, str]) -> bool:
     """True when the caller speaks Anthropic's Messages dialect."""
     return path.startswith("/v1/messages") or "anthropic-version" in headers
+
+
+TOO_LARGE = "request body is larger than the configured limit"
 
 
 def error_body(anthropic: bool, status: int, message: str, code: str | None = None) -> bytes:
@@ -55,3 +59,13 @@ def stream_error_event(anthropic: bool, message: str) -> bytes:
     if anthropic:
         return b"event: error\ndata: " + error_body(True, 502, message) + b"\n\n"
     return b"data: " + error_body(False, 502, message, "upstream_stream_error") + b"\n\n"
+
+
+async def send_error(
+    send: Send, anthropic: bool, status: int, message: str, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Send a whole error response in the caller's dialect straight over ASGI."""
+    body = error_body(anthropic, status, message)
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.auth import authenticate
 from app.config import Settings, is_loopback_host
 from app.context import Counters
-from app.errors import error_body, is_anthropic
+from app.errors import is_anthropic, send_error
 
 log = logging.getLogger("memory_proxy.access")
 OPEN_PATHS = frozenset({"/health", "/health/readiness", "/health/liveliness"})
@@ -51,11 +51,7 @@ class Guard:
             if refusal is not None:
                 code, message, extra = refusal
                 anthropic = is_anthropic(scope["path"], Headers(scope=scope))
-                body = error_body(anthropic, code, message)
-                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
-                await send_logged({"type": "http.response.start", "status": code, "headers": headers})
-                await send_logged({"type": "http.response.body", "body": body})
-                return
+                return await send_error(send_logged, anthropic, code, message, extra)
             self.inflight += 1
             try:
                 await self.app(scope, receive, send_logged)

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from app.auth import Principal
 from app.context import ctx
-from app.errors import error_response
+from app.errors import TOO_LARGE, error_response
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
 from app.records import MAX_LIMIT, RecordError, parse_lines, parse_record
 from app.scopes import InvalidScope, resolve_scope, validate_scope
@@ -68,7 +68,7 @@ async def _body(request: Request) -> bytes:
     try:
         return await read_body(request, ctx(request).settings.limits.max_body_bytes)
     except BodyTooLarge:
-        raise ApiError(413, "request body is larger than the configured limit") from None
+        raise ApiError(413, TOO_LARGE) from None
 
 
 def handle_api_errors(func):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
-from app.errors import error_body, stream_error_event
+from app.errors import TOO_LARGE, send_error, stream_error_event
 from app.headers import client_response_headers
 
 log = logging.getLogger("memory_proxy.proxy")
@@ -23,6 +23,12 @@ def redact_url(url: str) -> str:
     """A URL without its user:password part, for logs and health output."""
     scheme, sep, rest = url.partition("://")
     return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
+
+
+def upstream_target(scope: Scope) -> str:
+    """The request's path and query, for the upstream URL."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{scope['path']}?{query}" if query else scope["path"]
 
 
 class BodyTooLarge(Exception):
@@ -159,13 +165,10 @@ class ProxyResponse:
             yield chunk
         self.body_done.set()
 
-    async def _send_error(self, send: Send, status: int, message: str, headers: list[tuple[str, str]] = ()) -> None:
+    async def _send_error(self, send: Send, status: int, message: str) -> None:
         self.status = status
-        body = error_body(self.anthropic, status, message)
-        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        raw += [(n.encode(), v.encode()) for n, v in (*self.extra_headers, *headers)]
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": body})
+        extra = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in self.extra_headers]
+        await send_error(send, self.anthropic, status, message, extra)
 
     async def _relay(self, send: Send) -> None:
         session = self.upstream.session
@@ -175,14 +178,14 @@ class ProxyResponse:
             resp_cm = session.request(self.method, self.url, headers=self.headers, data=data, allow_redirects=False)
             resp = await resp_cm.__aenter__()
         except BodyTooLarge:
-            return await self._send_error(send, 413, "request body is larger than the configured limit")
+            return await self._send_error(send, 413, TOO_LARGE)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
             return await self._send_error(send, 502, "LiteLLM is unreachable at the configured LITELLM_BASE_URL")
         except (TimeoutError, aiohttp.ServerTimeoutError):
             return await self._send_error(send, 504, "LiteLLM did not answer in time")
         except aiohttp.ClientError as exc:
             if self.body_size_exceeded():
-                return await self._send_error(send, 413, "request body is larger than the configured limit")
+                return await self._send_error(send, 413, TOO_LARGE)
             return await self._send_error(send, 502, f"upstream connection failed ({type(exc).__name__})")
         self.body_done.set()
         try:

@@ -10,9 +10,9 @@ from starlette.responses import JSONResponse, Response
 
 from app.bodies import clean_json_body
 from app.context import ctx
-from app.errors import error_response, is_anthropic
+from app.errors import TOO_LARGE, error_response, is_anthropic
 from app.headers import upstream_request_headers
-from app.proxy import CLIENT_GONE, BodyTooLarge, ProxyResponse, read_body
+from app.proxy import CLIENT_GONE, BodyTooLarge, ProxyResponse, read_body, upstream_target
 from app.scopes import InvalidScope, resolve_scope
 
 
@@ -64,7 +64,7 @@ async def routing_info(request: Request) -> Response:
     try:
         d = resolve_scope(c.settings.scopes, request.headers, request.scope["state"]["principal"])
     except InvalidScope as exc:
-        return error_response(is_anthropic(request.url.path, request.headers), 400, str(exc))
+        return error_response(is_anthropic(request.scope["path"], request.headers), 400, str(exc))
     return JSONResponse(
         {
             "user_id": d.user_id,
@@ -92,14 +92,14 @@ def is_inference_path(path: str) -> bool:
 async def forward(request: Request) -> Response:
     """Every other method and path: streamed to LiteLLM and back unchanged."""
     c = ctx(request)
-    anthropic = is_anthropic(request.url.path, request.headers)
+    anthropic = is_anthropic(request.scope["path"], request.headers)
     principal = request.scope["state"]["principal"]
-    if principal.user_id is not None and not is_inference_path(request.url.path):
+    if principal.user_id is not None and not is_inference_path(request.scope["path"]):
         return error_response(anthropic, 403, "this key may only use inference endpoints; ask for an admin key")
     limit = c.settings.limits.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        return error_response(anthropic, 413, "request body is larger than the configured limit")
+        return error_response(anthropic, 413, TOO_LARGE)
     exceeded = False
 
     async def body():
@@ -114,7 +114,7 @@ async def forward(request: Request) -> Response:
                 yield chunk
 
     has_body = request.method not in ("GET", "HEAD", "OPTIONS", "DELETE") or declared not in (None, "0")
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    path = upstream_target(request.scope)
     headers = upstream_request_headers(request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header)
     payload: bytes | AsyncIterator[bytes] = body() if has_body else b""
     if has_body and "json" in request.headers.get("content-type", ""):
@@ -123,7 +123,7 @@ async def forward(request: Request) -> Response:
         try:
             payload = clean_json_body(await read_body(request, limit))
         except BodyTooLarge:
-            return error_response(anthropic, 413, "request body is larger than the configured limit")
+            return error_response(anthropic, 413, TOO_LARGE)
         except ClientDisconnect:
             return Response(status_code=CLIENT_GONE)
     return ProxyResponse(
