@@ -26,9 +26,10 @@ def redact_url(url: str) -> str:
 
 
 def upstream_target(scope: Scope) -> str:
-    """The request's path and query, for the upstream URL."""
-    query = scope.get("query_string", b"").decode("latin-1")
-    return f"{scope['path']}?{query}" if query else scope["path"]
+    """The request's path and query exactly as the client sent them (`%2F` stays `%2F`)."""
+    path = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    return (path + b"?" + query if query else path).decode("latin-1")
 
 
 class BodyTooLarge(Exception):

@@ -602,3 +602,19 @@ async def test_read_timeout_is_an_idle_timer_not_a_total(tmp_path: Path) -> None
             raw = b"".join([chunk async for chunk in r.aiter_raw()])
         assert r.status_code == 200
         assert b"data: [DONE]" in raw and b'"error"' not in raw  # ~2.6 s of ticks, 0.2 s apart
+
+
+async def test_path_and_query_reach_upstream_as_sent(tmp_path: Path) -> None:
+    """A transparent proxy forwards `%2F` and odd queries byte for byte, not re-encoded."""
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", record)
+    async with running(tmp_path, app) as p:
+        r = await p.client.get("/v1/files/a%2Fb%20c?x=1%2B2&y=%C3%A9")
+        assert r.status_code == 200
+    assert seen == ["/v1/files/a%2Fb%20c?x=1%2B2&y=%C3%A9"]
