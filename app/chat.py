@@ -8,15 +8,15 @@ import time
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from app import memory
 from app.bodies import strip_routing_fields
 from app.context import Context, ctx
-from app.errors import TOO_LARGE, error_response
+from app.errors import error_response
 from app.headers import upstream_request_headers
-from app.proxy import CLIENT_GONE, BodyTooLarge, ProxyResponse, read_body, upstream_target
+from app.proxy import ProxyResponse, read_body_or_refusal, upstream_target
 from app.scopes import InvalidScope, resolve_scope
 from app.sse import ReplyAssembler
 from app.store import NewMemory
@@ -43,12 +43,9 @@ async def chat(request: Request) -> Response:
     c = ctx(request)
     anthropic = request.scope["path"].startswith("/v1/messages")
     state = request.scope.setdefault("state", {})
-    try:
-        raw = await read_body(request, c.settings.limits.max_body_bytes)
-    except BodyTooLarge:
-        return error_response(anthropic, 413, TOO_LARGE)
-    except ClientDisconnect:
-        return Response(status_code=CLIENT_GONE)
+    raw = await read_body_or_refusal(request, c.settings.limits.max_body_bytes, anthropic)
+    if isinstance(raw, Response):
+        return raw
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

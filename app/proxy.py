@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
-from app.errors import TOO_LARGE, send_error, stream_error_event
+from app.errors import TOO_LARGE, error_response, send_error, stream_error_event
 from app.headers import client_response_headers
 
 log = logging.getLogger("memory_proxy.proxy")
@@ -100,6 +101,16 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_body_or_refusal(request: Request, limit: int, anthropic: bool) -> bytes | Response:
+    """The whole body, or the response that ends the request: 413 past `limit`, 499 if the client left."""
+    try:
+        return await read_body(request, limit)
+    except BodyTooLarge:
+        return error_response(anthropic, 413, TOO_LARGE)
+    except ClientDisconnect:
+        return Response(status_code=CLIENT_GONE)
 
 
 class ProxyResponse:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.bodies import clean_json_body
 from app.context import ctx
 from app.errors import TOO_LARGE, error_response, is_anthropic
 from app.headers import upstream_request_headers
-from app.proxy import CLIENT_GONE, BodyTooLarge, ProxyResponse, read_body, upstream_target
+from app.proxy import BodyTooLarge, ProxyResponse, read_body_or_refusal, upstream_target
 from app.scopes import InvalidScope, resolve_scope
 
 
@@ -120,12 +120,10 @@ async def forward(request: Request) -> Response:
     if has_body and "json" in request.headers.get("content-type", ""):
         # JSON bodies (embeddings, completions, responses, …) can carry provider-routing fields
         # too; other bodies (file uploads) stream through untouched.
-        try:
-            payload = clean_json_body(await read_body(request, limit))
-        except BodyTooLarge:
-            return error_response(anthropic, 413, TOO_LARGE)
-        except ClientDisconnect:
-            return Response(status_code=CLIENT_GONE)
+        raw = await read_body_or_refusal(request, limit, anthropic)
+        if isinstance(raw, Response):
+            return raw
+        payload = clean_json_body(raw)
     return ProxyResponse(
         c.upstream, request.method, path, headers, payload, anthropic, body_size_exceeded=lambda: exceeded
     )
