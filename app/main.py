@@ -87,7 +87,7 @@ def create_app(settings: Settings) -> Guard:
         if settings.memory.enabled:
             try:
                 context.store = open_store(settings)
-                context.writer = MemoryWriter(context.store)
+                context.writer = MemoryWriter(context.store, settings.memory.max_memory_chars)
                 context.writer.start()
             except Exception as exc:  # the proxy still serves chats without memory
                 log.error("memory store at %s failed to open: %s", redact_url(settings.db_path), exc)

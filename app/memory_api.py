@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -11,13 +12,14 @@ from starlette.responses import Response
 
 from app.auth import Principal
 from app.context import ctx
-from app.errors import TOO_LARGE, error_response
+from app.errors import TOO_LARGE, error_response, is_anthropic
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
-from app.records import MAX_LIMIT, RecordError, parse_lines, parse_record
+from app.records import MAX_LIMIT, RecordError, RecordTooLarge, parse_numbered, parse_record, split_lines
 from app.scopes import InvalidScope, resolve_scope, validate_scope
-from app.store import MemoryStore
+from app.store import MemoryStore, NewMemory
 
 router = APIRouter(prefix="/v1/memories")
+IMPORT_BATCH = 500  # records per write transaction: another scope's write waits for one batch at most
 
 
 class ApiError(Exception):
@@ -64,9 +66,10 @@ def _limit(request: Request, default: int) -> int:
     return int(raw)
 
 
-async def _body(request: Request) -> bytes:
+async def _body(request: Request, limit: int | None = None) -> bytes:
+    max_body = ctx(request).settings.limits.max_body_bytes
     try:
-        return await read_body(request, ctx(request).settings.limits.max_body_bytes)
+        return await read_body(request, min(max_body, limit) if limit is not None else max_body)
     except BodyTooLarge:
         raise ApiError(413, TOO_LARGE) from None
 
@@ -77,12 +80,15 @@ def handle_api_errors(func):  # type: ignore[no-untyped-def]
 
     @functools.wraps(func)
     async def wrapper(request: Request) -> Response:
+        anthropic = is_anthropic(request.scope["path"], request.headers)
         try:
             return await func(request)
         except ApiError as exc:
-            return error_response(False, exc.status, str(exc))
+            return error_response(anthropic, exc.status, str(exc))
+        except RecordTooLarge as exc:
+            return error_response(anthropic, 413, str(exc))
         except (RecordError, ValueError) as exc:
-            return error_response(False, 400, str(exc))
+            return error_response(anthropic, 400, str(exc))
         except ClientDisconnect:
             return Response(status_code=CLIENT_GONE)
 
@@ -120,7 +126,8 @@ async def add_memory(request: Request) -> Response:
         item = orjson.loads(await _body(request))
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
-    new = parse_record(item, "body", "note", lambda uid: _scope(request, uid))
+    max_chars = ctx(request).settings.memory.max_memory_chars
+    new = parse_record(item, "body", "note", lambda uid: _scope(request, uid), max_chars)
     store = _store(request)
     added = await store.call(store.add_many, [new])
     if added:
@@ -143,11 +150,32 @@ async def export_memories(request: Request) -> Response:
 @router.post("/import")
 @handle_api_errors
 async def import_memories(request: Request) -> Response:
-    """JSON Lines in; every line is checked before any is written."""
-    items = parse_lines(await _body(request), lambda uid: _scope(request, uid))
+    """JSON Lines in; every line is checked before any is written, then written in batches.
+
+    Parsing runs off the event loop; each batch is its own transaction, so other scopes' writes
+    interleave with a large import instead of waiting for all of it.
+    """
+    limits = ctx(request).settings.memory
+    data = await _body(request, limits.max_import_bytes)
+    lines = await asyncio.to_thread(split_lines, data, limits.max_import_lines)
+    del data  # the lines are copies: do not hold the body twice for the whole import
+    batches = [lines[i : i + IMPORT_BATCH] for i in range(0, len(lines), IMPORT_BATCH)]
+
+    def parse(batch: list[tuple[int, bytes]]) -> list[NewMemory]:
+        return parse_numbered(batch, lambda uid: _scope(request, uid), limits.max_memory_chars)
+
+    def check() -> None:
+        for batch in batches:
+            parse(batch)
+
+    # A first pass that keeps nothing: a bad last line must not leave the first ones written,
+    # and the parsed records of a large import are never all in memory at once.
+    await asyncio.to_thread(check)
     store = _store(request)
-    added = await store.call(store.add_many, items)
-    return _json({"imported": len(added), "skipped": len(items) - len(added)})
+    added = 0
+    for batch in batches:
+        added += len(await store.call(store.add_many, await asyncio.to_thread(parse, batch)))
+    return _json({"imported": added, "skipped": len(lines) - added})
 
 
 @router.get("/{memory_id}")

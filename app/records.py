@@ -18,6 +18,10 @@ class RecordError(ValueError):
     """A record that cannot be stored; the message says where and why."""
 
 
+class RecordTooLarge(RecordError):
+    """A record or an import past a configured size limit (413, not 400)."""
+
+
 def parse_timestamp(value: Any, where: str) -> float:
     """`created_at` as ISO-8601 (naive means UTC) or Unix seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -35,13 +39,17 @@ def parse_timestamp(value: Any, where: str) -> float:
     raise RecordError(f"{where}: created_at must be an ISO-8601 time or a Unix timestamp")
 
 
-def parse_record(item: Any, where: str, default_role: str, scope_for: Callable[[str | None], str]) -> NewMemory:
+def parse_record(
+    item: Any, where: str, default_role: str, scope_for: Callable[[str | None], str], max_chars: int | None = None
+) -> NewMemory:
     """One memory object; `scope_for` turns its optional `user_id` into the scope (or raises)."""
     if not isinstance(item, dict):
         raise RecordError(f"{where}: expected a JSON object")
     content = item.get("content")
     if not isinstance(content, str) or not content.strip():
         raise RecordError(f"{where}: content must be a non-empty string")
+    if max_chars is not None and len(content) > max_chars:
+        raise RecordTooLarge(f"{where}: content is longer than the limit of {max_chars} characters")
     role = item.get("role", default_role)
     if role not in ROLES:
         raise RecordError(f"{where}: role must be one of {sorted(ROLES)}")
@@ -69,15 +77,28 @@ def parse_record(item: Any, where: str, default_role: str, scope_for: Callable[[
     )
 
 
-def parse_lines(data: bytes, scope_for: Callable[[str | None], str]) -> list[NewMemory]:
-    """Every non-blank JSON Lines record, all checked before any is returned."""
+def split_lines(data: bytes, max_lines: int | None = None) -> list[tuple[int, bytes]]:
+    """The non-blank lines of a JSON Lines body with their line numbers, refusing past `max_lines`."""
+    numbered = [(n, line) for n, line in enumerate(data.removeprefix(b"\xef\xbb\xbf").splitlines(), 1) if line.strip()]
+    if max_lines is not None and len(numbered) > max_lines:
+        raise RecordTooLarge(f"the import has {len(numbered)} records; the limit is {max_lines}")
+    return numbered
+
+
+def parse_numbered(
+    lines: list[tuple[int, bytes]], scope_for: Callable[[str | None], str], max_chars: int | None = None
+) -> list[NewMemory]:
+    """Records from `split_lines` output; the first bad one raises, naming its line."""
     items = []
-    for number, line in enumerate(data.removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in lines:
         try:
             parsed = orjson.loads(line)
         except orjson.JSONDecodeError:
             raise RecordError(f"line {number}: not valid JSON") from None
-        items.append(parse_record(parsed, f"line {number}", "user", scope_for))
+        items.append(parse_record(parsed, f"line {number}", "user", scope_for, max_chars))
     return items
+
+
+def parse_lines(data: bytes, scope_for: Callable[[str | None], str]) -> list[NewMemory]:
+    """Every non-blank JSON Lines record, all checked before any is returned."""
+    return parse_numbered(split_lines(data), scope_for)

@@ -33,6 +33,7 @@ async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
         store.update(
             pending_writes=c.writer.queue.qsize(),
             written=c.writer.written,
+            truncated=c.writer.truncated,
             write_failures=c.writer.failures,
             dropped=c.writer.dropped,
         )

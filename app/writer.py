@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from app.store import MemoryStore, NewMemory
@@ -17,10 +18,12 @@ LINGER = 0.02  # seconds a batch waits for company before it is written
 class MemoryWriter:
     """Owns the queue of captured turns and the task that writes them in batches."""
 
-    def __init__(self, store: MemoryStore, max_pending: int = 100_000) -> None:
+    def __init__(self, store: MemoryStore, max_chars: int = 100_000, max_pending: int = 100_000) -> None:
         self.store = store
+        self.max_chars = max_chars
         self.queue: asyncio.Queue[NewMemory] = asyncio.Queue(max_pending)
         self.written = 0
+        self.truncated = 0
         self.failures = 0
         self.dropped = 0
         self.last_error: str | None = None
@@ -31,8 +34,11 @@ class MemoryWriter:
         self._task = asyncio.create_task(self._run(), name="memory-writer")
 
     def submit(self, items: list[NewMemory]) -> None:
-        """Queue memories for writing; never blocks the caller."""
+        """Queue memories for writing, cut to `max_chars`; never blocks (or fails) the caller."""
         for item in items:
+            if len(item.content) > self.max_chars:
+                self.truncated += 1
+                item = dataclasses.replace(item, content=item.content[: self.max_chars])
             try:
                 self.queue.put_nowait(item)
             except asyncio.QueueFull:
