@@ -1,17 +1,37 @@
-"""Memory records as clients send them (API bodies, JSON Lines imports, the CLI): parsed and checked."""
+"""Memory records as clients see them (API bodies, JSON Lines imports and exports, the CLI): shaped, parsed, checked."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from app.store import NewMemory
+from app.store import Memory, NewMemory
 
 ROLES = frozenset({"user", "assistant", "note", "system"})
 MAX_LIMIT = 1000
+MEMORY_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # always fullmatch
+
+
+def iso(ts: float) -> str:
+    """A UTC timestamp as ISO-8601 with a Z suffix."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def memory_json(memory: Memory) -> dict[str, Any]:
+    """The API shape of a memory, with an ISO-8601 UTC `created_at`."""
+    return {
+        "id": memory.id,
+        "user_id": memory.user_id,
+        "role": memory.role,
+        "content": memory.content,
+        "created_at": iso(memory.created_at),
+        "model": memory.model,
+        "metadata": memory.metadata,
+    }
 
 
 class RecordError(ValueError):
@@ -60,6 +80,9 @@ def parse_record(
     if user_id is not None and not isinstance(user_id, str):
         raise RecordError(f"{where}: user_id must be a string")
     model = item.get("model")
+    memory_id = item.get("id")
+    if memory_id is not None and not (isinstance(memory_id, str) and MEMORY_ID.fullmatch(memory_id)):
+        raise RecordError(f"{where}: id must be 1-64 of A-Z a-z 0-9 . _ : -")
     extra: dict[str, Any] = {}
     if item.get("created_at") is not None:
         extra["created_at"] = parse_timestamp(item["created_at"], where)
@@ -73,6 +96,7 @@ def parse_record(
         content.strip(),
         model=model if isinstance(model, str) else None,
         metadata=metadata,
+        id=memory_id,
         **extra,
     )
 

@@ -27,11 +27,22 @@ class MemoryWriter:
         self.failures = 0
         self.dropped = 0
         self.last_error: str | None = None
+        self.in_flight = 0  # items taken off the queue and not yet written (or given up on)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Start the background task (inside the running loop)."""
         self._task = asyncio.create_task(self._run(), name="memory-writer")
+
+    @property
+    def pending(self) -> int:
+        """Items queued and not yet taken for writing."""
+        return self.queue.qsize()
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is queued and nothing is being written: every capture so far is settled."""
+        return self.pending == 0 and self.in_flight == 0
 
     def submit(self, items: list[NewMemory]) -> None:
         """Queue memories for writing, cut to `max_chars`; never blocks (or fails) the caller."""
@@ -47,14 +58,17 @@ class MemoryWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self.queue.get()]
+            self.in_flight = 1
             if self.queue.qsize() < BATCH:
                 # Linger briefly so light traffic shares one commit instead of paying one per turn.
                 await asyncio.sleep(LINGER)
             while len(batch) < BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
+            self.in_flight = len(batch)
             try:
                 await self._write(batch)
             finally:
+                self.in_flight = 0
                 for _ in batch:
                     self.queue.task_done()
 
@@ -62,7 +76,7 @@ class MemoryWriter:
         """Write one batch, retrying a locked or failing store with backoff before dropping it."""
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                await self.store.call(self.store.add_many, batch)
+                await self.store.add_many(batch)
             except Exception as exc:  # a failing store must not stop capture for good
                 self.failures += 1
                 self.last_error = type(exc).__name__

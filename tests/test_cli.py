@@ -14,7 +14,9 @@ import orjson
 import pytest
 
 from app.cli import main
-from app.store import NewMemory, SqliteStore, iso
+from app.records import iso
+from app.store import NewMemory
+from app.store.sqlite import SqliteDb
 
 ROOT = Path(__file__).resolve().parent.parent
 SCOPED = ["list", "search", "get", "add", "delete", "forget", "export"]
@@ -54,7 +56,7 @@ def cli(capsys: pytest.CaptureFixture[str], db: Path):  # type: ignore[no-untype
 
 def seed(db: Path, *items: tuple[str, str], role: str = "user", at: float = 1_700_000_000.0) -> list[str]:
     """Store (scope, content) pairs one second apart; return their ids."""
-    store = SqliteStore(str(db))
+    store = SqliteDb(str(db))
     try:
         added = store.add_many([NewMemory(u, role, c, created_at=at + i) for i, (u, c) in enumerate(items)])
     finally:
@@ -64,7 +66,7 @@ def seed(db: Path, *items: tuple[str, str], role: str = "user", at: float = 1_70
 
 def count(db: Path) -> dict[str, int]:
     """Memories per scope."""
-    store = SqliteStore(str(db))
+    store = SqliteDb(str(db))
     try:
         return store.stats()["scopes"]
     finally:
@@ -202,7 +204,7 @@ def without_id(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_export_import_round_trip(cli, db: Path, tmp_path: Path) -> None:
     rng = random.Random(7)
-    store = SqliteStore(str(db))
+    store = SqliteDb(str(db))
     store.add_many(
         [
             NewMemory(

@@ -16,17 +16,17 @@ from tests.inprocess import chat_body, make_settings, marker, running
 pytestmark = pytest.mark.timeout(120)
 
 
-def with_memory(tmp_path: Path, **memory: int) -> Settings:
-    """In-process settings with some `memory:` limits changed."""
+def with_memory(tmp_path: Path, store_url: str, **memory: int) -> Settings:
+    """In-process settings on a store backend, with some `memory:` limits changed."""
     settings = make_settings(tmp_path)
-    return replace(settings, memory=replace(settings.memory, **memory))
+    return replace(settings, db_path=store_url, memory=replace(settings.memory, **memory))
 
 
 def jsonl(records: list[dict]) -> bytes:
     return b"".join(orjson.dumps(r) + b"\n" for r in records)
 
 
-async def test_huge_import_keeps_health_and_other_scopes_writes_responsive(tmp_path: Path) -> None:
+async def test_huge_import_keeps_health_and_other_scopes_writes_responsive(tmp_path: Path, store_url: str) -> None:
     m = marker()
     lines = 150_000
     filler = "x" * 120
@@ -34,7 +34,7 @@ async def test_huge_import_keeps_health_and_other_scopes_writes_responsive(tmp_p
         b'{"user_id":"bulk","content":"bulk line %d %s %s"}\n' % (i, m.encode(), filler.encode()) for i in range(lines)
     )
     assert len(body) > 20 * 1024 * 1024
-    async with running(tmp_path) as p:
+    async with running(tmp_path, settings=with_memory(tmp_path, store_url)) as p:
         upload = asyncio.create_task(p.client.post("/v1/memories/import", content=body, timeout=300))
         health_waits: list[float] = []
         other_write: float | None = None
@@ -57,9 +57,9 @@ async def test_huge_import_keeps_health_and_other_scopes_writes_responsive(tmp_p
 
 
 @pytest.mark.parametrize("anthropic", [False, True])
-async def test_a_30mb_memory_is_refused_in_the_callers_dialect(tmp_path: Path, anthropic: bool) -> None:
+async def test_a_30mb_memory_is_refused_in_the_callers_dialect(tmp_path: Path, store_url: str, anthropic: bool) -> None:
     headers = {"anthropic-version": "2023-06-01"} if anthropic else {}
-    async with running(tmp_path) as p:
+    async with running(tmp_path, settings=with_memory(tmp_path, store_url)) as p:
         r = await p.client.post("/v1/memories", json={"content": "y" * (30 * 1024 * 1024)}, headers=headers)
         assert r.status_code == 413, r.text
         error = r.json()
@@ -71,15 +71,15 @@ async def test_a_30mb_memory_is_refused_in_the_callers_dialect(tmp_path: Path, a
         assert await p.memories("default-dev") == []
 
 
-async def test_memory_at_the_limit_is_stored(tmp_path: Path) -> None:
-    async with running(tmp_path, settings=with_memory(tmp_path, max_memory_chars=64)) as p:
+async def test_memory_at_the_limit_is_stored(tmp_path: Path, store_url: str) -> None:
+    async with running(tmp_path, settings=with_memory(tmp_path, store_url, max_memory_chars=64)) as p:
         assert (await p.client.post("/v1/memories", json={"content": "z" * 64})).status_code == 201
         assert (await p.client.post("/v1/memories", json={"content": "z" * 65})).status_code == 413
 
 
-async def test_import_over_the_line_limit_is_refused_before_writing(tmp_path: Path) -> None:
+async def test_import_over_the_line_limit_is_refused_before_writing(tmp_path: Path, store_url: str) -> None:
     records = [{"content": f"line {i}"} for i in range(11)]
-    async with running(tmp_path, settings=with_memory(tmp_path, max_import_lines=10)) as p:
+    async with running(tmp_path, settings=with_memory(tmp_path, store_url, max_import_lines=10)) as p:
         r = await p.client.post("/v1/memories/import", content=jsonl(records))
         assert r.status_code == 413, r.text
         assert "limit is 10" in r.text
@@ -88,26 +88,26 @@ async def test_import_over_the_line_limit_is_refused_before_writing(tmp_path: Pa
         assert r.json() == {"imported": 10, "skipped": 0}
 
 
-async def test_import_over_the_size_limit_is_refused(tmp_path: Path) -> None:
-    async with running(tmp_path, settings=with_memory(tmp_path, max_import_bytes=1024)) as p:
+async def test_import_over_the_size_limit_is_refused(tmp_path: Path, store_url: str) -> None:
+    async with running(tmp_path, settings=with_memory(tmp_path, store_url, max_import_bytes=1024)) as p:
         r = await p.client.post("/v1/memories/import", content=jsonl([{"content": "w" * 2000}]))
         assert r.status_code == 413, r.text
         assert await p.memories("default-dev") == []
 
 
-async def test_import_with_one_giant_record_writes_nothing(tmp_path: Path) -> None:
+async def test_import_with_one_giant_record_writes_nothing(tmp_path: Path, store_url: str) -> None:
     records = [{"content": f"fine {i}"} for i in range(1200)] + [{"content": "g" * 100}]
-    async with running(tmp_path, settings=with_memory(tmp_path, max_memory_chars=99)) as p:
+    async with running(tmp_path, settings=with_memory(tmp_path, store_url, max_memory_chars=99)) as p:
         r = await p.client.post("/v1/memories/import", content=jsonl(records))
         assert r.status_code == 413, r.text
         assert "line 1201" in r.text
         assert await p.memories("default-dev") == []
 
 
-async def test_capture_truncates_a_long_turn_and_counts_it(tmp_path: Path) -> None:
+async def test_capture_truncates_a_long_turn_and_counts_it(tmp_path: Path, store_url: str) -> None:
     m = marker()
     long_turn = f"{m} " + "long words " * 40
-    async with running(tmp_path, settings=with_memory(tmp_path, max_memory_chars=60)) as p:
+    async with running(tmp_path, settings=with_memory(tmp_path, store_url, max_memory_chars=60)) as p:
         r = await p.client.post("/v1/chat/completions", json=chat_body(long_turn))
         assert r.status_code == 200, r.text
         await p.drain()
