@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import random
@@ -429,3 +430,34 @@ def test_created_at_out_of_range_is_a_clear_error(cli, tmp_path: Path) -> None:
     src.write_text('{"content": "x", "user_id": "a", "created_at": 1e20}\n')
     r = cli("import", str(src))
     assert r.code == 2 and "out of range" in r.err
+
+
+def test_every_command_works_on_a_postgresql_url(cli, pg_database: str, tmp_path: Path) -> None:
+    from tests.backends import reset_schema
+
+    asyncio.run(reset_schema(pg_database))
+    url = pg_database.replace("postgresql://postgres@", "postgresql://postgres:cli-secret@")
+    added = cli("add", "--user", "pg", "the kiwi deploy runs on fridays", "--json", database=url)
+    assert added.code == 0, added.err
+    memory_id = added.json()["id"]
+    assert cli("add", "--user", "pg", "another note", database=url).code == 0
+    found = cli("search", "--user", "pg", "kiwi", "--json", database=url).json()["data"]
+    assert found[0]["id"] == memory_id  # (the next note matches too, by its context: the turn before it)
+    assert cli("get", "--user", "pg", memory_id, "--json", database=url).json()["content"].startswith("the kiwi")
+    backup = tmp_path / "pg.jsonl"
+    assert cli("export", "--user", "pg", "--out", str(backup), database=url).code == 0
+    stats = cli("stats", "--json", database=url)
+    assert stats.json()["scopes"] == {"pg": 2} and "cli-secret" not in stats.out
+    assert cli("forget", "--user", "pg", "--yes", "--json", database=url).json() == {"deleted": 2}
+    assert cli("import", str(backup), "--json", database=url).json() == {"imported": 2, "skipped": 0}
+    assert cli("delete", "--user", "pg", memory_id, database=url).code == 0
+    assert cli("list", "--user", "pg", "--json", database=url).json()["data"][0]["content"] == "another note"
+
+
+def test_an_unreachable_postgresql_url_is_one_line_without_the_password(cli) -> None:
+    from tests.inprocess import closed_port
+
+    r = cli("stats", database=f"postgresql://u:hunter2-pw@127.0.0.1:{closed_port()}/none")
+    assert r.code == 3
+    assert_one_error_line(r.err)
+    assert "hunter2-pw" not in r.err

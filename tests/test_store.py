@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -429,5 +430,54 @@ async def test_in_memory_store_is_shared_by_its_threads() -> None:
         await store.add_many([NewMemory("m", "user", "kiwi in memory")])
         hits = await store.search("m", "kiwi", 5)
         assert [m.content for m, _ in hits] == ["kiwi in memory"]
+    finally:
+        await store.close()
+
+
+# --- PostgreSQL: several instances on one database ---------------------------------------------
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    asyncio.run(reset_schema(pg_database))
+    return pg_database
+
+
+async def test_instances_starting_together_migrate_once(pg_url: str) -> None:
+    from app.store.postgres import MIGRATIONS as PG_MIGRATIONS
+
+    stores = await asyncio.gather(*(open_store(pg_url) for _ in range(4)))
+    try:
+        await stores[0].add_many([NewMemory("a", "user", "after a racing start")])
+        assert [m.content for s in stores for m in await exported(s, "a")] == ["after a racing start"] * 4
+        conn = await asyncpg.connect(pg_url)
+        try:
+            rows = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
+        finally:
+            await conn.close()
+        assert [(r[0], r[1]) for r in rows] == [(i, name) for i, (name, _) in enumerate(PG_MIGRATIONS, start=1)]
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_a_history_resent_through_two_instances_is_stored_once(pg_url: str) -> None:
+    one, two = await open_store(pg_url), await open_store(pg_url)
+    try:
+        turns = [NewMemory("h", "user" if i % 2 else "assistant", f"turn {i}", created_at=1e9 + i) for i in range(40)]
+        results = await asyncio.gather(*(s.add_many(turns[:k]) for k in (10, 20, 30, 40) for s in (one, two)))
+        assert sum(len(r) for r in results) == 40
+        assert sorted(m.content for m in await exported(one, "h")) == sorted(t.content for t in turns)
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_credentials_stay_out_of_stats(pg_url: str) -> None:
+    with_password = pg_url.replace("postgresql://postgres@", "postgresql://postgres:sekrit-pw@")
+    store = await open_store(with_password)
+    try:
+        stats = await store.stats()
+        assert stats["backend"] == "postgresql" and "sekrit-pw" not in str(stats)
     finally:
         await store.close()

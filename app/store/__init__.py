@@ -79,6 +79,12 @@ def new_id() -> str:
     return "mem_" + secrets.token_hex(10)
 
 
+def as_stored(item: NewMemory) -> Memory:
+    """The memory an item becomes: its own id (an import) or a fresh one."""
+    memory_id = item.id or new_id()
+    return Memory(memory_id, item.user_id, item.role, item.content, item.created_at, item.model, item.metadata)
+
+
 def metadata_text(metadata: dict[str, Any]) -> str:
     """Metadata as stored: JSON with sorted keys."""
     return orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode()

@@ -28,9 +28,9 @@ from app.store import (
     InvalidCursor,
     Memory,
     NewMemory,
+    as_stored,
     content_hash,
     metadata_text,
-    new_id,
 )
 
 POOL_SIZE = 10
@@ -68,14 +68,21 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
 ]
 _COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata"
-# A new turn's context is its date plus the start of the scope's latest turn before it.
-INSERT_SQL = f"""
+# One statement per batch; rows go in batch order, and a duplicate or a known id is skipped.
+INSERT_SQL = """
     INSERT INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata, context)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9 || coalesce(
-        (SELECT E'\\n' || left(p.content, {NEIGHBOUR_CHARS}) FROM memories p
-         WHERE p.user_id = $2 ORDER BY p.seq DESC LIMIT 1), ''))
+    SELECT id, user_id, role, content, content_hash, created_at, model, metadata, context
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::text[],
+                $9::text[]) WITH ORDINALITY
+        AS t(id, user_id, role, content, content_hash, created_at, model, metadata, context, ord)
+    ORDER BY ord
     ON CONFLICT DO NOTHING
-    RETURNING seq
+    RETURNING id
+"""
+# The latest turn of each scope: the first new turn's neighbour.
+LATEST_SQL = f"""
+    SELECT DISTINCT ON (user_id) user_id, left(content, {NEIGHBOUR_CHARS}) FROM memories
+    WHERE user_id = ANY($1::text[]) ORDER BY user_id, seq DESC
 """
 SEARCH_SQL = f"""
     SELECT {_COLUMNS}, ts_rank_cd('{RANK_WEIGHTS}', m.tsv, q) AS score, m.seq
@@ -159,32 +166,34 @@ class PostgresStore:
         """
         if not items:
             return []
-        added = []
+        memories = [as_stored(item) for item in items]
         async with self._pool.acquire() as conn, conn.transaction():
-            for item in items:
-                memory = Memory(
-                    item.id or new_id(),
-                    item.user_id,
-                    item.role,
-                    item.content,
-                    item.created_at,
-                    item.model,
-                    item.metadata,
-                )
-                seq = await conn.fetchval(
-                    INSERT_SQL,
-                    memory.id,
-                    item.user_id,
-                    item.role,
-                    item.content,
-                    content_hash(item),
-                    item.created_at,
-                    item.model,
-                    metadata_text(item.metadata),
-                    textindex.date_words(item.created_at),
-                )
-                if seq is not None:
-                    added.append(memory)
+            # A new turn's context is its date plus the start of the scope's turn before it.
+            previous = dict(await conn.fetch(LATEST_SQL, list({m.user_id for m in memories})))
+            contexts = []
+            for m in memories:
+                before = previous.get(m.user_id)
+                date = textindex.date_words(m.created_at)
+                contexts.append(f"{date}\n{before}" if before is not None else date)
+                previous[m.user_id] = m.content[:NEIGHBOUR_CHARS]
+            inserted = await conn.fetch(
+                INSERT_SQL,
+                [m.id for m in memories],
+                [m.user_id for m in memories],
+                [m.role for m in memories],
+                [m.content for m in memories],
+                [content_hash(item) for item in items],
+                [m.created_at for m in memories],
+                [m.model for m in memories],
+                [metadata_text(m.metadata) for m in memories],
+                contexts,
+            )
+        kept = {r[0] for r in inserted}
+        added = []
+        for m in memories:
+            if m.id in kept:  # once: a batch may name one id twice
+                kept.discard(m.id)
+                added.append(m)
         self._rows_since_refresh += len(added)
         if self._rows_since_refresh >= max(COMMON_REFRESH_ROWS, self._rows_at_refresh // 10):
             await self.refresh_common_terms()

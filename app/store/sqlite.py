@@ -33,9 +33,9 @@ from app.store import (
     InvalidCursor,
     Memory,
     NewMemory,
+    as_stored,
     content_hash,
     metadata_text,
-    new_id,
 )
 
 try:  # a current SQLite (FTS5 secure-delete) where the wheel exists
@@ -207,9 +207,7 @@ class SqliteDb:
         return [memory for _, memory in rows]
 
     def _insert_row(self, db: sqlite3.Connection, item: NewMemory) -> tuple[int, Memory] | None:
-        memory = Memory(
-            item.id or new_id(), item.user_id, item.role, item.content, item.created_at, item.model, item.metadata
-        )
+        memory = as_stored(item)
         cur = db.execute(
             "INSERT OR IGNORE INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
