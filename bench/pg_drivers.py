@@ -7,7 +7,7 @@ Run by hand from the repository root (needs `pip install -r bench/requirements.t
 It creates a throw-away database on the server, builds the store's schema and loads `--rows`
 memories into one scope, then runs the store's own SQL (app/store/postgres.py) through each
 driver with a pool of the store's size: capture = one transaction of LATEST_SQL + INSERT_SQL for
-a two-turn batch (what the writer does after a chat), search = SEARCH_SQL + AROUND_SQL for a
+a two-turn batch (what the writer does after a chat), search = search_sql + AROUND_SQL for a
 three-word question. Each is timed one at a time (p50/p95 latency) and eight at a time
 (operations per second). The database is dropped at the end.
 """
@@ -30,16 +30,16 @@ import asyncpg
 import psycopg_pool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from app import textindex
-from app.store import NewMemory, content_hash, new_id
+from app.store import NewMemory, as_stored
 from app.store.postgres import (
     AROUND_SQL,
     INSERT_SQL,
     LATEST_SQL,
     POOL_SIZE,
     RERANK_CANDIDATES,
-    SEARCH_SQL,
     PostgresStore,
+    insert_args,
+    search_sql,
     tsquery,
 )
 
@@ -48,6 +48,9 @@ WORDS = (
     "invoice travel berlin piano lesson garden tomato recipe pasta marathon training knee doctor sister "
     "birthday gift camera lens hiking trail weather rain budget rent landlord python rust compiler cache"
 ).split()
+
+
+ROWS = 20_000  # the scope's size (IDF's N); set from --rows
 
 
 def sentence(rng: random.Random, n: int = 12) -> str:
@@ -63,24 +66,8 @@ def named(args: tuple[Any, ...]) -> dict[str, Any]:
     return {f"p{i}": v for i, v in enumerate(args, start=1)}
 
 
-def batch_args(items: list[NewMemory], previous: dict[str, str]) -> tuple[Any, ...]:
-    contexts = []
-    for item in items:
-        date = textindex.date_words(item.created_at)
-        before = previous.get(item.user_id)
-        contexts.append(f"{date}\n{before}" if before is not None else date)
-        previous[item.user_id] = item.content[:600]
-    return (
-        [new_id() for _ in items],
-        [i.user_id for i in items],
-        [i.role for i in items],
-        [i.content for i in items],
-        [content_hash(i) for i in items],
-        [i.created_at for i in items],
-        [i.model for i in items],
-        ["{}" for _ in items],
-        contexts,
-    )
+def batch_args(items: list[NewMemory], previous: dict[str, str]) -> list[list[Any]]:
+    return insert_args(items, [as_stored(i) for i in items], previous)
 
 
 class Asyncpg:
@@ -96,7 +83,7 @@ class Asyncpg:
 
     async def search(self, scope: str, words: list[str]) -> int:
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(SEARCH_SQL, scope, tsquery(words), RERANK_CANDIDATES)
+            rows = await conn.fetch(search_sql(len(words)), scope, words, ROWS, RERANK_CANDIDATES, tsquery(words))
             await conn.fetch(AROUND_SQL, scope, [r[8] for r in rows])
         return len(rows)
 
@@ -121,7 +108,9 @@ class Psycopg:
     async def search(self, scope: str, words: list[str]) -> int:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                to_psycopg(SEARCH_SQL), named((scope, tsquery(words), RERANK_CANDIDATES)), prepare=True
+                to_psycopg(search_sql(len(words))),
+                named((scope, words, ROWS, RERANK_CANDIDATES, tsquery(words))),
+                prepare=True,
             )
             rows = await cur.fetchall()
             cur = await conn.execute(to_psycopg(AROUND_SQL), named((scope, [r[8] for r in rows])), prepare=True)
@@ -203,6 +192,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("-n", type=int, default=1000, help="operations per measurement")
     args = parser.parse_args()
+    global ROWS
+    ROWS = args.rows
     asyncio.run(run(args.server, args.rows, args.n))
 
 

@@ -136,6 +136,30 @@ AROUND_SQL = """
 """
 
 
+def insert_args(items: list[NewMemory], memories: list[Memory], previous: dict[str, str]) -> list[list[Any]]:
+    """INSERT_SQL's columns for a batch; `previous` (scope -> start of its latest turn) is updated as it goes.
+
+    A new turn's context is its date plus the start of the scope's turn before it.
+    """
+    contexts = []
+    for m in memories:
+        before = previous.get(m.user_id)
+        date = textindex.date_words(m.created_at)
+        contexts.append(f"{date}\n{before}" if before is not None else date)
+        previous[m.user_id] = m.content[:NEIGHBOUR_CHARS]
+    return [
+        [m.id for m in memories],
+        [m.user_id for m in memories],
+        [m.role for m in memories],
+        [m.content for m in memories],
+        [content_hash(item) for item in items],
+        [m.created_at for m in memories],
+        [m.model for m in memories],
+        [metadata_text(m.metadata) for m in memories],
+        contexts,
+    ]
+
+
 def _row(r: asyncpg.Record) -> Memory:
     return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]))
 
@@ -211,26 +235,8 @@ class PostgresStore:
             return []
         memories = [as_stored(item) for item in items]
         async with self._pool.acquire() as conn, conn.transaction():
-            # A new turn's context is its date plus the start of the scope's turn before it.
             previous = dict(await conn.fetch(LATEST_SQL, list({m.user_id for m in memories})))
-            contexts = []
-            for m in memories:
-                before = previous.get(m.user_id)
-                date = textindex.date_words(m.created_at)
-                contexts.append(f"{date}\n{before}" if before is not None else date)
-                previous[m.user_id] = m.content[:NEIGHBOUR_CHARS]
-            inserted = await conn.fetch(
-                INSERT_SQL,
-                [m.id for m in memories],
-                [m.user_id for m in memories],
-                [m.role for m in memories],
-                [m.content for m in memories],
-                [content_hash(item) for item in items],
-                [m.created_at for m in memories],
-                [m.model for m in memories],
-                [metadata_text(m.metadata) for m in memories],
-                contexts,
-            )
+            inserted = await conn.fetch(INSERT_SQL, *insert_args(items, memories, previous))
         kept = {r[0] for r in inserted}
         added = []
         for m in memories:
