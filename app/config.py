@@ -87,6 +87,9 @@ class ProxyLimits:
     connect_timeout: float = 5.0
     read_timeout: float = 600.0
     max_concurrent_requests: int = 256
+    per_key_share: float = 0.5  # of max_concurrent_requests that one key (or anonymous) may hold
+    header_timeout: float = 10.0  # seconds a client may take to send its request line and headers
+    body_timeout: float = 60.0  # seconds a client may take to send its request body
     allowed_origins: tuple[str, ...] = ()
 
 
@@ -192,6 +195,13 @@ def _positive(doc: _Doc, at: tuple[Any, ...], kind: type, default: Any) -> Any:
     if value <= 0:
         raise doc.error(at, f"must be greater than 0, not {value}")
     return kind(value)
+
+
+def _share(doc: _Doc, at: tuple[Any, ...], default: float) -> float:
+    value = _positive(doc, at, float, default)
+    if value > 1:
+        raise doc.error(at, f"must be a fraction from 0 to 1, not {value}")
+    return value
 
 
 def _scope_name(doc: _Doc, at: tuple[Any, ...], value: Any) -> str:
@@ -309,6 +319,9 @@ def _limits(doc: _Doc) -> ProxyLimits:
         connect_timeout=_positive(doc, (*sec, "connect_timeout"), float, 5.0),
         read_timeout=_positive(doc, (*sec, "read_timeout"), float, 600.0),
         max_concurrent_requests=_positive(doc, (*sec, "max_concurrent_requests"), int, 256),
+        per_key_share=_share(doc, (*sec, "per_key_share"), 0.5),
+        header_timeout=_positive(doc, (*sec, "header_timeout"), float, 10.0),
+        body_timeout=_positive(doc, (*sec, "body_timeout"), float, 60.0),
         allowed_origins=tuple(o.lower() for o in origins),
     )
 
