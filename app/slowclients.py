@@ -62,7 +62,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def _expire(self, which: str) -> None:
         self._deadline = None
-        client = "%s:%d" % self.client if self.client else "a client"
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
         log.warning("closing the connection from %s: %s passed", client, which.replace("_", " "))
         # Closing is the answer: a slow client may never read a response, and the app (if it has
         # started) sees http.disconnect and cancels its upstream call.
