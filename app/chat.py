@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from app import memory
 from app.bodies import strip_routing_fields
@@ -39,11 +40,12 @@ async def _recall(c: Context, scope: str, body: dict[str, Any], anthropic: bool)
     return len(chosen) if memory.inject(body, memory.render_block(chosen), settings.injection, anthropic) else 0
 
 
-async def chat(request: Request) -> Response:
+async def chat(request: Request) -> ASGIApp:
     """POST /v1/chat/completions, /chat/completions and /v1/messages."""
     c = ctx(request)
     anthropic = request.scope["path"].startswith("/v1/messages")
     state = state_of(request)
+    assert state.principal is not None  # the Guard authenticated every CLIENT route
     raw = await read_body_or_refusal(request, c.settings.limits.max_body_bytes, anthropic)
     if isinstance(raw, Response):
         return raw

@@ -24,7 +24,7 @@ _RESPONSE_DROP = frozenset({"content-length", "set-cookie", "server", "date"})
 
 
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
-    tokens = set()
+    tokens: set[str] = set()
     for name, value in headers:
         if name.lower() == "connection":
             tokens.update(t.strip().lower() for t in value.split(",") if t.strip())

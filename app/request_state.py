@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,7 @@ def request_id(headers: Mapping[str, str]) -> str:
     return "req_" + uuid.uuid4().hex
 
 
-def attach(scope: dict[str, Any], state: RequestState) -> None:
+def attach(scope: MutableMapping[str, Any], state: RequestState) -> None:
     """Store the state in the ASGI scope (Starlette's `request.state` reads the same dict)."""
     scope.setdefault("state", {})[_KEY] = state
 

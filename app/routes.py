@@ -7,6 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from app.bodies import clean_json_body
 from app.context import ctx
@@ -42,8 +43,12 @@ async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
             store["error"] = c.writer.last_error
     store["memory_errors"] = c.counters.memory_errors
     ok = litellm["status"] == "reachable" and store["status"] in ("ok", "disabled")
-    report = {"status": "healthy" if ok else "degraded", "litellm": litellm, "memory_store": store}
-    report["requests_shed"] = c.counters.overloaded
+    report = {
+        "status": "healthy" if ok else "degraded",
+        "litellm": litellm,
+        "memory_store": store,
+        "requests_shed": c.counters.overloaded,
+    }
     return ok, report
 
 
@@ -93,7 +98,7 @@ async def routing_info(request: Request) -> Response:
     )
 
 
-async def forward(request: Request) -> Response:
+async def forward(request: Request) -> ASGIApp:
     """Every other method and path: streamed to LiteLLM and back unchanged."""
     c = ctx(request)
     state = state_of(request)

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp
 
-Handler = Callable[[Request], Awaitable[Response]]
+# A handler answers with an ASGI app: a Starlette Response, or the streaming ProxyResponse.
+Handler = Callable[[Request], Awaitable[ASGIApp]]
 
 
 class Access(StrEnum):
@@ -73,7 +74,7 @@ class RoutingTable:
 
     def match(self, method: str, path: str) -> Match:
         """The route for this request; exact paths win over templates, templates over prefixes."""
-        candidates = [(r, {}) for r in self._exact.get(path, ())]
+        candidates: list[tuple[Route, dict[str, str]]] = [(r, {}) for r in self._exact.get(path, ())]
         if not candidates:
             candidates = [(r, m.groupdict()) for p, r in self._templates if (m := p.match(path))]
         for r, params in candidates:

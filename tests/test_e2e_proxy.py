@@ -13,7 +13,7 @@ import pytest
 from tests.e2e import anth, marker, oai, provider_calls
 from tests.stack import ROOT, stack_config, start_keyed_memory, start_memory
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def test_openai_chat_non_streaming(stack):
