@@ -1,4 +1,4 @@
-"""Scope detection (SPEC §6): which memory scope a request belongs to."""
+"""Scope detection: which memory scope a request belongs to."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-SPEC_ENV = (
+PROXY_ENV = (
     "MEMORY_HOST",
     "MEMORY_PORT",
     "LITELLM_PORT",
@@ -19,7 +19,7 @@ SPEC_ENV = (
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No test reads the developer's .env or provider keys, or touches ./data/memory.db."""
-    for name in SPEC_ENV:
+    for name in PROXY_ENV:
         monkeypatch.delenv(name, raising=False)
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "PYCHARM_PROXY_KEY", "ADMIN_PROXY_KEY"):
         monkeypatch.delenv(name, raising=False)

@@ -1,4 +1,4 @@
-"""app/headers.py: hop-by-hop stripping both ways, credential swap, cookies (SPEC §5)."""
+"""app/headers.py: hop-by-hop stripping both ways, credential swap, cookies."""
 
 from __future__ import annotations
 
