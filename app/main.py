@@ -115,6 +115,9 @@ def create_app(settings: Settings) -> Guard:
                 context.writer.start()
             except Exception as exc:  # the proxy still serves chats without memory
                 log.error("memory store at %s failed to open: %s", redact_url(settings.db_path), exc)
+        url = f"http://{settings.host}:{settings.port}"
+        # uvicorn's own "running on" line is printed twice under honcho (LiteLLM's too): say which.
+        log.info("Memory Proxy ready: point clients at %s (OpenAI SDKs: %s/v1)", url, url)
         try:
             # The lifespan state reaches every connection's protocol (app.slowclients).
             yield {HEADER_TIMEOUT: settings.limits.header_timeout, BODY_TIMEOUT: settings.limits.body_timeout}
