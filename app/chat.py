@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -22,20 +23,31 @@ from app.sse import ReplyAssembler
 from app.store import NewMemory
 
 log = logging.getLogger("memory_proxy.chat")
+T = TypeVar("T")
 RECALL_TIMEOUT = 2.0
+# Bodies above this size are parsed, scanned and re-encoded in a worker thread: at 32 MB those
+# steps take long enough to hold up every other request on the event loop.
+OFFLOAD_BYTES = 256 * 1024
 
 
-async def _recall(c: Context, scope: str, body: dict[str, Any], anthropic: bool) -> int:
+async def _cpu(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args), in a worker thread when the body is `size` bytes and that is large."""
+    return await asyncio.to_thread(fn, *args) if size > OFFLOAD_BYTES else fn(*args)
+
+
+async def _recall(c: Context, scope: str, body: dict[str, Any], anthropic: bool, size: int) -> int:
     settings = c.settings.memory.retrieval
-    query = memory.query_text(body, settings.query_strategy)
+    query = await _cpu(size, memory.query_text, body, settings.query_strategy)
     if not query or c.store is None:
         return 0
     # wait_for gives up on a slow search (the thread finishes on its own; its result is dropped).
     found = await asyncio.wait_for(c.store.call(c.store.search, scope, query, settings.max_results * 4), RECALL_TIMEOUT)
-    chosen = memory.select([memory.Recalled(m.content, m.role, m.created_at) for m, _ in found], body, settings)
+    recalled = [memory.Recalled(m.content, m.role, m.created_at) for m, _ in found]
+    chosen = await _cpu(size, memory.select, recalled, body, settings)
     if not chosen:
         return 0
-    return len(chosen) if memory.inject(body, memory.render_block(chosen), settings.injection, anthropic) else 0
+    placed = await _cpu(size, memory.inject, body, memory.render_block(chosen), settings.injection, anthropic)
+    return len(chosen) if placed else 0
 
 
 async def chat(request: Request) -> Response:
@@ -47,7 +59,7 @@ async def chat(request: Request) -> Response:
     if isinstance(raw, Response):
         return raw
     try:
-        body = orjson.loads(raw)
+        body = await _cpu(len(raw), orjson.loads, raw)
     except orjson.JSONDecodeError as exc:
         return error_response(anthropic, 400, f"request body is not valid JSON: {exc}")
     if not isinstance(body, dict):
@@ -74,11 +86,11 @@ async def chat(request: Request) -> Response:
     if mem.enabled and c.store is None and (want_inject or want_capture):
         c.counters.memory_errors += 1
         extra.append(("x-memory-error", "memory store unavailable"))
-    user_turn = memory.new_user_turn(body) if capture else None
+    user_turn = await _cpu(len(raw), memory.new_user_turn, body) if capture else None
     injected = 0
     if inject:
         try:
-            injected = await _recall(c, scope, body, anthropic)
+            injected = await _recall(c, scope, body, anthropic, len(raw))
             changed = changed or injected > 0
         except Exception as exc:  # memory must never break a chat
             c.counters.memory_errors += 1
@@ -86,7 +98,7 @@ async def chat(request: Request) -> Response:
             log.warning("scope %s: %s", scope, reason)
             extra.append(("x-memory-error", reason))
     extra.append(("x-memory-injected", str(injected)))
-    payload = orjson.dumps(body) if changed else raw
+    payload = await _cpu(len(raw), orjson.dumps, body) if changed else raw
     tap = on_complete = None
     if capture:
         assembler = ReplyAssembler(anthropic, body.get("stream") is True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from dataclasses import dataclass
@@ -12,10 +13,12 @@ from app.config import RetrievalSettings
 
 BLOCK_OPEN = "<recalled-memories>"
 BLOCK_CLOSE = "</recalled-memories>"
-_REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL | re.IGNORECASE)
 # Notes agent clients add on the human's behalf, e.g. Claude Code's "[Request interrupted by user]".
 _CLIENT_NOTE = re.compile(r"\[Request interrupted by user[^\]]*\]")
-_OUR_BLOCK = re.compile(re.escape(BLOCK_OPEN) + r".*?" + re.escape(BLOCK_CLOSE), re.DOTALL)
+# Wrapped blocks that are never the human's words, removed whole, in this order.
+SCAFFOLD_TAGS = ("system-reminder", "recalled-memories")
+# Only this much of a conversation's newest human text becomes the recall query (its first words).
+MAX_QUERY_CHARS = 4000
 _MODES = {"on": (True, True), "off": (False, False), "read": (True, False), "write": (False, True)}
 
 
@@ -33,6 +36,37 @@ def parse_mode(value: str | None) -> tuple[bool, bool]:
         raise BadMode(f"x-memory-mode must be one of on, off, read, write; got {value[:40]!r}") from None
 
 
+@functools.cache
+def _tag_finders(tag: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    return re.compile(re.escape(f"<{tag}>"), re.IGNORECASE), re.compile(re.escape(f"</{tag}>"), re.IGNORECASE)
+
+
+def without_block(text: str, tag: str) -> str:
+    """`text` without its `<tag>…</tag>` spans (case-insensitive), in one linear pass.
+
+    Each search is for a literal, so the work is linear in len(text): a lazy `<tag>.*?</tag>` regex
+    rescans the rest of the text from every unclosed opening tag (quadratic).
+    """
+    opening, closing = _tag_finders(tag)
+    kept = []
+    pos = 0
+    while (start := opening.search(text, pos)) is not None:
+        end = closing.search(text, start.end())
+        if end is None:
+            break  # no closing tag after this opening one, so none after any later one either
+        kept.append(text[pos : start.start()])
+        pos = end.end()
+    kept.append(text[pos:])
+    return "".join(kept)
+
+
+def without_scaffolding(text: str) -> str:
+    """`text` without the wrapped blocks of SCAFFOLD_TAGS."""
+    for tag in SCAFFOLD_TAGS:
+        text = without_block(text, tag)
+    return text
+
+
 def human_text(content: Any) -> str:
     """The words a human typed in one message's content, without agent scaffolding."""
     if isinstance(content, str):
@@ -42,7 +76,7 @@ def human_text(content: Any) -> str:
         parts = [b["text"] for b in content if isinstance(b, dict) and b.get("type") == "text"]
     else:
         return ""
-    cleaned = (_OUR_BLOCK.sub("", _REMINDER.sub("", p)).strip() for p in parts if isinstance(p, str))
+    cleaned = (without_scaffolding(p).strip() for p in parts if isinstance(p, str))
     cleaned = (p for p in cleaned if not _CLIENT_NOTE.fullmatch(p))
     return "\n".join(p for p in cleaned if p)
 
@@ -68,7 +102,11 @@ def new_user_turn(body: dict[str, Any]) -> str | None:
 
 
 def query_text(body: dict[str, Any], strategy: str) -> str:
-    """The recall query drawn from the conversation, per `query_strategy`."""
+    """The recall query drawn from the conversation, per `query_strategy`, at most MAX_QUERY_CHARS."""
+    return _query_text(body, strategy)[:MAX_QUERY_CHARS]
+
+
+def _query_text(body: dict[str, Any], strategy: str) -> str:
     messages = body.get("messages")
     if not isinstance(messages, list):
         return ""

@@ -6,6 +6,7 @@ import copy
 import html
 import json
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,8 @@ from app.config import RetrievalSettings
 from app.memory import (
     BLOCK_CLOSE,
     BLOCK_OPEN,
+    MAX_QUERY_CHARS,
+    SCAFFOLD_TAGS,
     BadMode,
     Recalled,
     human_text,
@@ -27,6 +30,7 @@ from app.memory import (
     query_text,
     render_block,
     select,
+    without_scaffolding,
 )
 
 MAY_8_2023 = datetime(2023, 5, 8, 12, 0, tzinfo=UTC).timestamp()
@@ -494,3 +498,74 @@ def test_client_notes_and_non_string_texts_are_not_human_words() -> None:
         human_text([{"type": "text", "text": None}, {"type": "text", "text": 5}, {"type": "text", "text": "hi"}])
         == "hi"
     )
+
+
+# --- scaffolding removal stays linear ------------------------------------------------------------
+
+MB = 1024 * 1024
+UNCLOSED = "<system-reminder>" * (MB // 17)
+# (text, the human words left in it)
+PATHOLOGICAL = {
+    "unclosed recalled blocks": (BLOCK_OPEN * (MB // len(BLOCK_OPEN)),) * 2,
+    "unclosed reminders": (UNCLOSED, UNCLOSED),
+    "unclosed, mixed case": ("<System-Reminder>" * (MB // 17),) * 2,
+    "openings then one late closing": (UNCLOSED + "</system-reminder>tail", "tail"),
+    "interleaved tags": (("<system-reminder>" + BLOCK_OPEN + "x</system-reminder>") * (MB // 55) + "!", "!"),
+    "closings only": (("</system-reminder>" + BLOCK_CLOSE) * (MB // 38),) * 2,
+    "near-miss openings": ("<system-reminde" * (MB // 15),) * 2,
+}
+
+
+def _regex_reference(text: str) -> str:
+    """What the DOTALL lazy regexes this scanner replaced produced (quadratic, small inputs only)."""
+    for tag in SCAFFOLD_TAGS:
+        text = re.sub(f"<{tag}>.*?</{tag}>", "", text, flags=re.DOTALL | re.IGNORECASE)
+    return text
+
+
+@pytest.mark.parametrize(("text", "words"), PATHOLOGICAL.values(), ids=PATHOLOGICAL.keys())
+def test_megabyte_of_unclosed_tags_is_processed_fast(text: str, words: str) -> None:
+    body = {
+        "messages": [{"role": "user", "content": text}, {"role": "user", "content": [{"type": "text", "text": text}]}]
+    }
+    started = time.perf_counter()
+    turn = new_user_turn(body)
+    query = query_text(body, "recent_user")
+    assert inject(body, BLOCK, "before_last_user", anthropic=False)
+    select([mem("a note that is not in the request")], body, RetrievalSettings())
+    assert time.perf_counter() - started < 0.5
+    assert turn == words
+    assert len(query) <= MAX_QUERY_CHARS
+
+
+@pytest.mark.parametrize("text", [text for text, _ in PATHOLOGICAL.values()], ids=PATHOLOGICAL.keys())
+def test_pathological_inputs_give_the_regex_result(text: str) -> None:
+    sample = text[:3000] + text[-3000:]  # small enough for the quadratic reference
+    assert without_scaffolding(sample) == _regex_reference(sample)
+
+
+FRAGMENTS = [
+    "<system-reminder>",
+    "</system-reminder>",
+    BLOCK_OPEN,
+    BLOCK_CLOSE,
+    "<SYSTEM-REMINDER>",
+    "<",
+    ">",
+    "a",
+    " ",
+    "\n",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=5), max_size=30))
+def test_scanner_matches_the_regex_on_any_mix(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert without_scaffolding(text) == _regex_reference(text)
+
+
+def test_query_is_capped_to_the_first_words() -> None:
+    words = " ".join(f"word{i}" for i in range(5000))
+    query = query_text({"messages": [{"role": "user", "content": words}]}, "last_user")
+    assert query == words[:MAX_QUERY_CHARS]
