@@ -1,7 +1,7 @@
 """The memory proxy's ASGI app: where every request goes.
 
 Request path: Guard (origin/host checks, auth, load shedding, access log) → Dispatch →
-  POST /v1/chat/completions, /chat/completions, /v1/messages
+  POST /v1/chat/completions, /chat/completions, /v1/messages, /v1/responses, /responses
                                         → chat.chat (scope, recall, inject, forward, capture)
   /health, /health/readiness            → routes.health / routes.readiness (no auth)
   /memory-routing/info                  → routes.routing_info
@@ -46,7 +46,7 @@ def open_store(settings: Settings) -> SqliteStore:
     return SqliteStore(settings.db_path)
 
 
-CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/messages"})
+CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/messages", "/v1/responses", "/responses"})
 OWN_PATHS = frozenset({"/health", "/health/readiness", "/memory-routing/info", "/v1/memories"})
 
 
