@@ -43,7 +43,7 @@ def open_store(settings: Settings) -> SqliteStore:
     return SqliteStore(settings.db_path)
 
 
-CHAT_PATHS = ("/v1/chat/completions", "/chat/completions", "/v1/messages")
+CHAT_PATHS = ("/v1/chat/completions", "/chat/completions", "/v1/messages", "/v1/responses", "/responses")
 # What a key pinned to one scope may reach through the master key: inference, not LiteLLM's
 # management API (/key, /user, /team, /model/new, /config, /spend, …), which is for admin keys.
 INFERENCE_PATHS = tuple(
