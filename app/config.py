@@ -414,7 +414,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         litellm_base_url=base_url,
         master_key=env.get("LITELLM_MASTER_KEY") or None,
         config_path=config_path,
-        db_path=env.get("MEMORY_DB") or Settings.db_path,
+        # A platform's attached database arrives as DATABASE_URL; MEMORY_DB names the store explicitly.
+        db_path=env.get("MEMORY_DB") or env.get("DATABASE_URL") or Settings.db_path,
         supermemory_api_key=env.get("SUPERMEMORY_API_KEY") or None,
         scopes=_scopes(doc),
         memory=_memory(doc),
