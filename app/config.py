@@ -41,6 +41,7 @@ SCOPE_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # always fullmatch: `$` would
 
 
 DEFAULT_LITELLM_PORT = 8765
+MB = 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -84,6 +85,9 @@ class MemorySettings:
     capture_enabled: bool = True
     enabled_for_models: tuple[str, ...] = ()
     disabled_for_models: tuple[str, ...] = ()
+    max_memory_chars: int = 100_000
+    max_import_bytes: int = 32 * 1024 * 1024
+    max_import_lines: int = 200_000
 
 
 @dataclass(frozen=True)
@@ -320,6 +324,9 @@ def _memory(doc: _Doc) -> MemorySettings:
         enabled=doc.get((*sec, "enabled"), bool, MemorySettings.enabled),
         retrieval=retrieval,
         capture_enabled=doc.get((*sec, "capture", "enabled"), bool, MemorySettings.capture_enabled),
+        max_memory_chars=_positive(doc, (*sec, "max_memory_chars"), int, MemorySettings.max_memory_chars),
+        max_import_bytes=int(_positive(doc, (*sec, "max_import_mb"), float, MemorySettings.max_import_bytes / MB) * MB),
+        max_import_lines=_positive(doc, (*sec, "max_import_lines"), int, MemorySettings.max_import_lines),
         **models,
     )
 
@@ -360,9 +367,6 @@ def _models(doc: _Doc) -> tuple[ModelEntry, ...]:
         api_base = params.get("api_base") if isinstance(params, dict) else None
         out.append(ModelEntry(entry["model_name"], api_base if isinstance(api_base, str) else ""))
     return tuple(out)
-
-
-MB = 1024 * 1024
 
 
 def _limits(doc: _Doc) -> ProxyLimits:
