@@ -28,6 +28,7 @@ from app.store import (
     NEIGHBOUR_CHARS,
     RERANK_CANDIDATES,
     SEARCH_WEIGHTS,
+    Found,
     InvalidCursor,
     Memory,
     NewMemory,
@@ -37,7 +38,7 @@ from app.store import (
 )
 
 POOL_SIZE = 10
-FREQUENT_TERM_DOCS = 500  # lexemes in more rows than this have their counts kept (see _within_budget)
+FREQUENT_TERM_DOCS = 500  # lexemes in more rows than this have their counts kept (see within_budget)
 MATCH_BUDGET = 3000  # rows one search ranks at most, by those counts
 MIGRATION_LOCK = 0x6D656D6F7279  # pg_advisory_lock key: "memory"; instances starting together take turns
 TEXT_CONFIG = "english"  # the Snowball English stemmer and stopwords
@@ -171,6 +172,21 @@ def _stem(word: str) -> str:
 def tsquery(words: list[str]) -> str:
     """A to_tsquery text matching any of the words (each quoted: \\w+ words hold no quote or backslash)."""
     return " | ".join(f"'{w}'" for w in words)
+
+
+def within_budget(words: list[str], term_docs: dict[str, int]) -> list[str]:
+    """Leave out the most frequent words until the rows they match fit MATCH_BUDGET.
+
+    Ranking costs PostgreSQL per matching row (SQLite's FTS5 ranks from its index), so a question
+    of frequent words would otherwise rank most of a large scope. The words left out are the ones
+    BM25 weighs least; a question of nothing but such words searches nothing, as SQLite does past
+    GENERIC_TERM_DOCS.
+    """
+    docs = {w: term_docs.get(_stem(w), 0) for w in words}
+    kept = sorted(words, key=lambda w: docs[w])
+    while kept and sum(docs[w] for w in kept) > MATCH_BUDGET:
+        kept.pop()
+    return [w for w in words if w in kept]
 
 
 class PostgresStore:
@@ -347,20 +363,6 @@ class PostgresStore:
         self.common_terms = {t: n for t, n in counts.items() if n > COMMON_TERM_DOCS}
         self._rows_at_refresh = total
 
-    def _within_budget(self, words: list[str]) -> list[str]:
-        """Leave out the most frequent words until the rows they match fit MATCH_BUDGET.
-
-        Ranking costs PostgreSQL per matching row (SQLite's FTS5 ranks from its index), so a question
-        of frequent words would otherwise rank most of a large scope. The words left out are the ones
-        BM25 weighs least; a question of nothing but such words searches nothing, as SQLite does past
-        GENERIC_TERM_DOCS.
-        """
-        docs = {w: self.term_docs.get(_stem(w), 0) for w in words}
-        kept = sorted(words, key=lambda w: docs[w])
-        while kept and sum(docs[w] for w in kept) > MATCH_BUDGET:
-            kept.pop()
-        return [w for w in words if w in kept]
-
     async def _scope_size(self, conn: Any, user_id: str) -> int:
         """How many memories a scope holds (IDF's N), counted once and then kept up to date by this instance."""
         if user_id not in self._sizes:
@@ -368,9 +370,9 @@ class PostgresStore:
             self._sizes[user_id] = rows[0][0]
         return self._sizes[user_id]
 
-    async def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]:
+    async def search(self, user_id: str, query: str, limit: int) -> Found:
         """Best matches within the scope, with a positive relevance score (two passes, as on SQLite)."""
-        words = self._within_budget(textindex.query_words(query, self.common_terms, GENERIC_TERM_DOCS, _stem))
+        words = within_budget(textindex.query_words(query, self.common_terms, GENERIC_TERM_DOCS, _stem), self.term_docs)
         if not words:
             return []
         async with self._pool.acquire() as conn:
