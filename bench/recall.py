@@ -12,6 +12,13 @@ categories 1-4 through GET /v1/memories/search (limit 10) and counts the fractio
 evidence turns in the top 5 and top 10. The baseline is plain BM25 over the same turn texts in an
 in-memory SQLite FTS5 table (porter stemming, question words OR-ed, bm25 order). The data set is
 in bench/data/locomo-dev/ (see its README for the licence: non-commercial evaluation only).
+
+Then what reaches the model: the proxy's upstream is an echo provider (bench/prompt_check.py) and
+each question is asked through POST /v1/chat/completions (`x-memory-mode: read`). *Evidence in
+prompt* is the share of a question's evidence turns among the notes the provider received, asked in
+its own conversation's scope; *false injection* is the share of questions that got any note when
+asked in the next conversation's scope (where nothing is relevant); plus the mean characters of
+notes injected per question in each case.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from prompt_check import EchoUpstream, ask
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT / "bench" / "data" / "locomo-dev" / "locomo-dev.json"
@@ -53,6 +61,45 @@ class Question:
     text: str
     evidence: list[str]
     category: int
+
+
+@dataclass
+class Prompted:
+    """What the chat endpoint sent the provider, over questions asked in their own or a foreign scope."""
+
+    evidence: list[float] = field(default_factory=list)
+    own_chars: list[int] = field(default_factory=list)
+    foreign_any: list[bool] = field(default_factory=list)
+    foreign_chars: list[int] = field(default_factory=list)
+
+    def extend(self, other: Prompted) -> None:
+        self.evidence += other.evidence
+        self.own_chars += other.own_chars
+        self.foreign_any += other.foreign_any
+        self.foreign_chars += other.foreign_chars
+
+    def line(self) -> str:
+        return (
+            f"{100 * statistics.fmean(self.evidence):>10.1f}{statistics.fmean(self.own_chars):>10.0f}"
+            f"{100 * statistics.fmean(self.foreign_any):>10.1f}{statistics.fmean(self.foreign_chars):>10.0f}"
+        )
+
+
+def prompted(client: httpx.Client, echo: EchoUpstream, conv: Conversation, own: str, foreign: str) -> Prompted:
+    """Ask every question of `conv` through the chat endpoint in its `own` scope and in a `foreign` one."""
+    ids: dict[str, set[str]] = {}
+    for t in conv.turns:
+        ids.setdefault(t.content, set()).add(t.dia_id)
+    out = Prompted()
+    for q in conv.questions:
+        _, notes = ask(client, echo, own, q.text)
+        got = set().union(*(ids.get(n, set()) for n in notes))
+        out.evidence.append(len(got & set(q.evidence)) / len(set(q.evidence)))
+        out.own_chars.append(sum(map(len, notes)))
+        injected, notes = ask(client, echo, foreign, q.text)
+        out.foreign_any.append(injected > 0)
+        out.foreign_chars.append(sum(map(len, notes)))
+    return out
 
 
 @dataclass
@@ -141,7 +188,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_proxy(tmp: str, db: str | None) -> tuple[subprocess.Popen[bytes], str]:
+def start_proxy(tmp: str, db: str | None, upstream: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
@@ -150,7 +197,7 @@ def start_proxy(tmp: str, db: str | None) -> tuple[subprocess.Popen[bytes], str]
         "MEMORY_ENV_FILE": "",
         "MEMORY_HOST": "127.0.0.1",
         "MEMORY_PORT": str(port),
-        "LITELLM_BASE_URL": "http://127.0.0.1:9",  # not needed for the memory API
+        "LITELLM_BASE_URL": upstream,
     }
     cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
     with open(os.path.join(tmp, "proxy.log"), "wb") as log:  # the child keeps its own descriptor
@@ -204,8 +251,8 @@ def main() -> None:
     args = parser.parse_args()
     convs = load(args.data.resolve())
 
-    with tempfile.TemporaryDirectory(prefix="recall-bench-") as tmp:
-        proc, base = start_proxy(tmp, args.db)
+    with tempfile.TemporaryDirectory(prefix="recall-bench-") as tmp, EchoUpstream() as echo:
+        proc, base = start_proxy(tmp, args.db, echo.url)
         try:
             with httpx.Client(base_url=base, timeout=60) as client:
                 rows, latencies, ours_all, base_all = [], [], Score(), Score()
@@ -231,6 +278,11 @@ def main() -> None:
                     rows.append((conv.name, len(conv.turns), imported, len(conv.questions), ours, plain))
                     ours_all.extend(ours)
                     base_all.extend(plain)
+                prompt_rows, prompt_all = [], Prompted()
+                for i, conv in enumerate(convs):
+                    p = prompted(client, echo, conv, f"locomo-{i}", f"locomo-{(i + 1) % len(convs)}")
+                    prompt_rows.append((conv.name, len(conv.questions), p))
+                    prompt_all.extend(p)
 
                 bulk = None
                 if args.bulk:
@@ -271,6 +323,14 @@ def main() -> None:
         f"\nrecall@10 gain over BM25: {ours_all.recall(10) - base_all.recall(10):+.1f} points; "
         f"recall@5: {ours_all.recall(5) - base_all.recall(5):+.1f}"
     )
+    header = f"\n{'through the chat endpoint':<26}{'qs':>6}{'evidence%':>10}{'chars':>10}{'false%':>10}{'chars':>10}"
+    print(header)
+    print("-" * len(header))
+    for name, qs, p in prompt_rows:
+        print(f"{name:<26}{qs:>6}{p.line()}")
+    print("-" * len(header))
+    print(f"{'overall':<26}{len(prompt_all.evidence):>6}{prompt_all.line()}")
+    print("(evidence% and its chars: in the question's own scope; false% and its chars: in the next conversation's)")
     lat = sorted(latencies)
     p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
     print(f"search latency over HTTP (client): median {statistics.median(lat):.2f} ms, p95 {p95:.2f} ms, n={len(lat)}")
