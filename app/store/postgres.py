@@ -39,7 +39,7 @@ from app.store import (
 
 POOL_SIZE = 10
 FREQUENT_TERM_DOCS = 500  # lexemes in more rows than this have their counts kept (see within_budget)
-MATCH_BUDGET = 3000  # rows one search ranks at most, by those counts
+MATCH_BUDGET = 2000  # rows one search ranks at most, by those counts
 MIGRATION_LOCK = 0x6D656D6F7279  # pg_advisory_lock key: "memory"; instances starting together take turns
 TEXT_CONFIG = "english"  # the Snowball English stemmer and stopwords
 _STEMMER = snowballstemmer.stemmer("english")  # what `english` does to a word, for the common-term rule
