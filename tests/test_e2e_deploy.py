@@ -188,9 +188,17 @@ def admin(**headers: str) -> dict[str, str]:
     return {"authorization": f"Bearer {ADMIN_KEY}", **headers}
 
 
-def ready(url: str) -> bool:
-    """True when /health/readiness says LiteLLM and the store both work."""
-    return http_ok(f"{url}/health/readiness")
+def wait_ready(url: str, proc: Proc) -> None:
+    """Wait until /health/readiness says LiteLLM and the store both work; fail at once if the store cannot open."""
+
+    def ready() -> bool:
+        if http_ok(f"{url}/health/readiness"):
+            return True
+        store = httpx.get(f"{url}/health", timeout=5).json()["memory_store"]
+        assert store["status"] != "unavailable", f"{proc.name}: the memory store did not open:\n{proc.tail()}"
+        return False
+
+    wait_until(ready, proc, LITELLM_START_TIMEOUT, f"{proc.name} ready")
 
 
 def own_address() -> str:
@@ -222,7 +230,7 @@ def test_separate_process_types_litellm_off_loopback(stack, tmp_path: Path) -> N
             MEMORY_DB=str(tmp_path / "memory.db"),
         )
         try:
-            wait_until(lambda: ready(url), web, 60, "web ready")
+            wait_ready(url, web)
             m = marker()
             oai(url, ADMIN_KEY).chat.completions.create(model="fake-model", messages=[{"role": "user", "content": m}])
             assert provider_calls(stack, m)
@@ -240,7 +248,9 @@ def test_platform_restart_from_fresh_copies_keeps_every_memory(stack, pg_url: st
     m = marker()
     scope = f"platform-{m}"
     facts = [f"platform fact {i} {m}" for i in range(5)]
-    env = {"DATABASE_URL": pg_url, "LITELLM_MASTER_KEY": MASTER_KEY, "UV_OFFLINE": "1"}  # boot fetches nothing
+    # The server trusts loopback: the password is ignored, and must never be shown.
+    database_url = pg_url.replace("postgres@", f"postgres:{PG_PASSWORD}@")
+    env = {"DATABASE_URL": database_url, "LITELLM_MASTER_KEY": MASTER_KEY, "UV_OFFLINE": "1"}  # boot fetches nothing
 
     def boot(n: int) -> tuple[Proc, str, Path]:
         copy = repo_copy(tmp_path / f"copy{n}")
@@ -248,7 +258,7 @@ def test_platform_restart_from_fresh_copies_keeps_every_memory(stack, pg_url: st
         build = run(["bin/post_compile"], base_env(tmp_path), cwd=copy)
         assert build.returncode == 0, build.stderr
         proc, url = start_web(tmp_path, f"web{n}", copy, **env)
-        wait_until(lambda: ready(url), proc, LITELLM_START_TIMEOUT, f"web{n} ready")
+        wait_ready(url, proc)
         return proc, url, copy
 
     proc, url, copy = boot(1)
@@ -272,12 +282,11 @@ def test_platform_restart_from_fresh_copies_keeps_every_memory(stack, pg_url: st
             model="fake-model", messages=[{"role": "user", "content": f"platform fact 4 again {m}"}]
         )
         assert int(raw.headers["x-memory-injected"]) >= 1
-        health = httpx.get(f"{url}/health", timeout=10).text
-        assert "postgres" not in health.lower()
+        assert PG_PASSWORD not in httpx.get(f"{url}/health", timeout=10).text
     finally:
         proc.stop()
     logs = (tmp_path / "web1.log").read_text(errors="replace") + (tmp_path / "web2.log").read_text(errors="replace")
-    assert MASTER_KEY not in logs and ADMIN_KEY not in logs
+    assert MASTER_KEY not in logs and ADMIN_KEY not in logs and PG_PASSWORD not in logs
 
 
 def stored(url: str, scope: str) -> list[str]:
@@ -301,7 +310,7 @@ def pair(stack, pg_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
         )
     try:
         for proc, url in started:
-            wait_until(lambda u=url: ready(u), proc, 60, f"{proc.name} ready")
+            wait_ready(url, proc)
         yield started[0][1], started[1][1]
     finally:
         for proc, _ in started:
