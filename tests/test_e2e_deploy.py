@@ -350,9 +350,10 @@ def test_forget_through_one_instance_is_seen_by_the_other_at_once(pair) -> None:
         assert r.status_code == 201, r.text
     assert len(listed(b, scope)) == 3
     one = httpx.get(f"{b}/v1/memories", params={"user_id": scope, "limit": 1}, timeout=10).json()["data"][0]
-    assert httpx.delete(f"{b}/v1/memories/{one['id']}", params={"user_id": scope}, timeout=10).status_code == 200
+    assert httpx.delete(f"{b}/v1/memories/{one['id']}", params={"user_id": scope}, timeout=10).status_code == 204
     assert one["content"] not in listed(a, scope) and len(listed(a, scope)) == 2
-    assert httpx.delete(f"{a}/v1/memories", params={"user_id": scope}, timeout=10).status_code == 200
+    forgot = httpx.delete(f"{a}/v1/memories", params={"user_id": scope}, timeout=10)
+    assert forgot.status_code == 200 and forgot.json() == {"deleted": 2}
     assert listed(b, scope) == []
     found = httpx.get(f"{b}/v1/memories/search", params={"user_id": scope, "q": "note"}, timeout=10).json()["data"]
     assert found == []
