@@ -31,7 +31,7 @@ async def _recall(c: Context, scope: str, body: dict[str, Any], anthropic: bool)
     if not query or c.store is None:
         return 0
     # wait_for gives up on a slow search (the thread finishes on its own; its result is dropped).
-    found = await asyncio.wait_for(c.store.call(c.store.search, scope, query, settings.max_results * 4), RECALL_TIMEOUT)
+    found = await asyncio.wait_for(c.store.search(scope, query, settings.max_results * 4), RECALL_TIMEOUT)
     chosen = memory.select([memory.Recalled(m.content, m.role, m.created_at) for m, _ in found], body, settings)
     if not chosen:
         return 0

@@ -33,17 +33,10 @@ from app.errors import error_response
 from app.guard import Guard
 from app.models import ModelTable
 from app.proxy import Upstream, redact_url
-from app.store import SqliteStore
+from app.store import open_store
 from app.writer import MemoryWriter
 
 log = logging.getLogger("memory_proxy")
-
-
-def open_store(settings: Settings) -> SqliteStore:
-    """The configured memory store."""
-    if settings.db_path.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError("the PostgreSQL backend is not built yet; use a SQLite path")
-    return SqliteStore(settings.db_path)
 
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/messages"})
@@ -86,8 +79,8 @@ def create_app(settings: Settings) -> Guard:
         await context.upstream.start()
         if settings.memory.enabled:
             try:
-                context.store = open_store(settings)
-                context.writer = MemoryWriter(context.store)
+                context.store = await open_store(settings.db_path)
+                context.writer = MemoryWriter(context.store, settings.memory.max_memory_chars)
                 context.writer.start()
             except Exception as exc:  # the proxy still serves chats without memory
                 log.error("memory store at %s failed to open: %s", redact_url(settings.db_path), exc)
@@ -97,7 +90,7 @@ def create_app(settings: Settings) -> Guard:
             if context.writer is not None:
                 await context.writer.stop()
             if context.store is not None:
-                context.store.close()
+                await context.store.close()
             await context.upstream.close()
 
     api = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
