@@ -6,7 +6,6 @@ them; only the provider at the far end is fake.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -15,8 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,23 +253,3 @@ def repo_copy(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     return dest
-
-
-def psql(sql: str, database: str = "postgres") -> str:
-    """Run one SQL command on the local PostgreSQL server (127.0.0.1:5432, trust auth)."""
-    args = ["psql", "-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1"]
-    done = subprocess.run([*args, "-Atqc", sql], capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        raise RuntimeError(f"psql failed: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
-@contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    """A new, empty database on the local server for one test, dropped afterwards; yields its URL."""
-    name = "memproxy_test_" + uuid.uuid4().hex[:12]
-    psql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

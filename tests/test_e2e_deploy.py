@@ -3,7 +3,7 @@ several memory proxies on one PostgreSQL database, and a restart from a fresh co
 
 from __future__ import annotations
 
-import os
+import asyncio
 import shutil
 import signal
 import socket
@@ -18,6 +18,7 @@ import orjson
 import pytest
 import yaml
 
+from tests.backends import reset_schema
 from tests.e2e import marker, oai, provider_calls, wait_for
 from tests.stack import (
     LITELLM_START_TIMEOUT,
@@ -27,7 +28,6 @@ from tests.stack import (
     base_env,
     free_port,
     http_ok,
-    pg_database,
     repo_copy,
     spawn,
     stack_config,
@@ -42,12 +42,10 @@ PG_PASSWORD = "pg-password-canary-41d7"
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A database of its own on the local PostgreSQL server."""
-    if shutil.which("psql") is None and os.environ.get("CI") != "true":
-        pytest.skip("psql (the PostgreSQL client) is not installed")
-    with pg_database() as url:
-        yield url
+def pg_url(pg_database: str) -> str:
+    """The test session's PostgreSQL database, emptied for this test."""
+    asyncio.run(reset_schema(pg_database))
+    return pg_database
 
 
 def run(args: list[str], env: dict[str, str], timeout: float = 600, cwd: Path = ROOT) -> subprocess.CompletedProcess:
