@@ -55,18 +55,47 @@ class Proc:
         except OSError:
             return ""
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-        """Signal the whole process group and wait for it."""
-        if self.popen.poll() is None:
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM the process group and wait; then SIGKILL whatever is left, orphans included."""
+        if self.popen.poll() is not None:
+            return
+        below = descendants(self.popen.pid)
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        self._kill([self.popen.pid, *below])
+
+    def kill(self) -> None:
+        """kill -9 the process and every process below it at once, as a crash of the machine would."""
+        self._kill([self.popen.pid, *descendants(self.popen.pid)])
+
+    def _kill(self, pids: list[int]) -> None:
+        for pid in pids:
             try:
-                os.killpg(self.popen.pid, sig)
-                self.popen.wait(timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.popen.wait(5)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.popen.wait(5)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below pid: honcho starts each Procfile line in a session of its own, which a
+    signal to honcho's process group does not reach."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
 
 
 def spawn(name: str, args: list[str], env: dict[str, str], workdir: Path, cwd: Path = ROOT) -> Proc:

@@ -177,7 +177,11 @@ def start_web(workdir: Path, name: str, cwd: Path, **env: str) -> tuple[Proc, st
         del values["MEMORY_DB"]
     proc = spawn(name, ["honcho", "start", "-f", "Procfile.platform", "web"], values, workdir, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_ok(f"{url}/health"), proc, 60, f"{name} /health")
+    try:
+        wait_ready(url, proc)
+    except BaseException:
+        proc.stop()
+        raise
     return proc, url
 
 
@@ -192,7 +196,10 @@ def wait_ready(url: str, proc: Proc) -> None:
     def ready() -> bool:
         if http_ok(f"{url}/health/readiness"):
             return True
-        store = httpx.get(f"{url}/health", timeout=5).json()["memory_store"]
+        try:
+            store = httpx.get(f"{url}/health", timeout=5).json()["memory_store"]
+        except httpx.TransportError:  # not listening yet
+            return False
         assert store["status"] != "unavailable", f"{proc.name}: the memory store did not open:\n{proc.tail()}"
         return False
 
@@ -228,7 +235,6 @@ def test_separate_process_types_litellm_off_loopback(stack, tmp_path: Path) -> N
             MEMORY_DB=str(tmp_path / "memory.db"),
         )
         try:
-            wait_ready(url, web)
             m = marker()
             oai(url, ADMIN_KEY).chat.completions.create(model="fake-model", messages=[{"role": "user", "content": m}])
             assert provider_calls(stack, m)
@@ -248,7 +254,9 @@ def test_platform_restart_from_fresh_copies_keeps_every_memory(stack, pg_url: st
     facts = [f"platform fact {i} {m}" for i in range(5)]
     # The server trusts loopback: the password is ignored, and must never be shown.
     database_url = pg_url.replace("postgres@", f"postgres:{PG_PASSWORD}@")
-    env = {"DATABASE_URL": database_url, "LITELLM_MASTER_KEY": MASTER_KEY, "UV_OFFLINE": "1"}  # boot fetches nothing
+    # LITELLM_PORT only because other stacks may run on this machine; UV_OFFLINE: boot fetches nothing.
+    env = {"DATABASE_URL": database_url, "LITELLM_MASTER_KEY": MASTER_KEY, "UV_OFFLINE": "1"}
+    env["LITELLM_PORT"] = str(free_port())
 
     def boot(n: int) -> tuple[Proc, str, Path]:
         copy = repo_copy(tmp_path / f"copy{n}")
@@ -256,7 +264,6 @@ def test_platform_restart_from_fresh_copies_keeps_every_memory(stack, pg_url: st
         build = run(["bin/post_compile"], base_env(tmp_path), cwd=copy)
         assert build.returncode == 0, build.stderr
         proc, url = start_web(tmp_path, f"web{n}", copy, **env)
-        wait_ready(url, proc)
         return proc, url, copy
 
     proc, url, copy = boot(1)
@@ -413,10 +420,10 @@ def test_kill_9_during_a_write_burst_loses_no_acknowledged_write(stack, pair, pg
     for t in threads:
         t.start()
     assert wait_for(lambda: len(acknowledged) >= 200, timeout=60)
-    victim.stop(signal.SIGKILL)
+    victim.kill()
     for t in threads:
         t.join(30)
-    assert victim.popen.returncode == -signal.SIGKILL
+    assert victim.popen.returncode == -signal.SIGKILL and not http_ok(f"{url}/health")
     kept = set(stored(b, scope))
     lost = [c for c in acknowledged if c not in kept]
     assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged writes lost, e.g. {lost[:3]}"
