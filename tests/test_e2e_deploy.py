@@ -80,6 +80,8 @@ def test_platform_procfile_runs_the_same_processes_as_procfile() -> None:
     platform = (ROOT / "Procfile.platform").read_text().splitlines()
     assert platform[0] == "web: bin/web"
     assert sorted(platform[1:]) == sorted(local)
+    # honcho sets PORT for every line (5000, 5100, …): only the platform's web process may read it.
+    assert not any("PORT}" in line.replace("_PORT", "") or "$PORT" in line for line in local)
 
 
 def test_litellm_ignores_the_memory_stores_database_url(stack, tmp_path: Path) -> None:
