@@ -149,6 +149,18 @@ def test_litellm_database_url_without_prisma_says_what_to_install(built_venv, tm
     assert PG_PASSWORD not in done.stdout + done.stderr
 
 
+def test_litellm_database_url_at_build_installs_prisma_once(tmp_path: Path) -> None:
+    venv = tmp_path / "litellm-env"
+    url = f"postgresql://litellm:{PG_PASSWORD}@127.0.0.1:5432/litellm"
+    env = base_env(tmp_path, LITELLM_VENV=str(venv), LITELLM_DATABASE_URL=url)
+    first, second = (run([str(ROOT / "bin" / "litellm-proxy"), "--install-only"], env) for _ in range(2))
+    assert first.returncode == 0, first.stderr
+    assert "installing LiteLLM's database support (prisma==" in first.stderr
+    assert (venv / "bin" / "prisma").is_file()
+    assert second.returncode == 0 and "installing" not in second.stderr, second.stderr
+    assert PG_PASSWORD not in first.stdout + first.stderr + second.stdout + second.stderr
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10"])
 def test_litellm_off_loopback_without_master_key_refuses_to_start(tmp_path: Path, host: str) -> None:
     env = base_env(tmp_path, LITELLM_HOST=host, LITELLM_PORT=str(free_port()), LITELLM_MASTER_KEY="")
