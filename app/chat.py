@@ -1,71 +1,105 @@
-"""The chat endpoints: scope, model routing, recall and capture around one upstream call."""
+"""The chat endpoints of every dialect: scope, model routing, recall and capture around one upstream call.
+
+The dialect module (app/dialects/) knows the wire format; this module knows none.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
-from app import memory
+from app import dialects, memory
 from app.bodies import strip_routing_fields
 from app.context import Context, ctx
+from app.dialects import Dialect
 from app.errors import error_response
 from app.headers import upstream_request_headers
 from app.proxy import ProxyResponse, read_body_or_refusal, upstream_target
+from app.request_state import state_of
 from app.scopes import InvalidScope, resolve_scope
 from app.sse import ReplyAssembler
 from app.store import NewMemory
 
 log = logging.getLogger("memory_proxy.chat")
+T = TypeVar("T")
 RECALL_TIMEOUT = 2.0
+# Bodies above this size are parsed, scanned and re-encoded in a worker thread: at 32 MB those
+# steps take long enough to hold up every other request on the event loop.
+OFFLOAD_BYTES = 256 * 1024
 
 
-async def _recall(c: Context, scope: str, body: dict[str, Any], anthropic: bool) -> int:
+async def _cpu(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args), in a worker thread when the body is `size` bytes and that is large."""
+    return await asyncio.to_thread(fn, *args) if size > OFFLOAD_BYTES else fn(*args)
+
+
+def _query(dialect: Dialect, body: dict[str, Any], strategy: str) -> str:
+    return memory.query_text(dialect.turns(body), strategy)
+
+
+def _select(dialect: Dialect, found: list[memory.Recalled], body: dict[str, Any], c: Context) -> list[memory.Recalled]:
+    return memory.select(found, dialect.present_text(body), c.settings.memory.retrieval)
+
+
+def _new_turn(dialect: Dialect, body: dict[str, Any]) -> str | None:
+    turn = memory.new_user_turn(dialect.turns(body))
+    return turn.text if turn else None
+
+
+async def _recall(c: Context, scope: str, body: dict[str, Any], dialect: Dialect, size: int) -> int:
     settings = c.settings.memory.retrieval
-    query = memory.query_text(body, settings.query_strategy)
+    query = await _cpu(size, _query, dialect, body, settings.query_strategy)
     if not query or c.store is None:
         return 0
     # wait_for gives up on a slow search (the thread finishes on its own; its result is dropped).
     found = await asyncio.wait_for(c.store.search(scope, query, settings.max_results * 4), RECALL_TIMEOUT)
-    chosen = memory.select([memory.Recalled(m.content, m.role, m.created_at) for m, _ in found], body, settings)
+    recalled = [memory.Recalled(m.content, m.role, m.created_at) for m, _ in found]
+    chosen = await _cpu(size, _select, dialect, recalled, body, c)
     if not chosen:
         return 0
-    return len(chosen) if memory.inject(body, memory.render_block(chosen), settings.injection, anthropic) else 0
+    placed = await _cpu(size, dialect.inject, body, memory.render_block(chosen), settings.injection)
+    return len(chosen) if placed else 0
 
 
-async def chat(request: Request) -> Response:
-    """POST /v1/chat/completions, /chat/completions and /v1/messages."""
+async def chat(request: Request) -> ASGIApp:
+    """POST to a chat endpoint of any dialect (chat completions, messages, responses)."""
     c = ctx(request)
-    anthropic = request.scope["path"].startswith("/v1/messages")
-    state = request.scope.setdefault("state", {})
+    dialect = dialects.for_path(request.scope["path"])
+    assert dialect is not None, "routed here only for the dialects' paths"
+    anthropic = dialect.anthropic
+    state = state_of(request)
+    assert state.principal is not None  # the Guard authenticated every CLIENT route
     raw = await read_body_or_refusal(request, c.settings.limits.max_body_bytes, anthropic)
     if isinstance(raw, Response):
         return raw
     try:
-        body = orjson.loads(raw)
+        body = await _cpu(len(raw), orjson.loads, raw)
     except orjson.JSONDecodeError as exc:
         return error_response(anthropic, 400, f"request body is not valid JSON: {exc}")
     if not isinstance(body, dict):
         return error_response(anthropic, 400, "request body must be a JSON object")
     try:
-        decision = resolve_scope(c.settings.scopes, request.headers, state["principal"])
+        decision = resolve_scope(c.settings.scopes, request.headers, state.principal)
         want_inject, want_capture = memory.parse_mode(request.headers.get("x-memory-mode"))
     except (InvalidScope, memory.BadMode) as exc:
         return error_response(anthropic, 400, str(exc))
     scope = decision.user_id
-    state["scope"] = scope
+    state.scope = scope
     headers = upstream_request_headers(request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header)
     changed = strip_routing_fields(body)
     model = body.get("model")
     if isinstance(model, str):
         model, headers, renamed = _route_model(c, body, model, headers, scope)
         changed = changed or renamed
-        state["model"] = model
+        state.model = model
     mem = c.settings.memory
     active = mem.enabled and c.store is not None and memory_for(model, c)
     inject = active and want_inject
@@ -74,11 +108,11 @@ async def chat(request: Request) -> Response:
     if mem.enabled and c.store is None and (want_inject or want_capture):
         c.counters.memory_errors += 1
         extra.append(("x-memory-error", "memory store unavailable"))
-    user_turn = memory.new_user_turn(body) if capture else None
+    user_turn = await _cpu(len(raw), _new_turn, dialect, body) if capture else None
     injected = 0
     if inject:
         try:
-            injected = await _recall(c, scope, body, anthropic)
+            injected = await _recall(c, scope, body, dialect, len(raw))
             changed = changed or injected > 0
         except Exception as exc:  # memory must never break a chat
             c.counters.memory_errors += 1
@@ -86,10 +120,10 @@ async def chat(request: Request) -> Response:
             log.warning("scope %s: %s", scope, reason)
             extra.append(("x-memory-error", reason))
     extra.append(("x-memory-injected", str(injected)))
-    payload = orjson.dumps(body) if changed else raw
+    payload = await _cpu(len(raw), orjson.dumps, body) if changed else raw
     tap = on_complete = None
     if capture:
-        assembler = ReplyAssembler(anthropic, body.get("stream") is True)
+        assembler = ReplyAssembler(dialect, body.get("stream") is True)
         tap = assembler.feed
         model_name = model if isinstance(model, str) else None
 
@@ -107,13 +141,14 @@ async def chat(request: Request) -> Response:
         extra,
         tap,
         on_complete,
+        reveal_internals=state.sees_internals,
     )
 
 
 def _route_model(
     c: Context, body: dict[str, Any], requested: str, headers: list[tuple[str, str]], scope: str
 ) -> tuple[str, list[tuple[str, str]], bool]:
-    """Apply SPEC §6 model compatibility: config name, `anthropic-beta` suffixes, Supermemory headers."""
+    """Model compatibility: the config's name, `anthropic-beta` suffixes, Supermemory headers."""
     route = c.models.route(requested)
     renamed = route.model != requested
     if renamed:

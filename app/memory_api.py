@@ -6,11 +6,9 @@ import asyncio
 from typing import Any
 
 import orjson
-from fastapi import APIRouter
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from app.auth import Principal
 from app.context import ctx
 from app.errors import TOO_LARGE, error_response, is_anthropic
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
@@ -23,10 +21,10 @@ from app.records import (
     parse_record,
     split_lines,
 )
+from app.request_state import state_of
 from app.scopes import InvalidScope, resolve_scope, validate_scope
 from app.store import InvalidCursor, MemoryStore, NewMemory
 
-router = APIRouter(prefix="/v1/memories")
 IMPORT_BATCH = 500  # records per write transaction: another scope's write waits for one batch at most
 
 
@@ -51,7 +49,9 @@ def _store(request: Request) -> MemoryStore:
 
 def _scope(request: Request, explicit: str | None) -> str:
     """The scope a call acts on: explicit `user_id` if allowed, else the caller's own."""
-    principal: Principal = request.scope["state"]["principal"]
+    state = state_of(request)
+    principal = state.principal
+    assert principal is not None
     try:
         if explicit is None:
             scope = resolve_scope(ctx(request).settings.scopes, request.headers, principal).user_id
@@ -61,7 +61,7 @@ def _scope(request: Request, explicit: str | None) -> str:
         raise ApiError(400, str(exc)) from None
     if not principal.may_use(scope):
         raise ApiError(403, f"this key may not use scope {scope!r}")
-    request.scope["state"]["scope"] = scope  # for the access log
+    state.scope = scope  # for the access log
     return scope
 
 
@@ -103,7 +103,6 @@ def handle_api_errors(func):  # type: ignore[no-untyped-def]
     return wrapper
 
 
-@router.get("")
 @handle_api_errors
 async def list_memories(request: Request) -> Response:
     """Newest first, with cursor pagination."""
@@ -113,7 +112,6 @@ async def list_memories(request: Request) -> Response:
     return _json({"data": [memory_json(m) for m in items], "next_cursor": cursor})
 
 
-@router.get("/search")
 @handle_api_errors
 async def search_memories(request: Request) -> Response:
     """Best matches first, each with a `score`."""
@@ -126,7 +124,6 @@ async def search_memories(request: Request) -> Response:
     return _json({"data": [{**memory_json(m), "score": score} for m, score in found]})
 
 
-@router.post("")
 @handle_api_errors
 async def add_memory(request: Request) -> Response:
     """Add one memory; 201 with the stored memory (or the existing one for a duplicate)."""
@@ -144,7 +141,6 @@ async def add_memory(request: Request) -> Response:
     return _json(memory_json(existing) if existing else None, 200)
 
 
-@router.get("/export")
 @handle_api_errors
 async def export_memories(request: Request) -> Response:
     """JSON Lines, oldest first, in the shape import takes."""
@@ -154,7 +150,6 @@ async def export_memories(request: Request) -> Response:
     return Response(body, media_type="application/x-ndjson")
 
 
-@router.post("/import")
 @handle_api_errors
 async def import_memories(request: Request) -> Response:
     """JSON Lines in; every line is checked before any is written, then written in batches.
@@ -190,7 +185,8 @@ async def _scope_of_memory(request: Request, store: MemoryStore, memory_id: str)
     # Admin and anonymous callers may see every scope, so an id alone finds the memory; a pinned
     # key (or a memory out of reach) falls back to the caller's own scope, where it is a 404.
     explicit = request.query_params.get("user_id")
-    principal: Principal = request.scope["state"]["principal"]
+    principal = state_of(request).principal
+    assert principal is not None
     if explicit is None and principal.user_id is None:
         found = await store.scope_of(memory_id)
         if found is not None and principal.may_use(found):
@@ -198,7 +194,6 @@ async def _scope_of_memory(request: Request, store: MemoryStore, memory_id: str)
     return _scope(request, explicit)
 
 
-@router.get("/{memory_id}")
 @handle_api_errors
 async def get_memory(request: Request) -> Response:
     """One memory of a scope the caller may see; 404 if absent or out of reach."""
@@ -210,7 +205,6 @@ async def get_memory(request: Request) -> Response:
     return _json(memory_json(found))
 
 
-@router.delete("/{memory_id}")
 @handle_api_errors
 async def delete_memory(request: Request) -> Response:
     """204, or 404 if absent or out of reach."""
@@ -221,7 +215,6 @@ async def delete_memory(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.delete("")
 @handle_api_errors
 async def forget_scope(request: Request) -> Response:
     """Forget a whole scope: every row and index entry."""

@@ -1,15 +1,33 @@
-"""Reassembling a streamed reply from OpenAI or Anthropic SSE events, incrementally."""
+"""Reassembling a reply from a response body as it passes by: SSE framing, the dialect reads events."""
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple, Protocol
+
 import orjson
+
+
+class StreamEvent(NamedTuple):
+    """What one SSE event adds: reply text, the end of the reply, or its failure."""
+
+    text: str = ""
+    done: bool = False
+    failed: bool = False
+    final: str | None = None  # the whole reply, when the closing event carries it
+
+
+class ReplyFormat(Protocol):
+    """The part of a dialect that reads replies."""
+
+    def stream_event(self, event: dict[str, Any]) -> StreamEvent: ...
+    def reply_text(self, body: object) -> str | None: ...
 
 
 class ReplyAssembler:
     """Collects the assistant's text from a response body as its bytes pass by."""
 
-    def __init__(self, anthropic: bool, streaming: bool, max_bytes: int = 8 * 1024 * 1024) -> None:
-        self.anthropic = anthropic
+    def __init__(self, dialect: ReplyFormat, streaming: bool, max_bytes: int = 8 * 1024 * 1024) -> None:
+        self.dialect = dialect
         self.streaming = streaming
         self.max_bytes = max_bytes
         self._buf = bytearray()
@@ -62,20 +80,15 @@ class ReplyAssembler:
         if "error" in obj and obj.get("type") in (None, "error"):
             self.failed = True
             return
-        if self.anthropic:
-            kind = obj.get("type")
-            if kind == "content_block_delta":
-                delta = obj.get("delta") or {}
-                if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
-                    self._parts.append(delta["text"])
-            elif kind == "message_stop":
-                self.complete = True
-            return
-        for choice in obj.get("choices") or ():
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                text = (choice.get("delta") or {}).get("content")
-                if isinstance(text, str):
-                    self._parts.append(text)
+        event = self.dialect.stream_event(obj)
+        if event.text:
+            self._parts.append(event.text)
+        if event.failed:
+            self.failed = True
+        if event.done:
+            self.complete = True
+            if not self._parts and event.final:
+                self._parts.append(event.final)
 
     def text(self) -> str | None:
         """The reply text once the body is complete, or None for a failed or partial one."""
@@ -87,27 +100,4 @@ class ReplyAssembler:
             obj = orjson.loads(self._buf)
         except orjson.JSONDecodeError:
             return None
-        return reply_text(obj, self.anthropic)
-
-
-def reply_text(obj: object, anthropic: bool) -> str | None:
-    """The assistant text of a non-streamed OpenAI or Anthropic response body."""
-    if not isinstance(obj, dict):
-        return None
-    if anthropic:
-        blocks = obj.get("content")
-        if not isinstance(blocks, list):
-            return None
-        return "".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
-    choices = obj.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return None
-    message = choices[0].get("message")
-    if not isinstance(message, dict):
-        return None
-    content = message.get("content")
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    if content is None:
-        return ""  # a reply that only calls tools: no text, but the user's turn still counts
-    return content if isinstance(content, str) else None
+        return self.dialect.reply_text(obj)

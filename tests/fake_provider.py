@@ -1,8 +1,10 @@
 """A fake LLM provider for the end-to-end tests: OpenAI and Anthropic endpoints on loopback.
 
-It records every request (path, headers, body) at GET /_requests. The last user message steers
-faults: `FAULT:break` cuts a stream midway, `FAULT:slow` sends a chunk every 200 ms,
-`FAULT:status=503` answers that status with Retry-After, `FAULT:hang` never answers.
+It serves chat completions, Anthropic messages and the OpenAI Responses API, and records every
+request (path, headers, body) at GET /_requests. The last user message steers faults: `FAULT:break`
+cuts a stream midway, `FAULT:slow` sends a chunk every 200 ms, `FAULT:status=503` answers that
+status with Retry-After, `FAULT:hang` never answers; on /responses `FAULT:failed` and
+`FAULT:incomplete` end the reply with `response.failed` / `response.incomplete`.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ REQUESTS: list[dict] = []
 
 
 def _last_user_text(body: dict) -> str:
-    for m in reversed(body.get("messages") or []):
-        if m.get("role") == "user":
+    entries = body.get("messages") or body.get("input") or []
+    if isinstance(entries, str):
+        return entries
+    for m in reversed(entries):
+        if isinstance(m, dict) and m.get("role") == "user":
             c = m.get("content")
             if isinstance(c, str):
                 return c
-            texts = [b.get("text", "") for b in c if isinstance(b, dict) and b.get("type") == "text"]
+            texts = [b.get("text", "") for b in c if isinstance(b, dict) and b.get("type") in ("text", "input_text")]
             return texts[-1] if texts else ""
     return ""
 
@@ -155,6 +160,73 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await _sse(request, events, _last_user_text(body))
 
 
+def _response_object(body: dict, status: str, output: list[dict], created: int) -> dict:
+    """A Responses API `response` object."""
+    return {
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": body.get("instructions"),
+        "model": body.get("model", "fake-model"),
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": body.get("previous_response_id"),
+        "store": body.get("store", True),
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": body.get("tools") or [],
+        "usage": {
+            "input_tokens": 10,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 5,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 15,
+        },
+    }
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    body = await _record(request)
+    fault = await _fault(request, body)
+    if fault is not None:
+        return fault
+    text = _last_user_text(body)
+    reply = _reply_for(body)
+    created = int(time.time())
+    part = {"type": "output_text", "text": reply, "annotations": []}
+    item = {"id": "msg_fake", "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+    end = "failed" if "FAULT:failed" in text else "incomplete" if "FAULT:incomplete" in text else "completed"
+    if not body.get("stream"):
+        return web.json_response(_response_object(body, end, [item], created))
+    sequence = iter(range(1_000_000))
+
+    def event(kind: str, data: dict) -> bytes:
+        payload = {"type": kind, "sequence_number": next(sequence), **data}
+        return f"event: {kind}\ndata: {json.dumps(payload)}\n\n".encode()
+
+    started = _response_object(body, "in_progress", [], created)
+    where = {"item_id": "msg_fake", "output_index": 0, "content_index": 0}
+    events = [
+        event("response.created", {"response": started}),
+        event("response.in_progress", {"response": started}),
+        event(
+            "response.output_item.added", {"output_index": 0, "item": {**item, "status": "in_progress", "content": []}}
+        ),
+        event("response.content_part.added", {**where, "part": {**part, "text": ""}}),
+    ]
+    events += [event("response.output_text.delta", {**where, "delta": w}) for w in _words(reply)]
+    events += [
+        event("response.output_text.done", {**where, "text": reply}),
+        event("response.content_part.done", {**where, "part": part}),
+        event("response.output_item.done", {"output_index": 0, "item": item}),
+        event(f"response.{end}", {"response": _response_object(body, end, [item], created)}),
+    ]
+    return await _sse(request, events, text)
+
+
 async def models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
 
@@ -189,6 +261,7 @@ def build_app() -> web.Application:
     # Any prefix: models can point at http://127.0.0.1:PORT/<anything>/v1.
     app.router.add_post(r"/{prefix:.*}chat/completions", chat_completions)
     app.router.add_post(r"/{prefix:.*}messages", messages)
+    app.router.add_post(r"/{prefix:.*}responses", responses)
     app.router.add_post(r"/{prefix:.*}embeddings", embeddings)
     app.router.add_get(r"/{prefix:.*}models", models)
     return app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -151,3 +153,40 @@ async def test_memory_user_id_header_on_chat_responses(
     assert custom.headers["x-memory-user-id"] == "team.alpha@proj:1"
     assert failed.status_code == 503
     assert failed.headers["x-memory-user-id"] == "team.alpha@proj:1"
+
+
+async def _health_latencies(p, done: asyncio.Event) -> list[float]:  # type: ignore[no-untyped-def]
+    """Time /health again and again until `done` is set."""
+    latencies = []
+    while not done.is_set():
+        started = time.perf_counter()
+        assert (await p.client.get("/health")).status_code == 200
+        latencies.append(time.perf_counter() - started)
+        await asyncio.sleep(0.02)
+    return latencies
+
+
+@pytest.mark.parametrize("anthropic", [False, True])
+async def test_megabyte_of_unclosed_tags_never_stalls_other_requests(tmp_path: Path, anthropic: bool) -> None:
+    m = marker()
+    text = f"{m} " + "<recalled-memories><system-reminder>" * (1024 * 1024 // 36)
+    async with running(tmp_path) as p:
+        await p.client.post("/v1/memories", json={"content": f"{m} seeded note"})
+        done = asyncio.Event()
+        watcher = asyncio.create_task(_health_latencies(p, done))
+        await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        r = await p.client.post(path_for(anthropic), json=chat_body(text, anthropic=anthropic))
+        elapsed = time.perf_counter() - started
+        done.set()
+        latencies = await watcher
+        await p.drain()
+        rows = await p.memories("default-dev")
+    assert r.status_code == 200, r.text[:200]
+    assert elapsed < 5
+    assert latencies and max(latencies) < 0.5, max(latencies)
+    (call,) = upstream_requests(m)
+    assert call["body"]["messages"][-1]["content"] == text  # forwarded unchanged
+    assert r.headers["x-memory-injected"] == "1"
+    cap = p.settings.memory.max_memory_chars  # capture keeps the first max_memory_chars of a giant turn
+    assert any(row["content"] == text.strip()[:cap] for row in rows)

@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.sse import ReplyAssembler, reply_text
+from app.dialects import anthropic_messages, openai_chat, openai_responses
+from app.sse import ReplyAssembler, ReplyFormat
+
+
+def dialect(anthropic: bool | ReplyFormat) -> ReplyFormat:
+    """The dialect for a stream: Anthropic or OpenAI chat by flag, or the one given."""
+    if isinstance(anthropic, bool):
+        return anthropic_messages if anthropic else openai_chat
+    return anthropic
+
 
 PIECES = ["Héllo", ", wörld", " — 漢字", " 🎉", "", " done.\nNew line"]
 EXPECTED = "".join(PIECES)
@@ -66,6 +75,24 @@ def anthropic_stream(stop: bool = True) -> bytes:
     return b"".join(out)
 
 
+def typed(kind: str, **data: object) -> bytes:
+    """A Responses API event: its type in both the event line and the data."""
+    return sse({"type": kind, **data}, kind)
+
+
+def responses_stream(end: str = "response.completed") -> bytes:
+    response = {"id": "resp_1", "object": "response", "status": "in_progress", "output": []}
+    out = [
+        typed("response.created", sequence_number=0, response=response),
+        typed("response.reasoning_summary_text.delta", delta="HIDDEN"),
+        typed("response.function_call_arguments.delta", delta='{"a"'),
+    ]
+    out += [typed("response.output_text.delta", output_index=1, delta=p) for p in PIECES]
+    out.append(typed("response.output_text.done", text=EXPECTED))
+    out.append(typed(end, response={**response, "status": end.removeprefix("response.")}))
+    return b"".join(out)
+
+
 def crlf(raw: bytes) -> bytes:
     return raw.replace(b"\n\n", b"\r\n\r\n").replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
 
@@ -84,6 +111,8 @@ STREAMS = {
     "anthropic": (True, anthropic_stream()),
     "openai-crlf": (False, crlf(openai_stream())),
     "anthropic-crlf": (True, crlf(anthropic_stream())),
+    "responses": (openai_responses, responses_stream()),
+    "responses-crlf": (openai_responses, crlf(responses_stream())),
 }
 
 
@@ -95,7 +124,7 @@ def test_crlf_helper_really_uses_crlf() -> None:
 @pytest.mark.parametrize("name", sorted(STREAMS))
 def test_whole_stream(name: str) -> None:
     anthropic, raw = STREAMS[name]
-    asm = ReplyAssembler(anthropic=anthropic, streaming=True)
+    asm = ReplyAssembler(dialect(anthropic), streaming=True)
     asm.feed(raw)
     assert asm.text() == EXPECTED
     assert asm.complete and not asm.failed
@@ -104,7 +133,7 @@ def test_whole_stream(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(STREAMS))
 def test_byte_by_byte(name: str) -> None:
     anthropic, raw = STREAMS[name]
-    asm = feed_split(ReplyAssembler(anthropic=anthropic, streaming=True), raw, list(range(len(raw))))
+    asm = feed_split(ReplyAssembler(dialect(anthropic), streaming=True), raw, list(range(len(raw))))
     assert asm.text() == EXPECTED
 
 
@@ -112,7 +141,7 @@ def test_byte_by_byte(name: str) -> None:
 @given(name=st.sampled_from(sorted(STREAMS)), cuts=st.lists(st.integers(0, 5000), max_size=40))
 def test_arbitrary_chunk_splits(name: str, cuts: list[int]) -> None:
     anthropic, raw = STREAMS[name]
-    asm = feed_split(ReplyAssembler(anthropic=anthropic, streaming=True), raw, [c % (len(raw) + 1) for c in cuts])
+    asm = feed_split(ReplyAssembler(dialect(anthropic), streaming=True), raw, [c % (len(raw) + 1) for c in cuts])
     assert asm.text() == EXPECTED
 
 
@@ -122,25 +151,25 @@ def test_any_truncated_stream_is_not_a_reply(name: str, data: st.DataObject) -> 
     anthropic, raw = STREAMS[name]
     end = data.draw(st.integers(0, len(raw) - 1), label="end")
     cuts = data.draw(st.lists(st.integers(0, max(end, 1)), max_size=10), label="cuts")
-    asm = feed_split(ReplyAssembler(anthropic=anthropic, streaming=True), raw[:end], cuts)
+    asm = feed_split(ReplyAssembler(dialect(anthropic), streaming=True), raw[:end], cuts)
     assert asm.text() is None
 
 
 def test_incomplete_openai_stream_without_done() -> None:
-    asm = ReplyAssembler(anthropic=False, streaming=True)
+    asm = ReplyAssembler(dialect(False), streaming=True)
     asm.feed(openai_stream(done=False))
     assert asm.text() is None
 
 
 def test_incomplete_anthropic_stream_without_message_stop() -> None:
-    asm = ReplyAssembler(anthropic=True, streaming=True)
+    asm = ReplyAssembler(dialect(True), streaming=True)
     asm.feed(anthropic_stream(stop=False))
     assert asm.text() is None
 
 
 def test_openai_error_event_mid_stream_fails_even_with_done() -> None:
     raw = openai_stream(done=False) + sse({"error": {"message": "boom", "type": "api_error"}}) + b"data: [DONE]\n\n"
-    asm = ReplyAssembler(anthropic=False, streaming=True)
+    asm = ReplyAssembler(dialect(False), streaming=True)
     asm.feed(raw)
     assert asm.failed is True
     assert asm.text() is None
@@ -149,13 +178,13 @@ def test_openai_error_event_mid_stream_fails_even_with_done() -> None:
 def test_anthropic_error_event_fails_even_with_message_stop() -> None:
     err = sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error")
     raw = anthropic_stream(stop=False) + err + sse({"type": "message_stop"}, "message_stop")
-    asm = ReplyAssembler(anthropic=True, streaming=True)
+    asm = ReplyAssembler(dialect(True), streaming=True)
     feed_split(asm, raw, [7, 100, len(raw) - 3])
     assert asm.text() is None
 
 
 def test_data_without_space_and_multiple_data_lines() -> None:
-    asm = ReplyAssembler(anthropic=False, streaming=True)
+    asm = ReplyAssembler(dialect(False), streaming=True)
     asm.feed(b'data:{"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n')
     asm.feed(b'data: {"choices":[{"index":0,\ndata: "delta":{"content":"b"}}]}\n\n')
     asm.feed(b"data: not json\n\n")
@@ -164,7 +193,7 @@ def test_data_without_space_and_multiple_data_lines() -> None:
 
 
 def test_stream_over_max_bytes_is_not_a_reply() -> None:
-    asm = ReplyAssembler(anthropic=False, streaming=True, max_bytes=100)
+    asm = ReplyAssembler(dialect(False), streaming=True, max_bytes=100)
     feed_split(asm, openai_stream(), list(range(0, 2000, 37)))
     assert asm.text() is None
 
@@ -192,29 +221,76 @@ ANTHROPIC_BODY = {
 @given(anthropic=st.booleans(), cuts=st.lists(st.integers(0, 400), max_size=20))
 def test_non_streaming_body_in_chunks(anthropic: bool, cuts: list[int]) -> None:
     raw = json.dumps(ANTHROPIC_BODY if anthropic else OPENAI_BODY, ensure_ascii=False).encode()
-    asm = feed_split(ReplyAssembler(anthropic=anthropic, streaming=False), raw, cuts)
+    asm = feed_split(ReplyAssembler(dialect(anthropic), streaming=False), raw, cuts)
     assert asm.text() == ("Héllo there" if anthropic else EXPECTED)
 
 
 def test_non_streaming_truncated_body() -> None:
     raw = json.dumps(OPENAI_BODY).encode()
-    asm = ReplyAssembler(anthropic=False, streaming=False)
+    asm = ReplyAssembler(dialect(False), streaming=False)
     asm.feed(raw[:-5])
     assert asm.text() is None
 
 
 def test_reply_text_openai() -> None:
-    assert reply_text(OPENAI_BODY, anthropic=False) == EXPECTED
+    assert dialect(False).reply_text(OPENAI_BODY) == EXPECTED
     parts = {"choices": [{"message": {"content": [{"type": "text", "text": "a"}, {"type": "image_url"}]}}]}
-    assert reply_text(parts, anthropic=False) == "a"
+    assert dialect(False).reply_text(parts) == "a"
     # A reply that only calls tools has no text, but is a complete reply (the user's turn is kept).
-    assert reply_text({"choices": [{"message": {"content": None, "tool_calls": []}}]}, anthropic=False) == ""
-    assert reply_text({"choices": []}, anthropic=False) is None
-    assert reply_text({"error": {"message": "x"}}, anthropic=False) is None
-    assert reply_text([1, 2], anthropic=False) is None
+    assert dialect(False).reply_text({"choices": [{"message": {"content": None, "tool_calls": []}}]}) == ""
+    assert dialect(False).reply_text({"choices": []}) is None
+    assert dialect(False).reply_text({"error": {"message": "x"}}) is None
+    assert dialect(False).reply_text([1, 2]) is None
 
 
 def test_reply_text_anthropic() -> None:
-    assert reply_text(ANTHROPIC_BODY, anthropic=True) == "Héllo there"
-    assert reply_text({"type": "error", "error": {"message": "x"}}, anthropic=True) is None
-    assert reply_text("text", anthropic=True) is None
+    assert dialect(True).reply_text(ANTHROPIC_BODY) == "Héllo there"
+    assert dialect(True).reply_text({"type": "error", "error": {"message": "x"}}) is None
+    assert dialect(True).reply_text("text") is None
+
+
+# --- the Responses API ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("end", ["response.failed", "response.incomplete"])
+def test_responses_stream_that_fails_or_stops_short_is_not_a_reply(end: str) -> None:
+    asm = ReplyAssembler(openai_responses, streaming=True)
+    asm.feed(responses_stream(end))
+    assert asm.text() is None
+
+
+def test_responses_error_event_is_not_a_reply() -> None:
+    asm = ReplyAssembler(openai_responses, streaming=True)
+    raw = responses_stream().replace(b"event: response.completed", b"event: error")
+    err = sse({"type": "error", "code": "server_error", "message": "boom", "sequence_number": 9}, "error")
+    asm.feed(raw.split(b"event: error")[0] + err)
+    assert asm.text() is None
+
+
+def test_responses_completed_without_deltas_takes_the_output() -> None:
+    output = [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "whole"}]}]
+    asm = ReplyAssembler(openai_responses, streaming=True)
+    asm.feed(sse({"type": "response.completed", "response": {"status": "completed", "output": output}}))
+    assert asm.text() == "whole"
+
+
+RESPONSE_BODY = {
+    "id": "resp_1",
+    "object": "response",
+    "status": "completed",
+    "output": [
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA"},
+        {"type": "function_call", "call_id": "c1", "name": "x", "arguments": "{}"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Héllo"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": "no"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": " there"}]},
+    ],
+}
+
+
+def test_reply_text_responses() -> None:
+    assert openai_responses.reply_text(RESPONSE_BODY) == "Héllo there"
+    for status in ("failed", "incomplete", "queued", "in_progress", "cancelled"):
+        assert openai_responses.reply_text({**RESPONSE_BODY, "status": status}) is None
+    assert openai_responses.reply_text({"error": {"message": "x"}}) is None
+    assert openai_responses.reply_text([1]) is None

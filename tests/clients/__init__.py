@@ -1,0 +1,1 @@
+"""Traffic recorded from real AI clients, and the pinned clients themselves (see record.py)."""
