@@ -115,9 +115,10 @@ def _records(run: Callable[[Callable[[str | None], str]], Any], default_user: st
     from app.scopes import InvalidScope, validate_scope
 
     def scope_for(user_id: str | None) -> str:
-        if user_id is None and default_user is None:
+        chosen = user_id if user_id is not None else default_user
+        if chosen is None:
             raise RecordError("no user_id, and no --user given")
-        return validate_scope(user_id if user_id is not None else default_user)
+        return validate_scope(chosen)
 
     try:
         return run(scope_for)
