@@ -211,7 +211,7 @@ def wait_ready(url: str, proc: Proc) -> None:
         if http_ok(f"{url}/health/readiness"):
             return True
         try:
-            store = httpx.get(f"{url}/health", timeout=5).json()["memory_store"]
+            store = httpx.get(f"{url}/health", headers=admin(), timeout=5).json()["memory_store"]
         except httpx.TransportError:  # not listening yet
             return False
         assert store["status"] != "unavailable", f"{proc.name}: the memory store did not open:\n{proc.tail()}"
@@ -301,7 +301,8 @@ def test_platform_restart_from_fresh_copies_keeps_every_memory(stack, pg_url: st
             model="fake-model", messages=[{"role": "user", "content": f"platform fact 4 again {m}"}]
         )
         assert int(raw.headers["x-memory-injected"]) >= 1
-        assert PG_PASSWORD not in httpx.get(f"{url}/health", timeout=10).text
+        health = httpx.get(f"{url}/health", headers=admin(), timeout=10).json()
+        assert health["memory_store"]["status"] == "ok" and PG_PASSWORD not in str(health)
     finally:
         proc.stop()
     logs = (tmp_path / "web1.log").read_text(errors="replace") + (tmp_path / "web2.log").read_text(errors="replace")
