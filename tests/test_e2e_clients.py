@@ -48,11 +48,23 @@ def contents(stack, scope: str) -> list[str]:  # type: ignore[no-untyped-def]
     return [m["content"] for m in r.json()["data"]]
 
 
-def first_and_second(stack, told: str, asked: str) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
-    """The provider's copy of the run that told the fact and of the run that asked about it."""
+def tell_then_ask(stack, argv, env: dict[str, str], work: Path, scope: str, m: str) -> tuple[dict, dict, int]:  # type: ignore[no-untyped-def]
+    """Run the client twice, telling a fact and then asking about it. Checks the recall and what is
+    stored; returns the provider's copy of both calls and where the recalled notes sit in the second."""
+    told = f"My cat {m} is called Zorblax and she loves tuna."
+    asked = f"What does my cat {m} love to eat?"
+    assert f"Fake reply to: {told}" in run(argv(told), env, work)
+    assert wait_for(lambda: told in contents(stack, scope))
+    run(argv(asked), env, work)
     (first,) = [c for c in provider_calls(stack, told) if asked not in json.dumps(c["body"])]
     (second,) = provider_calls(stack, asked)
-    return first, second
+    entries = second["body"].get("messages") or second["body"]["input"]
+    at = next(i for i, entry in enumerate(entries) if "recalled-memories" in json.dumps(entry))
+    assert told in json.dumps(entries[at]) and asked in json.dumps(entries[at + 1])
+    stored = wait_for(lambda: (s := contents(stack, scope)) and asked in s and s)
+    assert stored.count(told) == 1 and stored.count(asked) == 1
+    assert not [c for c in stored if any(w in c for w in SCAFFOLDING)]
+    return first, second, at
 
 
 def without_ids(items: list[dict]) -> list[dict]:
@@ -64,48 +76,25 @@ def recorded(name: str) -> dict:
 
 
 def test_claude_code_remembers_across_runs(stack, clients, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    m = marker()
     work = workspace(tmp_path)
     (tmp_path / "home").mkdir()
     env = quiet_env(tmp_path / "home", ANTHROPIC_BASE_URL=stack.memory_url, ANTHROPIC_API_KEY="sk-ant-e2e")
-    told = f"My dog {m} is called Rex."
-    assert f"Fake reply to: {told}" in run(claude_argv(told), env, work)
-    assert wait_for(lambda: told in contents(stack, "claude-cli"))
-    asked = f"What is my dog {m} called?"
-    run(claude_argv(asked), env, work)
-    first, second = first_and_second(stack, told, asked)
-    sent = second["body"]["messages"]
-    at = next(i for i, msg in enumerate(sent) if "recalled-memories" in json.dumps(msg))
-    assert told in json.dumps(sent[at]) and asked in json.dumps(sent[at + 1])
+    first, second, _ = tell_then_ask(stack, claude_argv, env, work, "claude-cli", marker())
     # Claude Code's system blocks and its trailing system entry reach the provider unchanged.
     assert second["body"]["system"][1:] == first["body"]["system"][1:]  # [0] is a per-run billing line
-    assert sent[-1]["role"] == "system" and sent[-1] == first["body"]["messages"][-1]
+    last = second["body"]["messages"][-1]
+    assert last["role"] == "system" and last == first["body"]["messages"][-1]
     assert [t["name"] for t in second["body"]["tools"]] == [t["name"] for t in recorded("claude-code")["tools"]]
-    stored = wait_for(lambda: (s := contents(stack, "claude-cli")) and asked in s and s)
-    assert stored.count(told) == 1 and stored.count(asked) == 1
-    assert not [c for c in stored if any(w in c for w in SCAFFOLDING)]
 
 
 def test_codex_remembers_across_runs(stack, clients, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    m = marker()
     work = workspace(tmp_path)
     (tmp_path / "home").mkdir()
-    home = codex_home(tmp_path, stack.memory_url)
-    env = quiet_env(tmp_path / "home", CODEX_HOME=str(home), MEMPROXY_API_KEY="sk-e2e")
-    told = f"My cat {m} is called Zorblax and she loves tuna."
-    assert f"Fake reply to: {told}" in run(codex_argv(told), env, work)
-    assert wait_for(lambda: told in contents(stack, "codex-cli"))
-    asked = f"What does my cat {m} love to eat?"
-    run(codex_argv(asked), env, work)
-    first, second = first_and_second(stack, told, asked)
-    items = second["body"]["input"]
-    at = next(i for i, item in enumerate(items) if "recalled-memories" in json.dumps(item))
-    assert told in json.dumps(items[at]) and asked in json.dumps(items[at + 1])
+    env = quiet_env(tmp_path / "home", CODEX_HOME=str(codex_home(tmp_path, stack.memory_url)), MEMPROXY_API_KEY="k")
+    first, second, at = tell_then_ask(stack, codex_argv, env, work, "codex-cli", marker())
     # Codex's developer items and its scaffolding before the human's message arrive unchanged.
+    items = second["body"]["input"]
     assert without_ids(items[:at]) == without_ids(first["body"]["input"][:at])  # Codex makes new ids each run
     assert [i["role"] for i in items[:at] if i.get("role") == "developer"] == ["developer", "developer"]
     assert second["body"]["tools"] == first["body"]["tools"]
     assert [t.get("name") for t in second["body"]["tools"]] == [t.get("name") for t in recorded("codex")["tools"]]
-    stored = wait_for(lambda: (s := contents(stack, "codex-cli")) and asked in s and s)
-    assert stored.count(told) == 1 and stored.count(asked) == 1
-    assert not [c for c in stored if any(w in c for w in SCAFFOLDING)]
