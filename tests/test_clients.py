@@ -147,3 +147,18 @@ async def test_recorded_request_through_the_proxy(tmp_path: Path, name: str, i: 
     assert stored.count(words) == 1
     assert f"Fake reply to: {words}" in stored
     assert not any(s in c for c in stored for s in SCAFFOLDING)
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "scope"),
+    [
+        ("codex_cli_rs/0.171.0 (Debian 12.0.0; x86_64) xterm-256color (codex-tui; 0.171.0)", "codex-cli"),
+        ("codex_exec/0.169.0 (Mac OS 15.1.0; arm64) iTerm.app/3.5.10 (codex_exec; 0.169.0)", "codex-cli"),
+        ("Agents/Python 0.24.0", "openai-agents"),
+        ("OpenAI/Python 3.57.0", "openai-sdk"),
+        ("codex-like-but-not/1.0", "default-dev"),
+    ],
+)
+def test_shipped_patterns_for_user_agents_not_recorded(user_agent: str, scope: str) -> None:
+    """The interactive Codex CLI and other versions map like the recorded ones."""
+    assert resolve_scope(shipped_scopes(), {"user-agent": user_agent}, ANONYMOUS).user_id == scope
