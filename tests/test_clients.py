@@ -89,6 +89,10 @@ def test_human_turn_is_found_and_scaffolding_never(name: str, i: int) -> None:
         assert not any(s in t.text for s in SCAFFOLDING), (t.role, t.text[:200])
 
 
+def without_entries(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in ("messages", "input")}
+
+
 def entries(body: dict[str, Any]) -> list[Any]:
     items = body.get("messages", body.get("input"))
     return items if isinstance(items, list) else [items]
@@ -106,9 +110,7 @@ def test_injection_keeps_every_byte_before_the_human_turn(name: str, i: int) -> 
     assert dialect.inject(body, BLOCK, "before_last_user")
     before, after = entries(request["body"]), entries(body)
     # Everything but the entry list is untouched (system, instructions, tools, cache keys).
-    assert {k: v for k, v in body.items() if k not in ("messages", "input")} == {
-        k: v for k, v in request["body"].items() if k not in ("messages", "input")
-    }
+    assert without_entries(body) == without_entries(request["body"])
     if isinstance(request["body"].get("input"), str):
         assert after[-1]["content"] == request["body"]["input"]
     else:
@@ -143,6 +145,12 @@ async def test_recorded_request_through_the_proxy(tmp_path: Path, name: str, i: 
     sent = entries(call["body"])
     at = next(k for k, e in enumerate(sent) if marker in json.dumps(e))
     assert words in json.dumps(sent[at + 1])  # the notes sit right before the human's message
+    # Everything else reaches the provider as the client sent it: system blocks, instructions,
+    # tools, developer items and the entries on both sides of the notes.
+    assert without_entries(call["body"]) == without_entries(request["body"])
+    recorded = entries(request["body"])
+    if not isinstance(request["body"].get("input"), str):
+        assert sent[:at] == recorded[:at] and sent[at + 1 :] == recorded[at:]
     stored = [row["content"] for row in rows]
     assert stored.count(words) == 1
     assert f"Fake reply to: {words}" in stored
