@@ -114,9 +114,9 @@ def test_injection_keeps_every_byte_before_the_human_turn(name: str, i: int) -> 
     if isinstance(request["body"].get("input"), str):
         assert after[-1]["content"] == request["body"]["input"]
     else:
-        assert json.dumps(after[: turn.index]) == json.dumps(before[: turn.index])
-        assert after[turn.index + 1 :] == before[turn.index :]
-    block_at = -2 if isinstance(request["body"].get("input"), str) else turn.index
+        assert json.dumps(after[: turn.position]) == json.dumps(before[: turn.position])
+        assert after[turn.position + 1 :] == before[turn.position :]
+    block_at = -2 if isinstance(request["body"].get("input"), str) else turn.position
     assert json.dumps(BLOCK)[1:-1] in json.dumps(after[block_at])
     again = memory.new_user_turn(dialect.turns(body))
     assert again is not None and again.text == turn.text  # the block is not taken for the human

@@ -125,6 +125,7 @@ def codex_argv(*args: str) -> list[str]:
 
 
 def record_claude_code(p: Provider, root: Path) -> tuple[str, list[dict]]:
+    """`claude -p` in a project with a CLAUDE.md, then `claude -p --continue`."""
     work = workspace(root)
     env = quiet_env(root / "home", ANTHROPIC_BASE_URL=p.url, ANTHROPIC_API_KEY="sk-ant-recording")
     (root / "home").mkdir()
@@ -134,6 +135,7 @@ def record_claude_code(p: Provider, root: Path) -> tuple[str, list[dict]]:
 
 
 def record_codex(p: Provider, root: Path) -> tuple[str, list[dict]]:
+    """`codex exec` in a project with an AGENTS.md, then `codex exec resume --last`."""
     work = workspace(root)
     env = quiet_env(root / "home", CODEX_HOME=str(codex_home(root, p.url)), MEMPROXY_API_KEY="sk-recording")
     run(codex_argv(PROMPT), env, work)
@@ -194,6 +196,7 @@ def record_sdk(name: str, python: str) -> Callable[[Provider, Path], tuple[str, 
     """A recorder that runs SDK_SCRIPTS[name] with `python`."""
 
     def record(p: Provider, root: Path) -> tuple[str, list[dict]]:
+        """Run the script; its last output line is the SDK's version."""
         script = f"URL = {p.url!r}\nPROMPT = {PROMPT!r}\nFOLLOW_UP = {FOLLOW_UP!r}\n{SDK_SCRIPTS[name]}"
         done = subprocess.run(
             [python, "-c", script], env=quiet_env(root), cwd=root, capture_output=True, text=True, timeout=120
@@ -218,6 +221,7 @@ def llm_models_yaml(base_url: str) -> str:
 
 
 def record_llm(p: Provider, root: Path) -> tuple[str, list[dict]]:
+    """`llm -m fake`, then `llm -c` (continue the conversation)."""
     python = python_env()
     user_path = root / "llm"
     user_path.mkdir()
@@ -267,6 +271,7 @@ def recorders() -> dict[str, Callable[[Provider, Path], tuple[str, list[dict]]]]
 
 
 def main() -> None:
+    """Record the named clients (default: all) into tests/clients/."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="recordings to redo (default: all)")
     args = parser.parse_args()
