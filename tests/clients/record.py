@@ -29,6 +29,8 @@ PY_PACKAGES = ("llm==0.36", "openai-agents==0.24.0")
 PROMPT = "My cat is called Zorblax and she loves tuna."
 FOLLOW_UP = "What does my cat love to eat?"
 AGENTS_MD = "# Repository rules\n\nRun the tests with `make test` before every commit.\n"
+# Variables that would point a client elsewhere or log it in: the developer's, not the run's.
+CLIENT_VARS = ("PYTEST", "ANTHROPIC_", "OPENAI_", "CODEX_", "CLAUDE_", "LLM_")
 DROPPED_HEADERS = {"host", "content-length", "connection"}  # transport details that change every run
 
 
@@ -64,8 +66,9 @@ def run(argv: list[str], env: dict[str, str], cwd: Path, stdin: str | None = Non
 
 
 def quiet_env(home: Path, **extra: str) -> dict[str, str]:
-    """A clean environment: its own HOME, no provider keys, no telemetry or update checks."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("PYTEST")}
+    """A clean environment: its own HOME, none of the developer's client settings or keys, no
+    telemetry or update checks."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith(CLIENT_VARS)}
     env.update(
         HOME=str(home),
         # Claude Code: one switch for telemetry, error reporting, auto-update and other non-API traffic.
