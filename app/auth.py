@@ -1,4 +1,4 @@
-"""Client authentication (SPEC §6): who is calling, and which scopes they may touch."""
+"""Client authentication: who is calling, and which scopes they may touch."""
 
 from __future__ import annotations
 
@@ -17,13 +17,19 @@ class Principal:
     user_id: str | None = None
     admin: bool = False
     home: str | None = None  # an admin key's own scope, used when no header names one
+    anonymous: bool = False  # no keys are configured (loopback only): the machine's owner
+
+    @property
+    def operator(self) -> bool:
+        """Admin keys and the anonymous loopback owner: LiteLLM's management API and operator details."""
+        return self.admin or self.anonymous
 
     def may_use(self, scope: str) -> bool:
         """True when this caller may read or write `scope`."""
         return self.user_id is None or self.admin or self.user_id == scope
 
 
-ANONYMOUS = Principal("anonymous")
+ANONYMOUS = Principal("anonymous", anonymous=True)
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:

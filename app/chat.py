@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from app import dialects, memory
 from app.bodies import strip_routing_fields
@@ -22,6 +23,7 @@ from app.dialects import Dialect
 from app.errors import error_response
 from app.headers import upstream_request_headers
 from app.proxy import ProxyResponse, read_body_or_refusal, upstream_target
+from app.request_state import state_of
 from app.scopes import InvalidScope, resolve_scope
 from app.sse import ReplyAssembler
 from app.store import NewMemory
@@ -67,13 +69,14 @@ async def _recall(c: Context, scope: str, body: dict[str, Any], dialect: Dialect
     return len(chosen) if placed else 0
 
 
-async def chat(request: Request) -> Response:
+async def chat(request: Request) -> ASGIApp:
     """POST to a chat endpoint of any dialect (chat completions, messages, responses)."""
     c = ctx(request)
     dialect = dialects.for_path(request.scope["path"])
     assert dialect is not None, "routed here only for the dialects' paths"
     anthropic = dialect.anthropic
-    state = request.scope.setdefault("state", {})
+    state = state_of(request)
+    assert state.principal is not None  # the Guard authenticated every CLIENT route
     raw = await read_body_or_refusal(request, c.settings.limits.max_body_bytes, anthropic)
     if isinstance(raw, Response):
         return raw
@@ -84,19 +87,19 @@ async def chat(request: Request) -> Response:
     if not isinstance(body, dict):
         return error_response(anthropic, 400, "request body must be a JSON object")
     try:
-        decision = resolve_scope(c.settings.scopes, request.headers, state["principal"])
+        decision = resolve_scope(c.settings.scopes, request.headers, state.principal)
         want_inject, want_capture = memory.parse_mode(request.headers.get("x-memory-mode"))
     except (InvalidScope, memory.BadMode) as exc:
         return error_response(anthropic, 400, str(exc))
     scope = decision.user_id
-    state["scope"] = scope
+    state.scope = scope
     headers = upstream_request_headers(request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header)
     changed = strip_routing_fields(body)
     model = body.get("model")
     if isinstance(model, str):
         model, headers, renamed = _route_model(c, body, model, headers, scope)
         changed = changed or renamed
-        state["model"] = model
+        state.model = model
     mem = c.settings.memory
     active = mem.enabled and c.store is not None and memory_for(model, c)
     inject = active and want_inject
@@ -138,13 +141,14 @@ async def chat(request: Request) -> Response:
         extra,
         tap,
         on_complete,
+        reveal_internals=state.sees_internals,
     )
 
 
 def _route_model(
     c: Context, body: dict[str, Any], requested: str, headers: list[tuple[str, str]], scope: str
 ) -> tuple[str, list[tuple[str, str]], bool]:
-    """Apply SPEC §6 model compatibility: config name, `anthropic-beta` suffixes, Supermemory headers."""
+    """Model compatibility: the config's name, `anthropic-beta` suffixes, Supermemory headers."""
     route = c.models.route(requested)
     renamed = route.model != requested
     if renamed:

@@ -1,7 +1,10 @@
-"""Settings: the environment (SPEC §3) and config.yaml (SPEC §4), validated once at start-up."""
+"""Settings: the environment and config.yaml, validated once at start-up (reference: docs/configuration.md).
+
+Every default lives once, on the dataclass field; the parser reads it from there."""
 
 from __future__ import annotations
 
+import difflib
 import functools
 import ipaddress
 import os
@@ -9,14 +12,35 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 from dotenv import dotenv_values
 
-INJECTION_MODES = ("before_last_user", "system", "last_user_suffix")
-QUERY_STRATEGIES = ("last_user", "last_user_and_assistant", "recent_user")
+Injection = Literal["before_last_user", "system", "last_user_suffix"]
+QueryStrategy = Literal["last_user", "last_user_and_assistant", "recent_user"]
+INJECTION_MODES: tuple[Injection, ...] = get_args(Injection)
+QUERY_STRATEGIES: tuple[QueryStrategy, ...] = get_args(QueryStrategy)
+OUR_SECTIONS = ("user_id_mappings", "memory", "auth", "proxy")
+# LiteLLM's own top-level sections: never checked here, and never mistaken for a typo of ours.
+LITELLM_SECTIONS = frozenset(
+    {
+        "model_list",
+        "litellm_settings",
+        "general_settings",
+        "router_settings",
+        "environment_variables",
+        "include",
+        "callback_settings",
+        "credential_list",
+        "guardrails",
+        "mcp_servers",
+    }
+)
 SCOPE_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # always fullmatch: `$` would accept a trailing newline
+
+
+DEFAULT_LITELLM_PORT = 8765
 
 
 class ConfigError(Exception):
@@ -47,8 +71,8 @@ class RetrievalSettings:
 
     max_results: int = 5
     max_context_chars: int = 4000
-    query_strategy: str = "last_user"
-    injection: str = "before_last_user"
+    query_strategy: QueryStrategy = "last_user"
+    injection: Injection = "before_last_user"
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,9 @@ class ProxyLimits:
     connect_timeout: float = 5.0
     read_timeout: float = 600.0
     max_concurrent_requests: int = 256
+    per_key_share: float = 0.5  # of max_concurrent_requests that one key (or anonymous) may hold
+    header_timeout: float = 10.0  # seconds a client may take to send its request line and headers
+    body_timeout: float = 60.0  # seconds a client may take to send its request body
     allowed_origins: tuple[str, ...] = ()
 
 
@@ -96,7 +123,7 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8764
-    litellm_base_url: str = "http://127.0.0.1:8765"
+    litellm_base_url: str = f"http://127.0.0.1:{DEFAULT_LITELLM_PORT}"
     master_key: str | None = None
     config_path: str = "./config.yaml"
     db_path: str = "./data/memory.db"
@@ -131,6 +158,7 @@ class _Doc:
     def __init__(self, text: str, path: str) -> None:
         self.path = path
         self.lines: dict[tuple[Any, ...], int] = {}
+        self.read: set[tuple[Any, ...]] = set()  # every key path the parser asked for
         self._scalars = yaml.SafeLoader("")  # types scalars the way yaml.safe_load would
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -162,6 +190,7 @@ class _Doc:
 
     def get(self, at: tuple[Any, ...], kind: type | tuple[type, ...], default: Any) -> Any:
         """The value at a key path, type-checked, or the default when absent."""
+        self.read.add(at)
         node: Any = self.data
         for part in at:
             if isinstance(node, dict) and part in node:
@@ -179,6 +208,33 @@ class _Doc:
             raise self.error(at, f"must be {names}, not {type(node).__name__}")
         return node
 
+    def mark(self, at: tuple[Any, ...]) -> None:
+        """Note a key path the parser read without `get`."""
+        self.read.add(at)
+
+    def check_unknown(self) -> None:
+        """Stop at the first key in our sections that nothing reads, suggesting the closest known one."""
+        for top in self.data:
+            if top not in OUR_SECTIONS and top not in LITELLM_SECTIONS:
+                close = difflib.get_close_matches(str(top), OUR_SECTIONS, n=1, cutoff=0.75)
+                if close:
+                    raise self.error((top,), f"unknown section; did you mean {close[0]!r}?")
+        for section in OUR_SECTIONS:
+            self._check_node(self.data.get(section), (section,))
+
+    def _check_node(self, node: Any, at: tuple[Any, ...]) -> None:
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                self._check_node(item, (*at, i))
+        elif isinstance(node, dict):
+            known = sorted(str(p[-1]) for p in self.read if len(p) == len(at) + 1 and p[:-1] == at)
+            for key, value in node.items():
+                if (*at, key) not in self.read:
+                    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+                    raise self.error((*at, key), f"unknown key{hint}")
+                self._check_node(value, (*at, key))
+
 
 def resolve_env_ref(value: str, env: Mapping[str, str]) -> str | None:
     """Resolve LiteLLM-style `os.environ/NAME` references; other strings pass through."""
@@ -194,6 +250,13 @@ def _positive(doc: _Doc, at: tuple[Any, ...], kind: type, default: Any) -> Any:
     return kind(value)
 
 
+def _share(doc: _Doc, at: tuple[Any, ...], default: float) -> float:
+    value = _positive(doc, at, float, default)
+    if value > 1:
+        raise doc.error(at, f"must be a fraction from 0 to 1, not {value}")
+    return value
+
+
 def _scope_name(doc: _Doc, at: tuple[Any, ...], value: Any) -> str:
     if not isinstance(value, str) or not SCOPE_RE.fullmatch(value):
         raise doc.error(at, f"{value!r} is not a valid scope name (1-128 of A-Z a-z 0-9 . _ : @ -)")
@@ -203,13 +266,14 @@ def _scope_name(doc: _Doc, at: tuple[Any, ...], value: Any) -> str:
 def _scopes(doc: _Doc) -> ScopeRules:
     sec = ("user_id_mappings",)
     doc.get(sec, dict, {})
-    custom = doc.get((*sec, "custom_header"), str, "x-memory-user-id").strip().lower()
+    custom = doc.get((*sec, "custom_header"), str, ScopeRules.custom_header).strip().lower()
     patterns = []
     for i, entry in enumerate(doc.get((*sec, "header_patterns"), list, [])):
         at = (*sec, "header_patterns", i)
         if not isinstance(entry, dict):
             raise doc.error(at, "must be a mapping with header, pattern and user_id")
         for key in ("header", "pattern", "user_id"):
+            doc.mark((*at, key))
             if not isinstance(entry.get(key), str) or not entry[key]:
                 raise doc.error((*at, key), "is required and must be a non-empty string")
         try:
@@ -219,8 +283,15 @@ def _scopes(doc: _Doc) -> ScopeRules:
         patterns.append(
             HeaderPattern(entry["header"].lower(), compiled, _scope_name(doc, (*at, "user_id"), entry["user_id"]))
         )
-    default = doc.get((*sec, "default_user_id"), str, "default-dev")
+    default = doc.get((*sec, "default_user_id"), str, ScopeRules.default_user_id)
     return ScopeRules(custom, tuple(patterns), _scope_name(doc, (*sec, "default_user_id"), default))
+
+
+def _choice(doc: _Doc, at: tuple[Any, ...], choices: tuple[str, ...], default: str) -> Any:
+    value = doc.get(at, str, default)
+    if value not in choices:
+        raise doc.error(at, f"unknown value {value!r}; use one of {', '.join(choices)}")
+    return value
 
 
 def _memory(doc: _Doc) -> MemorySettings:
@@ -228,21 +299,13 @@ def _memory(doc: _Doc) -> MemorySettings:
     doc.get(sec, dict, {})
     r = (*sec, "retrieval")
     doc.get(r, dict, {})
+    d = RetrievalSettings
     retrieval = RetrievalSettings(
-        max_results=_positive(doc, (*r, "max_results"), int, 5),
-        max_context_chars=_positive(doc, (*r, "max_context_chars"), int, 4000),
-        query_strategy=doc.get((*r, "query_strategy"), str, "last_user"),
-        injection=doc.get((*r, "injection"), str, "before_last_user"),
+        max_results=_positive(doc, (*r, "max_results"), int, d.max_results),
+        max_context_chars=_positive(doc, (*r, "max_context_chars"), int, d.max_context_chars),
+        query_strategy=_choice(doc, (*r, "query_strategy"), QUERY_STRATEGIES, d.query_strategy),
+        injection=_choice(doc, (*r, "injection"), INJECTION_MODES, d.injection),
     )
-    if retrieval.injection not in INJECTION_MODES:
-        raise doc.error(
-            (*r, "injection"), f"unknown injection mode {retrieval.injection!r}; use one of {INJECTION_MODES}"
-        )
-    if retrieval.query_strategy not in QUERY_STRATEGIES:
-        raise doc.error(
-            (*r, "query_strategy"),
-            f"unknown query strategy {retrieval.query_strategy!r}; use one of {QUERY_STRATEGIES}",
-        )
     doc.get((*sec, "capture"), dict, {})
     models = {}
     for key in ("enabled_for_models", "disabled_for_models"):
@@ -254,9 +317,9 @@ def _memory(doc: _Doc) -> MemorySettings:
     if models["enabled_for_models"] and models["disabled_for_models"]:
         raise doc.error((*sec, "disabled_for_models"), "set enabled_for_models or disabled_for_models, not both")
     return MemorySettings(
-        enabled=doc.get((*sec, "enabled"), bool, True),
+        enabled=doc.get((*sec, "enabled"), bool, MemorySettings.enabled),
         retrieval=retrieval,
-        capture_enabled=doc.get((*sec, "capture", "enabled"), bool, True),
+        capture_enabled=doc.get((*sec, "capture", "enabled"), bool, MemorySettings.capture_enabled),
         **models,
     )
 
@@ -268,13 +331,15 @@ def _keys(doc: _Doc, env: Mapping[str, str]) -> tuple[ApiKey, ...]:
         at = ("auth", "keys", i)
         if not isinstance(entry, dict):
             raise doc.error(at, "must be a mapping with key and user_id or admin")
+        doc.mark((*at, "key"))
+        doc.mark((*at, "user_id"))
         raw = entry.get("key")
         if not isinstance(raw, str) or not raw:
             raise doc.error((*at, "key"), "is required")
         value = resolve_env_ref(raw, env)
         if not value:
             raise doc.error((*at, "key"), f"{raw} has no value (set that environment variable)")
-        admin = doc.get((*at, "admin"), bool, False)
+        admin = doc.get((*at, "admin"), bool, ApiKey.admin)
         user_id = entry.get("user_id")
         if user_id is not None:
             user_id = _scope_name(doc, (*at, "user_id"), user_id)
@@ -297,6 +362,9 @@ def _models(doc: _Doc) -> tuple[ModelEntry, ...]:
     return tuple(out)
 
 
+MB = 1024 * 1024
+
+
 def _limits(doc: _Doc) -> ProxyLimits:
     sec = ("proxy",)
     doc.get(sec, dict, {})
@@ -304,11 +372,15 @@ def _limits(doc: _Doc) -> ProxyLimits:
     for i, origin in enumerate(origins):
         if not isinstance(origin, str) or not re.match(r"^https?://[^/]+$", origin):
             raise doc.error((*sec, "allowed_origins", i), f"{origin!r} is not an origin like http://localhost:3000")
+    d = ProxyLimits
     return ProxyLimits(
-        max_body_bytes=int(_positive(doc, (*sec, "max_body_mb"), float, 32) * 1024 * 1024),
-        connect_timeout=_positive(doc, (*sec, "connect_timeout"), float, 5.0),
-        read_timeout=_positive(doc, (*sec, "read_timeout"), float, 600.0),
-        max_concurrent_requests=_positive(doc, (*sec, "max_concurrent_requests"), int, 256),
+        max_body_bytes=int(_positive(doc, (*sec, "max_body_mb"), float, d.max_body_bytes / MB) * MB),
+        connect_timeout=_positive(doc, (*sec, "connect_timeout"), float, d.connect_timeout),
+        read_timeout=_positive(doc, (*sec, "read_timeout"), float, d.read_timeout),
+        max_concurrent_requests=_positive(doc, (*sec, "max_concurrent_requests"), int, d.max_concurrent_requests),
+        per_key_share=_share(doc, (*sec, "per_key_share"), d.per_key_share),
+        header_timeout=_positive(doc, (*sec, "header_timeout"), float, d.header_timeout),
+        body_timeout=_positive(doc, (*sec, "body_timeout"), float, d.body_timeout),
         allowed_origins=tuple(o.lower() for o in origins),
     )
 
@@ -326,23 +398,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         env_file = os.environ.get("MEMORY_ENV_FILE", ".env")
         file_values = dotenv_values(env_file) if env_file and Path(env_file).is_file() else {}
         env = {**{k: v for k, v in file_values.items() if v is not None}, **os.environ}
-    config_path = env.get("MEMORY_CONFIG") or "./config.yaml"
+    config_path = env.get("MEMORY_CONFIG") or Settings.config_path
     try:
         text = Path(config_path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"MEMORY_CONFIG={config_path}: cannot read the config file: {exc.strerror}") from None
     doc = _Doc(text, config_path)
-    litellm_port = _port(env, "LITELLM_PORT", 8765)
+    litellm_port = _port(env, "LITELLM_PORT", DEFAULT_LITELLM_PORT)
     base_url = (env.get("LITELLM_BASE_URL") or f"http://127.0.0.1:{litellm_port}").rstrip("/")
     if not re.match(r"^https?://", base_url):
         raise ConfigError(f"environment: LITELLM_BASE_URL={base_url!r} must start with http:// or https://")
     settings = Settings(
-        host=env.get("MEMORY_HOST") or "127.0.0.1",
-        port=_port(env, "MEMORY_PORT", 8764),
+        host=env.get("MEMORY_HOST") or Settings.host,
+        port=_port(env, "MEMORY_PORT", Settings.port),
         litellm_base_url=base_url,
         master_key=env.get("LITELLM_MASTER_KEY") or None,
         config_path=config_path,
-        db_path=env.get("MEMORY_DB") or "./data/memory.db",
+        # A platform's attached database arrives as DATABASE_URL; MEMORY_DB names the store explicitly.
+        db_path=env.get("MEMORY_DB") or env.get("DATABASE_URL") or Settings.db_path,
         supermemory_api_key=env.get("SUPERMEMORY_API_KEY") or None,
         scopes=_scopes(doc),
         memory=_memory(doc),
@@ -350,6 +423,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         models=_models(doc),
         limits=_limits(doc),
     )
+    doc.check_unknown()
     check_exposure(settings)
     return settings
 

@@ -1,4 +1,4 @@
-"""The front door, as ASGI middleware: browser-origin checks, auth, load shedding, access log."""
+"""The front door, as ASGI middleware: path, origin and auth checks, fair load shedding, errors, access log."""
 
 from __future__ import annotations
 
@@ -13,19 +13,30 @@ from app.auth import authenticate
 from app.config import Settings, is_loopback_host
 from app.context import Counters
 from app.errors import is_anthropic, send_error
+from app.paths import BadPath, canonical_path
+from app.request_state import RequestState, attach, request_id
+from app.routing import Access, RoutingTable
 
 log = logging.getLogger("memory_proxy.access")
-OPEN_PATHS = frozenset({"/health", "/health/readiness", "/health/liveliness"})
+Refusal = tuple[int, str, list[tuple[bytes, bytes]]]
 
 
 class Guard:
-    """Refuses foreign origins, rebinding hosts, unknown keys and overload before any route runs."""
+    """Refuses bad paths, foreign origins, rebinding hosts, unknown keys and overload before any route runs.
 
-    def __init__(self, app: ASGIApp, settings: Settings, counters: Counters) -> None:
+    It also owns the request id, the one access-log line, and the last word on failures: any
+    exception a handler lets through becomes a 500 in the caller's dialect, logged with its traceback.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings, counters: Counters, table: RoutingTable) -> None:
         self.app = app
         self.settings = settings
         self.counters = counters
+        self.table = table
         self.inflight = 0
+        self.inflight_by: dict[str, int] = {}
+        limits = settings.limits
+        self.per_key_limit = max(1, int(limits.max_concurrent_requests * limits.per_key_share))
         self.loopback = settings.loopback
 
     @property
@@ -37,52 +48,89 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
+        headers = Headers(scope=scope)
+        state = RequestState(request_id(headers), is_anthropic(scope["path"], headers))
+        attach(scope, state)
         status = 0
-        state = scope.setdefault("state", {})
+        id_header = (b"x-request-id", state.request_id.encode())
 
         async def send_logged(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), id_header]}
             await send(message)
 
+        counted: str | None = None
         try:
-            refusal = self._check(scope, state)
+            refusal = self._check(scope, headers, state)
             if refusal is not None:
-                code, message, extra = refusal
-                anthropic = is_anthropic(scope["path"], Headers(scope=scope))
-                return await send_error(send_logged, anthropic, code, message, extra)
+                code, text, extra = refusal
+                return await send_error(send_logged, state.anthropic, code, text, extra)
+            if state.route is not None and state.route.access is not Access.OPEN:
+                counted = state.principal.name if state.principal else "-"
+                self.inflight_by[counted] = self.inflight_by.get(counted, 0) + 1
             self.inflight += 1
             try:
                 await self.app(scope, receive, send_logged)
             finally:
                 self.inflight -= 1
+                if counted is not None:
+                    self._release(counted)
+        except Exception:
+            log.exception("request %s %s failed (request id %s)", scope["method"], scope["path"], state.request_id)
+            if status == 0:  # nothing sent yet: the client still gets an answer it can parse
+                message = f"internal error in the memory proxy (request id {state.request_id})"
+                await send_error(send_logged, state.anthropic, 500, message)
         finally:
             log.info(
-                "%s %s scope=%s model=%s status=%s %.1fms",
+                "%s %s scope=%s model=%s status=%s %.1fms id=%s",
                 scope["method"],
                 scope["path"],
-                state.get("scope", "-"),
-                state.get("model", "-"),
+                state.scope or "-",
+                state.model or "-",
                 status or "aborted",
                 (time.perf_counter() - started) * 1000,
+                state.request_id,
             )
 
-    def _check(self, scope: Scope, state: dict) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
-        headers = Headers(scope=scope)
+    def _release(self, name: str) -> None:
+        left = self.inflight_by[name] - 1
+        if left:
+            self.inflight_by[name] = left
+        else:
+            del self.inflight_by[name]
+
+    def _check(self, scope: Scope, headers: Headers, state: RequestState) -> Refusal | None:
+        try:
+            path, raw = canonical_path(scope.get("raw_path") or scope["path"].encode())
+        except BadPath as exc:
+            return 400, f"{exc}; send the path in its plain form", []
+        # Everything after this point, the upstream request included, sees only the canonical path.
+        scope["path"], scope["raw_path"] = path, raw
         origin = headers.get("origin")
         if origin is not None and origin.lower().rstrip("/") not in self.settings.limits.allowed_origins:
             return 403, "cross-origin requests are refused; add the origin to proxy.allowed_origins", []
-        if self.loopback:
-            if not is_loopback_host(host_name(headers.get("host", ""))):
-                return 403, "Host header is not a loopback name (DNS rebinding guard)", []
-        if scope["path"] in OPEN_PATHS:
-            return None
+        if self.loopback and not is_loopback_host(host_name(headers.get("host", ""))):
+            return 403, "Host header is not a loopback name (DNS rebinding guard)", []
+        match = self.table.match(scope["method"], path)
+        state.route = match.route
+        scope["path_params"] = match.params
         principal = authenticate(self.settings.keys, headers)
+        state.principal = principal
+        if match.route.access is Access.OPEN:
+            return None
         if principal is None:
             return 401, "missing or invalid API key", [(b"www-authenticate", b"Bearer")]
-        state["principal"] = principal
-        if self.inflight >= self.settings.limits.max_concurrent_requests:
+        if not match.allowed:
+            allow = ", ".join(self.table.allowed_methods(path)).encode()
+            return 405, f"{scope['method']} is not allowed on {path}", [(b"allow", allow)]
+        if match.route.access is Access.ADMIN and not principal.operator:
+            return 403, "this key may only use inference and memory endpoints; ask for an admin key", []
+        limits = self.settings.limits
+        if self.inflight >= limits.max_concurrent_requests or self.inflight_by.get(principal.name, 0) >= (
+            self.per_key_limit
+        ):
             self.counters.overloaded += 1
             return 503, "the memory proxy is at its concurrency limit; retry shortly", [(b"retry-after", b"1")]
         return None

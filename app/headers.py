@@ -24,7 +24,7 @@ _RESPONSE_DROP = frozenset({"content-length", "set-cookie", "server", "date"})
 
 
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
-    tokens = set()
+    tokens: set[str] = set()
     for name, value in headers:
         if name.lower() == "connection":
             tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
@@ -56,6 +56,27 @@ def upstream_request_headers(
     return out
 
 
-def client_response_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Headers to return to the client from LiteLLM's response."""
-    return filter_headers(upstream, _RESPONSE_DROP)
+# LiteLLM's own response headers that are fine for any client: they describe this one call.
+_LITELLM_PUBLIC = frozenset(
+    {
+        "x-litellm-call-id",
+        "x-litellm-response-cost",
+        "x-litellm-response-duration-ms",
+        "x-litellm-overhead-duration-ms",
+        "x-litellm-attempted-retries",
+        "x-litellm-attempted-fallbacks",
+    }
+)
+
+
+def is_internal(name: str) -> bool:
+    """LiteLLM headers that expose the operator's set-up: provider URLs, the master key's spend,
+    versions, deployment ids, and the provider's raw headers (`llm_provider-*`, e.g. the organisation)."""
+    low = name.lower()
+    return (low.startswith("x-litellm-") and low not in _LITELLM_PUBLIC) or low.startswith("llm_provider-")
+
+
+def client_response_headers(upstream: Iterable[tuple[str, str]], reveal_internals: bool) -> list[tuple[str, str]]:
+    """Headers to return to the client from LiteLLM's response; internals only for operators."""
+    kept = filter_headers(upstream, _RESPONSE_DROP)
+    return kept if reveal_internals else [(n, v) for n, v in kept if not is_internal(n)]

@@ -1,15 +1,12 @@
 """The memory proxy's ASGI app: where every request goes.
 
-Request path: Guard (origin/host checks, auth, load shedding, access log) → Dispatch →
-  POST /v1/chat/completions, /chat/completions, /v1/messages, /v1/responses, /responses
-                                        → chat.chat (scope, recall, inject, forward, capture)
-  /health, /health/readiness            → routes.health / routes.readiness (no auth)
-  /memory-routing/info                  → routes.routing_info
-  /v1/memories…                         → memory_api (scoped memory CRUD), via FastAPI
-  anything else                         → routes.forward (raw pass-through to LiteLLM)
+Guard (path canonicalisation, origin/host checks, auth by the route's access class, fair load
+shedding, request id, access log, last-resort 500) → Dispatch → the handler that `routing_table()`
+below names for the request's method and path. Anything the table does not name is LiteLLM's
+management API: passed through for admin keys only.
 
-The hot paths (chat and pass-through) are dispatched straight to their handlers: FastAPI's
-middleware and router layers cost more than the rest of the proxy hop (see docs/performance.md).
+The hot paths (chat and pass-through) run without FastAPI's middleware and router layers, which
+would cost more than the rest of the proxy hop (see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -21,18 +18,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app import chat, memory_api, routes
 from app.config import ConfigError, Settings, load_settings
 from app.context import Context
-from app.errors import error_response
 from app.guard import Guard
 from app.models import ModelTable
 from app.proxy import Upstream, redact_url
+from app.request_state import state_of
+from app.routing import Access, RoutingTable, route
+from app.slowclients import BODY_TIMEOUT, HEADER_TIMEOUT
 from app.store import SqliteStore
 from app.writer import MemoryWriter
 
@@ -46,12 +43,44 @@ def open_store(settings: Settings) -> SqliteStore:
     return SqliteStore(settings.db_path)
 
 
-CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/messages", "/v1/responses", "/responses"})
-OWN_PATHS = frozenset({"/health", "/health/readiness", "/memory-routing/info", "/v1/memories"})
+CHAT_PATHS = ("/v1/chat/completions", "/chat/completions", "/v1/messages", "/v1/responses", "/responses")
+# What a key pinned to one scope may reach through the master key: inference, not LiteLLM's
+# management API (/key, /user, /team, /model/new, /config, /spend, …), which is for admin keys.
+INFERENCE_PATHS = tuple(
+    f"{v}{p}"
+    for v in ("", "/v1")
+    for p in ("/models", "/embeddings", "/completions", "/responses", "/moderations", "/audio", "/images", "/rerank")
+) + ("/v1/messages",)
+
+
+def routing_table() -> RoutingTable:
+    """Every path the proxy owns, with who may call it and its handler."""
+    open_, client = Access.OPEN, Access.CLIENT
+    return RoutingTable(
+        [
+            route("health", "/health", "GET", open_, routes.health),
+            route("readiness", "/health/readiness", "GET", open_, routes.readiness),
+            route("liveness", "/health/liveliness", "GET", open_, routes.liveness),
+            route("liveness", "/health/liveness", "GET", open_, routes.liveness),
+            route("routing-info", "/memory-routing/info", "GET", client, routes.routing_info),
+            *(route("chat", p, "POST", client, chat.chat) for p in CHAT_PATHS),
+            route("memories", "/v1/memories", "GET", client, memory_api.list_memories),
+            route("memories", "/v1/memories", "POST", client, memory_api.add_memory),
+            route("memories", "/v1/memories", "DELETE", client, memory_api.forget_scope),
+            route("memories-search", "/v1/memories/search", "GET", client, memory_api.search_memories),
+            route("memories-export", "/v1/memories/export", "GET", client, memory_api.export_memories),
+            route("memories-import", "/v1/memories/import", "POST", client, memory_api.import_memories),
+            route("memory", "/v1/memories/{memory_id}", "GET", client, memory_api.get_memory),
+            route("memory", "/v1/memories/{memory_id}", "DELETE", client, memory_api.delete_memory),
+            route("memories-unknown", "/v1/memories", "*", client, routes.not_found, prefix=True),
+            *(route("inference", p, "*", client, routes.forward, prefix=True) for p in INFERENCE_PATHS),
+        ],
+        fallback=route("litellm", "/", "*", Access.ADMIN, routes.forward),
+    )
 
 
 class Dispatch:
-    """Sends chat and pass-through requests straight to their handlers; the rest to FastAPI."""
+    """Calls the handler the Guard matched; lifespan events go to FastAPI."""
 
     def __init__(self, api: FastAPI) -> None:
         self.api = api
@@ -62,19 +91,14 @@ class Dispatch:
         return self.api.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path in OWN_PATHS or path.startswith("/v1/memories/"):
+        if scope["type"] != "http":
             return await self.api(scope, receive, send)
-        handler = chat.chat if scope["method"] == "POST" and path in CHAT_PATHS else routes.forward
         scope["app"] = self.api
-        response = await handler(Request(scope, receive))
+        request = Request(scope, receive)
+        route_ = state_of(request).route
+        assert route_ is not None  # the Guard matched every request it let through
+        response = await route_.handler(request)
         await response(scope, receive, send)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """FastAPI's own errors (unknown memory route, wrong method) in the OpenAI error shape."""
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    return error_response(False, status, str(getattr(exc, "detail", "")) or "error")
 
 
 def create_app(settings: Settings) -> Guard:
@@ -82,7 +106,7 @@ def create_app(settings: Settings) -> Guard:
     context = Context(settings, ModelTable(settings.models), Upstream(settings))
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, float]]:
         await context.upstream.start()
         if settings.memory.enabled:
             try:
@@ -91,8 +115,12 @@ def create_app(settings: Settings) -> Guard:
                 context.writer.start()
             except Exception as exc:  # the proxy still serves chats without memory
                 log.error("memory store at %s failed to open: %s", redact_url(settings.db_path), exc)
+        url = f"http://{settings.host}:{settings.port}"
+        # uvicorn's own "running on" line is printed twice under honcho (LiteLLM's too): say which.
+        log.info("Memory Proxy ready: point clients at %s (OpenAI SDKs: %s/v1)", url, url)
         try:
-            yield
+            # The lifespan state reaches every connection's protocol (app.slowclients).
+            yield {HEADER_TIMEOUT: settings.limits.header_timeout, BODY_TIMEOUT: settings.limits.body_timeout}
         finally:
             if context.writer is not None:
                 await context.writer.stop()
@@ -102,12 +130,7 @@ def create_app(settings: Settings) -> Guard:
 
     api = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     api.state.ctx = context
-    api.add_exception_handler(HTTPException, _http_error)
-    api.add_route("/health", routes.health, methods=["GET"])
-    api.add_route("/health/readiness", routes.readiness, methods=["GET"])
-    api.add_route("/memory-routing/info", routes.routing_info, methods=["GET"])
-    api.include_router(memory_api.router)
-    return Guard(Dispatch(api), settings, context.counters)
+    return Guard(Dispatch(api), settings, context.counters, routing_table())
 
 
 def __getattr__(name: str) -> Any:

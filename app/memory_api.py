@@ -1,23 +1,20 @@
-"""The memory REST API (SPEC §5): list, search, add, get, delete, forget, export, import."""
+"""The memory REST API: list, search, add, get, delete, forget, export, import."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
-from fastapi import APIRouter
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from app.auth import Principal
 from app.context import ctx
 from app.errors import TOO_LARGE, error_response
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
 from app.records import MAX_LIMIT, RecordError, parse_lines, parse_record
+from app.request_state import state_of
 from app.scopes import InvalidScope, resolve_scope, validate_scope
 from app.store import MemoryStore
-
-router = APIRouter(prefix="/v1/memories")
 
 
 class ApiError(Exception):
@@ -41,7 +38,9 @@ def _store(request: Request) -> MemoryStore:
 
 def _scope(request: Request, explicit: str | None) -> str:
     """The scope a call acts on: explicit `user_id` if allowed, else the caller's own."""
-    principal: Principal = request.scope["state"]["principal"]
+    state = state_of(request)
+    principal = state.principal
+    assert principal is not None
     try:
         if explicit is None:
             scope = resolve_scope(ctx(request).settings.scopes, request.headers, principal).user_id
@@ -51,7 +50,7 @@ def _scope(request: Request, explicit: str | None) -> str:
         raise ApiError(400, str(exc)) from None
     if not principal.may_use(scope):
         raise ApiError(403, f"this key may not use scope {scope!r}")
-    request.scope["state"]["scope"] = scope  # for the access log
+    state.scope = scope  # for the access log
     return scope
 
 
@@ -89,7 +88,6 @@ def handle_api_errors(func):  # type: ignore[no-untyped-def]
     return wrapper
 
 
-@router.get("")
 @handle_api_errors
 async def list_memories(request: Request) -> Response:
     """Newest first, with cursor pagination."""
@@ -99,7 +97,6 @@ async def list_memories(request: Request) -> Response:
     return _json({"data": [m.to_json() for m in items], "next_cursor": cursor})
 
 
-@router.get("/search")
 @handle_api_errors
 async def search_memories(request: Request) -> Response:
     """Best matches first, each with a `score`."""
@@ -112,7 +109,6 @@ async def search_memories(request: Request) -> Response:
     return _json({"data": [{**m.to_json(), "score": score} for m, score in found]})
 
 
-@router.post("")
 @handle_api_errors
 async def add_memory(request: Request) -> Response:
     """Add one memory; 201 with the stored memory (or the existing one for a duplicate)."""
@@ -129,7 +125,6 @@ async def add_memory(request: Request) -> Response:
     return _json(existing.to_json() if existing else None, 200)
 
 
-@router.get("/export")
 @handle_api_errors
 async def export_memories(request: Request) -> Response:
     """JSON Lines, oldest first, in the shape import takes."""
@@ -140,7 +135,6 @@ async def export_memories(request: Request) -> Response:
     return Response(body, media_type="application/x-ndjson")
 
 
-@router.post("/import")
 @handle_api_errors
 async def import_memories(request: Request) -> Response:
     """JSON Lines in; every line is checked before any is written."""
@@ -150,7 +144,6 @@ async def import_memories(request: Request) -> Response:
     return _json({"imported": len(added), "skipped": len(items) - len(added)})
 
 
-@router.get("/{memory_id}")
 @handle_api_errors
 async def get_memory(request: Request) -> Response:
     """One memory of the caller's scope; 404 if absent or another scope's."""
@@ -162,7 +155,6 @@ async def get_memory(request: Request) -> Response:
     return _json(found.to_json())
 
 
-@router.delete("/{memory_id}")
 @handle_api_errors
 async def delete_memory(request: Request) -> Response:
     """204, or 404 if absent or another scope's."""
@@ -173,7 +165,6 @@ async def delete_memory(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.delete("")
 @handle_api_errors
 async def forget_scope(request: Request) -> Response:
     """Forget a whole scope: every row and index entry."""

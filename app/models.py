@@ -1,4 +1,4 @@
-"""Model-name compatibility (SPEC §6): beta suffixes, dated names, Supermemory-routed models."""
+"""Model-name compatibility: beta suffixes, dated names, Supermemory-routed models."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
+import yarl
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -27,7 +28,7 @@ def redact_url(url: str) -> str:
 
 
 def upstream_target(scope: Scope) -> str:
-    """The request's path and query exactly as the client sent them (`%2F` stays `%2F`)."""
+    """The request's canonical path (app.paths) and query, still encoded (`%2F` stays `%2F`)."""
     path = scope.get("raw_path") or scope["path"].encode()
     query = scope.get("query_string", b"")
     return (path + b"?" + query if query else path).decode("latin-1")
@@ -132,10 +133,13 @@ class ProxyResponse:
         tap: Callable[[bytes], None] | None = None,
         on_complete: Callable[[int], None] | None = None,
         body_size_exceeded: Callable[[], bool] = lambda: False,
+        reveal_internals: bool = False,
     ) -> None:
         self.upstream = upstream
         self.method = method
-        self.url = upstream.base_url + path_qs
+        # Already canonical and encoded (app.paths): yarl must not re-normalise or re-quote it.
+        self.url = yarl.URL(upstream.base_url + path_qs, encoded=True)
+        self.reveal_internals = reveal_internals
         self.headers = headers
         self.body = body
         self.anthropic = anthropic
@@ -207,7 +211,9 @@ class ProxyResponse:
 
     async def _relay_response(self, resp: aiohttp.ClientResponse, send: Send) -> None:
         self.status = resp.status
-        headers = client_response_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers)
+        headers = client_response_headers(
+            ((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers), self.reveal_internals
+        )
         raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in (*headers, *self.extra_headers)]
         await send({"type": "http.response.start", "status": resp.status, "headers": raw})
         tap = self.tap if 200 <= resp.status < 300 else None
@@ -223,7 +229,7 @@ class ProxyResponse:
         except (TimeoutError, aiohttp.ClientError) as exc:
             timed_out = isinstance(exc, TimeoutError)
             reason = "upstream timed out mid-response" if timed_out else "upstream broke mid-response"
-            log.warning("%s %s: %s (%s)", self.method, self.url.split("?")[0], reason, type(exc).__name__)
+            log.warning("%s %s: %s (%s)", self.method, self.url.path, reason, type(exc).__name__)
             self.status = 502
             if "text/event-stream" in resp.headers.get("content-type", ""):
                 event = stream_error_event(self.anthropic, reason)

@@ -7,12 +7,14 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from app.bodies import clean_json_body
 from app.context import ctx
-from app.errors import TOO_LARGE, error_response, is_anthropic
+from app.errors import TOO_LARGE, error_response
 from app.headers import upstream_request_headers
 from app.proxy import BodyTooLarge, ProxyResponse, read_body_or_refusal, upstream_target
+from app.request_state import state_of
 from app.scopes import InvalidScope, resolve_scope
 
 
@@ -41,30 +43,51 @@ async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
             store["error"] = c.writer.last_error
     store["memory_errors"] = c.counters.memory_errors
     ok = litellm["status"] == "reachable" and store["status"] in ("ok", "disabled")
-    report = {"status": "healthy" if ok else "degraded", "litellm": litellm, "memory_store": store}
-    report["requests_shed"] = c.counters.overloaded
+    report = {
+        "status": "healthy" if ok else "degraded",
+        "litellm": litellm,
+        "memory_store": store,
+        "requests_shed": c.counters.overloaded,
+    }
     return ok, report
+
+
+def _visible(request: Request, report: dict[str, Any]) -> dict[str, Any]:
+    """The whole report for operators; only the verdict for everyone else (no URLs, no counters)."""
+    return report if state_of(request).sees_internals else {"status": report["status"]}
 
 
 async def health(request: Request) -> Response:
     """GET /health: always 200; `degraded` when LiteLLM or the store is down."""
     _, report = await _health_report(request)
-    return JSONResponse(report)
+    return JSONResponse(_visible(request, report))
 
 
 async def readiness(request: Request) -> Response:
     """GET /health/readiness: 503 unless LiteLLM and the store both work."""
     ok, report = await _health_report(request)
-    return JSONResponse(report, status_code=200 if ok else 503)
+    return JSONResponse(_visible(request, report), status_code=200 if ok else 503)
+
+
+async def liveness(request: Request) -> Response:
+    """GET /health/liveliness (LiteLLM's name) and /health/liveness: this process answers."""
+    return JSONResponse("I'm alive!")
+
+
+async def not_found(request: Request) -> Response:
+    """A path under one of our own prefixes that names nothing: 404, never LiteLLM's."""
+    return error_response(state_of(request).anthropic, 404, f"no such endpoint: {request.scope['path']}")
 
 
 async def routing_info(request: Request) -> Response:
     """GET /memory-routing/info: how this caller's headers resolve to a scope."""
     c = ctx(request)
+    state = state_of(request)
+    assert state.principal is not None
     try:
-        d = resolve_scope(c.settings.scopes, request.headers, request.scope["state"]["principal"])
+        d = resolve_scope(c.settings.scopes, request.headers, state.principal)
     except InvalidScope as exc:
-        return error_response(is_anthropic(request.scope["path"], request.headers), 400, str(exc))
+        return error_response(state.anthropic, 400, str(exc))
     return JSONResponse(
         {
             "user_id": d.user_id,
@@ -75,27 +98,11 @@ async def routing_info(request: Request) -> Response:
     )
 
 
-# What a key pinned to one scope may reach through the master key: inference, not LiteLLM's
-# management API (/key, /user, /team, /model/new, /config, /spend, …), which is for admin keys.
-INFERENCE_PATHS = tuple(
-    f"{v}{p}"
-    for v in ("", "/v1")
-    for p in ("/models", "/embeddings", "/completions", "/responses", "/moderations", "/audio", "/images", "/rerank")
-) + ("/v1/messages", "/health/liveliness")
-
-
-def is_inference_path(path: str) -> bool:
-    """True for the OpenAI/Anthropic inference endpoints (and their sub-paths)."""
-    return any(path == p or path.startswith(p + "/") for p in INFERENCE_PATHS)
-
-
-async def forward(request: Request) -> Response:
+async def forward(request: Request) -> ASGIApp:
     """Every other method and path: streamed to LiteLLM and back unchanged."""
     c = ctx(request)
-    anthropic = is_anthropic(request.scope["path"], request.headers)
-    principal = request.scope["state"]["principal"]
-    if principal.user_id is not None and not is_inference_path(request.scope["path"]):
-        return error_response(anthropic, 403, "this key may only use inference endpoints; ask for an admin key")
+    state = state_of(request)
+    anthropic = state.anthropic
     limit = c.settings.limits.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -125,5 +132,12 @@ async def forward(request: Request) -> Response:
             return raw
         payload = clean_json_body(raw)
     return ProxyResponse(
-        c.upstream, request.method, path, headers, payload, anthropic, body_size_exceeded=lambda: exceeded
+        c.upstream,
+        request.method,
+        path,
+        headers,
+        payload,
+        anthropic,
+        body_size_exceeded=lambda: exceeded,
+        reveal_internals=state.sees_internals,
     )

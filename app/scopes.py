@@ -1,4 +1,4 @@
-"""Scope detection (SPEC §6): which memory scope a request belongs to."""
+"""Scope detection: which memory scope a request belongs to."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def resolve_scope(rules: ScopeRules, headers: Mapping[str, str], principal: Prin
     present = custom is not None
     if principal.user_id is not None:
         return ScopeDecision(principal.user_id, None, present, False)
-    if present:
+    if custom is not None:
         return ScopeDecision(validate_scope(custom.strip()), None, True, False)
     if principal.home is not None:
         return ScopeDecision(principal.home, None, False, False)

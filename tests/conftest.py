@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-SPEC_ENV = (
+PROXY_ENV = (
     "MEMORY_HOST",
     "MEMORY_PORT",
     "LITELLM_PORT",
@@ -19,7 +19,7 @@ SPEC_ENV = (
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No test reads the developer's .env or provider keys, or touches ./data/memory.db."""
-    for name in SPEC_ENV:
+    for name in PROXY_ENV:
         monkeypatch.delenv(name, raising=False)
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "PYCHARM_PROXY_KEY", "ADMIN_PROXY_KEY"):
         monkeypatch.delenv(name, raising=False)
@@ -35,3 +35,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     running = start_stack(tmp_path_factory.mktemp("stack"))
     yield running
     running.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the markers honest: a test that starts the real stack must be marked e2e."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()) and item.get_closest_marker("e2e") is None:
+            raise pytest.UsageError(f"{item.nodeid} uses the real stack but is not marked e2e")

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from app.config import ProxyLimits, Settings
 from app.main import create_app
+from app.slowclients import TimedHttpToolsProtocol
 from tests import fake_provider
 
 
@@ -103,7 +104,15 @@ class Running:
 async def serve_proxy(settings: Settings) -> AsyncIterator[Running]:
     """Serve create_app(settings) with a real uvicorn server on a free loopback port."""
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        http=TimedHttpToolsProtocol,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -139,6 +148,23 @@ async def running(
             )
         async with serve_proxy(settings) as proxy:
             yield proxy
+
+
+async def raw_request(
+    port: int, method: str, target: bytes, headers: dict[str, str] | None = None, body: bytes = b""
+) -> tuple[int, dict[str, str], bytes]:
+    """One request over a bare socket with the target exactly as given (no client normalises it)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = {"host": f"127.0.0.1:{port}", "content-length": str(len(body)), "connection": "close", **(headers or {})}
+    lines = b"".join(f"{k}: {v}\r\n".encode() for k, v in head.items())
+    writer.write(method.encode() + b" " + target + b" HTTP/1.1\r\n" + lines + b"\r\n" + body)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 15)
+    writer.close()
+    status_line, _, rest = data.partition(b"\r\n")
+    header_block, _, payload = rest.partition(b"\r\n\r\n")
+    parsed = dict(line.decode("latin-1").split(": ", 1) for line in header_block.split(b"\r\n") if b": " in line)
+    return int(status_line.split()[1]), {k.lower(): v for k, v in parsed.items()}, payload
 
 
 def upstream_requests(needle: str) -> list[dict]:

@@ -6,13 +6,17 @@ them; only the provider at the far end is fake.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,12 +72,12 @@ class Proc:
                 self.popen.wait(5)
 
 
-def spawn(name: str, args: list[str], env: dict[str, str], workdir: Path) -> Proc:
-    """Start a process in its own group, logging to a file under workdir."""
+def spawn(name: str, args: list[str], env: dict[str, str], workdir: Path, cwd: Path = ROOT) -> Proc:
+    """Start a process in its own group (in `cwd`, the repository by default), logging under workdir."""
     log = workdir / f"{name}.log"
     popen = subprocess.Popen(
         args,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -144,8 +148,12 @@ class Stack:
 
 
 def base_env(workdir: Path, **overrides: str) -> dict[str, str]:
-    """The environment for stack processes: the caller's, minus provider keys, plus overrides."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("PYTEST")}
+    """The environment for stack processes: the caller's, minus provider keys and databases, plus overrides."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith(("_API_KEY", "DATABASE_URL")) and not k.startswith("PYTEST") and k != "PORT"
+    }
     env.update(
         MEMORY_ENV_FILE="",
         LITELLM_LOCAL_MODEL_COST_MAP="True",
@@ -237,3 +245,34 @@ def start_keyed_memory(stack: Stack, workdir: Path, name: str, pinned_key: str, 
     }
     litellm_port = int(stack.litellm_url.rsplit(":", 1)[1])
     return start_memory(workdir, name, config, litellm_port, PYCHARM_PROXY_KEY=pinned_key, ADMIN_PROXY_KEY=admin_key)
+
+
+def repo_copy(dest: Path) -> Path:
+    """A fresh copy of the repository's tracked files (as a platform checks it out) at dest."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        src = ROOT / name
+        if src.is_file():  # a tracked file deleted in the working tree is not part of the copy
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def psql(sql: str, database: str = "postgres") -> str:
+    """Run one SQL command on the local PostgreSQL server (127.0.0.1:5432, trust auth)."""
+    args = ["psql", "-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1"]
+    done = subprocess.run([*args, "-Atqc", sql], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"psql failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """A new, empty database on the local server for one test, dropped afterwards; yields its URL."""
+    name = "memproxy_test_" + uuid.uuid4().hex[:12]
+    psql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,4 +1,4 @@
-"""app/auth.py: who is calling (Bearer or x-api-key) and which scopes they may use (SPEC §6)."""
+"""app/auth.py: who is calling (Bearer or x-api-key) and which scopes they may use."""
 
 from __future__ import annotations
 

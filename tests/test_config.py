@@ -1,4 +1,4 @@
-"""app/config.py: environment defaults (SPEC §3), config.yaml sections (SPEC §4) and start-up refusals."""
+"""app/config.py: environment defaults, config.yaml sections, unknown keys and start-up refusals."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pytest
 
 from app.config import (
     INJECTION_MODES,
+    QUERY_STRATEGIES,
     ConfigError,
     ProxyLimits,
     RetrievalSettings,
     ScopeRules,
+    Settings,
     is_loopback_host,
     load_settings,
 )
@@ -40,7 +42,7 @@ def assert_names(message: str, key_path: str, line: int) -> None:
 # --- defaults -----------------------------------------------------------------------------------
 
 
-def test_env_defaults_match_spec(tmp_path: Path) -> None:
+def test_env_defaults_match_the_reference(tmp_path: Path) -> None:
     s = load_settings(env=write_config(tmp_path, "model_list: []\n"))
     assert s.host == "127.0.0.1"
     assert s.port == 8764
@@ -75,6 +77,12 @@ def test_env_values_override_defaults(tmp_path: Path) -> None:
     assert s.master_key == "sk-master"
     assert s.db_path == "postgresql://u@h/db"
     assert s.supermemory_api_key == "sm-key"
+
+
+def test_memory_db_else_database_url(tmp_path: Path) -> None:
+    env = {**write_config(tmp_path, "{}\n"), "DATABASE_URL": "postgresql://platform@db/app"}
+    assert load_settings(env=env).db_path == "postgresql://platform@db/app"
+    assert load_settings(env={**env, "MEMORY_DB": "/srv/memory.db"}).db_path == "/srv/memory.db"
 
 
 def test_env_none_reads_process_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -366,3 +374,49 @@ def test_loopback_without_keys_starts(tmp_path: Path, host: str) -> None:
 )
 def test_is_loopback_host(host: str, expected: bool) -> None:
     assert is_loopback_host(host) is expected
+
+
+# --- one source of defaults, and no silent typos ---------------------------------------------------
+
+
+def test_an_empty_config_gives_exactly_the_dataclass_defaults(tmp_path: Path) -> None:
+    env = write_config(tmp_path, "model_list: []\n")
+    assert load_settings(env=env) == Settings(config_path=env["MEMORY_CONFIG"])
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "suggestion"),
+    [
+        ("memroy:\n  enabled: false\n", "memroy", "'memory'"),
+        ("memory:\n  retreival:\n    max_results: 2\n", "memory.retreival", "'retrieval'"),
+        ("memory:\n  capture:\n    enable: false\n", "memory.capture.enable", "'enabled'"),
+        ("proxy:\n  max_body_md: 3\n", "proxy.max_body_md", "'max_body_mb'"),
+        ("auth:\n  keys:\n    - {key: k, user_id: a, admn: true}\n", "auth.keys[0].admn", "'admin'"),
+        ("user_id_mappings:\n  custom_headr: x-a\n", "user_id_mappings.custom_headr", "'custom_header'"),
+        (
+            "user_id_mappings:\n  header_patterns:\n    - {header: a, pattern: b, user_id: c, userid: d}\n",
+            "user_id_mappings.header_patterns[0].userid",
+            "'user_id'",
+        ),
+    ],
+)
+def test_unknown_keys_in_our_sections_stop_start_up_with_a_suggestion(
+    tmp_path: Path, text: str, where: str, suggestion: str
+) -> None:
+    message = config_error(tmp_path, text)
+    assert where in message and suggestion in message and "line" in message
+
+
+def test_litellm_sections_are_not_checked(tmp_path: Path) -> None:
+    text = """
+    litellm_settings: {anything_litellm_knows: 1}
+    router_settings: {routing_strategy: simple-shuffle}
+    general_settings: {master_key: os.environ/X}
+    environment_variables: {A: b}
+    """
+    assert load_settings(env=write_config(tmp_path, text)).memory.enabled
+
+
+def test_enumerations_are_closed_types() -> None:
+    assert set(INJECTION_MODES) == {"before_last_user", "system", "last_user_suffix"}
+    assert set(QUERY_STRATEGIES) == {"last_user", "last_user_and_assistant", "recent_user"}

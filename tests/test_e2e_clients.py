@@ -19,7 +19,7 @@ from tests.clients.install import CLAUDE_CODE, CODEX, missing_tools
 from tests.clients.record import claude_argv, codex_argv, codex_home, quiet_env, workspace
 from tests.e2e import marker, provider_calls, wait_for
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 # Words of the clients' scaffolding that must never be stored as memories.
 SCAFFOLDING = ("system-reminder", "environment_context", "AGENTS.md", "INSTRUCTIONS>", "make test", "coding agent")
 

@@ -18,7 +18,7 @@ from app.store import SqliteStore
 from tests.e2e import marker, oai, provider_calls, wait_for
 from tests.stack import base_env, free_port, http_ok, spawn, stack_config, start_memory, wait_until
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 CLIENT_KEY = "client-key-canary-7c1e0b"
 ADMIN_KEY = "admin-key-canary-93af42"
 SM_KEY = "sm-key-canary-55d0aa"

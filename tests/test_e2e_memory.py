@@ -8,7 +8,7 @@ import pytest
 from tests.e2e import anth, marker, oai, provider_calls, wait_for
 from tests.stack import stack_config, start_keyed_memory, start_memory
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def memories(stack, scope: str) -> list[dict]:

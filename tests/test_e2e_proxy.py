@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -11,9 +12,10 @@ import openai
 import pytest
 
 from tests.e2e import anth, marker, oai, provider_calls
+from tests.inprocess import raw_request
 from tests.stack import ROOT, stack_config, start_keyed_memory, start_memory
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def test_openai_chat_non_streaming(stack):
@@ -36,6 +38,11 @@ def test_openai_chat_streaming_is_one_provider_call(stack):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == f"Fake reply to: stream please {m}"
     assert len(provider_calls(stack, m)) == 1
+
+
+def test_the_stack_log_says_where_to_point_clients(stack):
+    honcho_log = stack.procs[-1].log.read_text(errors="replace")
+    assert f"point clients at {stack.memory_url} (OpenAI SDKs: {stack.memory_url}/v1)" in honcho_log
 
 
 def test_models_are_listed(stack):
@@ -162,6 +169,30 @@ def test_pinned_key_works_and_cannot_be_steered(keyed_proxy, stack):
         model="claude-fake", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
     )
     assert msg.content[0].text.startswith("Fake reply")
+
+
+def test_litellm_internals_reach_the_admin_key_only(keyed_proxy):
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "hygiene"}]}
+    pinned = httpx.post(
+        f"{keyed_proxy}/v1/chat/completions", json=body, headers={"authorization": "Bearer pycharm-secret-key-1"}
+    )
+    admin = httpx.post(
+        f"{keyed_proxy}/v1/chat/completions", json=body, headers={"authorization": "Bearer admin-secret-key-1"}
+    )
+    assert pinned.status_code == admin.status_code == 200
+    assert "x-litellm-model-api-base" in admin.headers  # the real LiteLLM sends it
+    assert not [
+        h for h in pinned.headers if h in ("x-litellm-model-api-base", "x-litellm-key-spend", "x-litellm-version")
+    ]
+    assert set(httpx.get(f"{keyed_proxy}/health").json()) == {"status"}
+
+
+def test_traversal_with_a_pinned_key_never_reaches_litellm_admin_routes(keyed_proxy):
+    port = int(keyed_proxy.rsplit(":", 1)[1])
+    auth = {"authorization": "Bearer pycharm-secret-key-1"}
+    for target in (b"/v1/models/../../model/info", b"/v1/models/%2e%2e/%2e%2e/model/info", b"/models/../routes"):
+        status, _, _ = asyncio.run(raw_request(port, "GET", target, auth))
+        assert status == 400, target
 
 
 def test_litellm_down_is_502(stack, tmp_path_factory):

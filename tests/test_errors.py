@@ -1,4 +1,4 @@
-"""app/errors.py: error bodies in the caller's dialect (SPEC §5)."""
+"""app/errors.py: error bodies in the caller's dialect."""
 
 from __future__ import annotations
 

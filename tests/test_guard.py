@@ -1,4 +1,4 @@
-"""In-process tests of the front door: browser origins, DNS rebinding, client keys, load shedding."""
+"""In-process tests of the front door: paths, origins, DNS rebinding, keys, fair load shedding, failures."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from app.config import ApiKey
-from tests.inprocess import make_settings, marker, running, upstream_requests
+from tests.inprocess import make_settings, marker, raw_request, running, upstream_requests
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -213,3 +214,163 @@ async def test_pinned_keys_reach_inference_but_not_litellm_management(tmp_path: 
             assert r.status_code == 403 and "inference" in r.json()["error"]["message"]
             assert (await p.client.post(path, headers=admin, json={})).status_code != 403  # reaches upstream
         assert (await p.client.get("/v1/models", headers=pinned)).status_code == 200
+
+
+# --- paths are decided once, on what LiteLLM would see ----------------------------------------
+
+
+def hit_recorder(seen: list[str]) -> web.Application:
+    """An upstream that records every request's raw path and answers 200."""
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    return app
+
+
+TRAVERSAL_TARGETS = (
+    b"/v1/models/../../model/info",
+    b"/v1/models/%2e%2e/%2e%2e/model/info",
+    b"/v1/models/%2E%2e/..%2Fmodel/info",
+    b"/models/../routes",
+    b"/v1/messages/../../routes",
+    b"/v1/models/../../key/generate",
+    b"/v1/embeddings/..%2F..%2Fkey%2Fgenerate",
+    b"/v1/models/%252e%252e/%252e%252e/model/info",
+    b"/v1/models/..\\..\\model/info",
+    b"/v1/models/./../../spend/logs",
+    b"//v1/models/..//..//model/info",
+)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("credential", ["authorization", "x-api-key"])
+async def test_traversal_past_the_pinned_key_rule_never_reaches_litellm(
+    tmp_path: Path, method: str, credential: str
+) -> None:
+    seen: list[str] = []
+    keys = (ApiKey("pinned-key", user_id="alice"), ApiKey("admin-key", admin=True))
+    settings = replace(make_settings(tmp_path), keys=keys)
+    auth = {"authorization": "Bearer pinned-key"} if credential == "authorization" else {"x-api-key": "pinned-key"}
+    async with running(tmp_path, hit_recorder(seen), settings=settings) as p:
+        for target in TRAVERSAL_TARGETS:
+            body = b"{}" if method == "POST" else b""
+            status, _, payload = await raw_request(
+                p.port, method, target, {**auth, "content-type": "application/json"}, body
+            )
+            assert status == 400, (target, status, payload)
+            assert b"error" in payload
+        # The same rule for an admin key: a path is refused, never repaired into another one.
+        status, _, _ = await raw_request(p.port, "GET", b"/v1/models/../../model/info", {"x-api-key": "admin-key"})
+        assert status == 400
+        # Plain inference paths still pass, forwarded exactly as decided.
+        status, _, _ = await raw_request(p.port, "GET", b"//v1//models/openai%2Fgpt-4o", auth)
+        assert status == 200
+    assert seen == ["/v1/models/openai%2Fgpt-4o"]
+
+
+# --- one key cannot take the whole concurrency limit ----------------------------------------------
+
+
+async def test_one_key_cannot_starve_the_others(tmp_path: Path) -> None:
+    m = marker()
+    keys = (ApiKey("alice-key", user_id="alice"), ApiKey("admin-key", admin=True))
+    settings = replace(make_settings(tmp_path), keys=keys)
+    async with running(tmp_path, settings=settings, max_concurrent_requests=4) as p:
+        alice = {"Authorization": "Bearer alice-key"}
+        held = [
+            asyncio.create_task(p.client.post("/v1/chat/completions", json=chat(f"FAULT:hang {m} {i}"), headers=alice))
+            for i in range(2)  # half of 4: alice's whole share
+        ]
+        for _ in range(200):
+            if len(upstream_requests(m)) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert len(upstream_requests(m)) == 2
+        third = await p.client.post("/v1/chat/completions", json=chat(f"more {m}"), headers=alice)
+        assert third.status_code == 503, third.text
+        admin = {"Authorization": "Bearer admin-key"}
+        assert (await p.client.post("/v1/chat/completions", json=chat(f"admin {m}"), headers=admin)).status_code == 200
+        assert (await p.client.get("/v1/memories", headers=admin)).status_code == 200
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+
+
+# --- failures, request ids, health for strangers ---------------------------------------------------
+
+
+async def test_an_unexpected_exception_is_a_500_in_the_dialect_with_a_request_id(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    async with running(tmp_path) as p:
+
+        async def broken() -> dict:
+            raise RuntimeError("boom")
+
+        p.ctx.upstream.probe = broken
+        r = await p.client.get("/health", headers={"x-request-id": "trace-42"})
+        assert r.status_code == 500
+        assert r.headers["x-request-id"] == "trace-42"
+        assert set(r.json()["error"]) == {"message", "type", "code"} and "trace-42" in r.json()["error"]["message"]
+        anth = await p.client.get("/health", headers={"anthropic-version": "2023-06-01"})
+        assert anth.status_code == 500 and anth.json()["type"] == "error"
+        assert anth.headers["x-request-id"].startswith("req_")
+        ok = await p.client.get("/health/liveliness")
+        assert ok.status_code == 200 and ok.json() == "I'm alive!"
+    assert any("trace-42" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+async def test_every_response_carries_a_request_id_and_odd_ones_are_replaced(tmp_path: Path) -> None:
+    async with running(tmp_path) as p:
+        echoed = await p.client.post("/v1/chat/completions", json=chat("id"), headers={"x-request-id": "abc-1"})
+        replaced = await p.client.get("/health", headers={"x-request-id": "bad id <script>"})
+    assert echoed.headers["x-request-id"] == "abc-1"
+    assert replaced.headers["x-request-id"].startswith("req_")
+
+
+async def test_health_tells_strangers_only_the_verdict(tmp_path: Path) -> None:
+    settings = replace(make_settings(tmp_path), keys=KEYS)
+    async with running(tmp_path, settings=settings) as p:
+        stranger = (await p.client.get("/health")).json()
+        ready = (await p.client.get("/health/readiness")).json()
+        pinned = (await p.client.get("/health", headers={"Authorization": "Bearer sk-pinned-0123456789"})).json()
+        admin = (await p.client.get("/health", headers={"Authorization": "Bearer sk-admin-0123456789"})).json()
+    assert set(stranger) == {"status"} and stranger["status"] in ("healthy", "degraded")
+    assert set(ready) == {"status"}
+    assert set(pinned) == {"status"}
+    assert "url" in admin["litellm"] and "memory_store" in admin
+
+
+def internal_headers_upstream() -> web.Application:
+    """An upstream that answers with LiteLLM's internal headers."""
+
+    async def reply(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]},
+            headers={
+                "x-litellm-model-api-base": "http://10.1.2.3:9000/v1",
+                "x-litellm-key-spend": "42.0",
+                "x-litellm-version": "1.108.7",
+                "x-litellm-call-id": "call-7",
+            },
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", reply)
+    return app
+
+
+async def test_litellm_internal_headers_reach_admin_keys_only(tmp_path: Path) -> None:
+    settings = replace(make_settings(tmp_path), keys=KEYS)
+    async with running(tmp_path, internal_headers_upstream(), settings=settings) as p:
+        pinned = {"Authorization": "Bearer sk-pinned-0123456789"}
+        admin = {"Authorization": "Bearer sk-admin-0123456789"}
+        for path in ("/v1/chat/completions", "/v1/embeddings"):
+            r = await p.client.post(path, json=chat("h"), headers=pinned)
+            assert r.status_code == 200
+            assert "x-litellm-model-api-base" not in r.headers and "x-litellm-key-spend" not in r.headers
+            assert "x-litellm-version" not in r.headers and r.headers["x-litellm-call-id"] == "call-7"
+            a = await p.client.post(path, json=chat("h"), headers=admin)
+            assert a.headers["x-litellm-model-api-base"] == "http://10.1.2.3:9000/v1"

@@ -1,4 +1,4 @@
-"""app/headers.py: hop-by-hop stripping both ways, credential swap, cookies (SPEC §5)."""
+"""app/headers.py: hop-by-hop stripping both ways, credential swap, cookies."""
 
 from __future__ import annotations
 
@@ -120,12 +120,31 @@ def test_client_response_filtering() -> None:
         ("retry-after", "3"),
         ("x-ratelimit-remaining-requests", "9"),
     ]
-    assert client_response_headers(upstream) == [
+    assert client_response_headers(upstream, reveal_internals=True) == [
         ("content-type", "text/event-stream"),
         ("x-litellm-model-id", "abc"),
         ("retry-after", "3"),
         ("x-ratelimit-remaining-requests", "9"),
     ]
+
+
+def test_litellm_internals_reach_operators_only() -> None:
+    upstream = [
+        ("x-litellm-model-api-base", "http://10.0.0.5:4000/v1"),
+        ("X-LiteLLM-Key-Spend", "12.5"),
+        ("x-litellm-version", "1.108.7"),
+        ("x-litellm-model-id", "abc"),
+        ("llm_provider-openai-organization", "org-secret"),
+        ("x-litellm-call-id", "call-1"),
+        ("x-litellm-response-cost", "0.001"),
+        ("x-ratelimit-remaining-requests", "9"),
+    ]
+    assert client_response_headers(upstream, reveal_internals=False) == [
+        ("x-litellm-call-id", "call-1"),
+        ("x-litellm-response-cost", "0.001"),
+        ("x-ratelimit-remaining-requests", "9"),
+    ]
+    assert client_response_headers(upstream, reveal_internals=True) == upstream
 
 
 def test_memory_controls_and_scope_header_never_go_upstream():

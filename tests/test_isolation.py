@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
@@ -140,4 +141,4 @@ class ScopeMachine(RuleBasedStateMachine):
 ScopeMachine.TestCase.settings = settings(
     max_examples=25, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-TestScopeIsolation = ScopeMachine.TestCase
+TestScopeIsolation = pytest.mark.slow(ScopeMachine.TestCase)

@@ -1,4 +1,4 @@
-"""app/models.py: `name,beta1,beta2`, dated names and Supermemory detection (SPEC §6)."""
+"""app/models.py: `name,beta1,beta2`, dated names and Supermemory detection."""
 
 from __future__ import annotations
 

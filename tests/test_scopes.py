@@ -1,4 +1,4 @@
-"""app/scopes.py: scope precedence (SPEC §6) and the scope-name rule."""
+"""app/scopes.py: scope precedence and the scope-name rule."""
 
 from __future__ import annotations
 
