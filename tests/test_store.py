@@ -486,3 +486,35 @@ async def test_credentials_stay_out_of_stats(pg_url: str) -> None:
         assert stats["backend"] == "postgresql" and "sekrit-pw" not in str(stats)
     finally:
         await store.close()
+
+
+# --- what recall's relevance gate reads ----------------------------------------------------------
+
+
+async def test_word_docs_counts_the_scopes_memories_holding_each_word(store: MemoryStore) -> None:
+    await add(store, "a", "the zebrafish tank needs cleaning", at=1e9)
+    await add(store, "a", "zebrafish eat flakes", at=1e9 + 1)
+    await add(store, "a", "the kiln is hot", at=1e9 + 2)
+    await add(store, "b", "zebrafish zebrafish kiln", at=1e9 + 3)
+    assert await store.word_docs("a", ["zebrafish", "kiln", "walrus"]) == (3, {"zebrafish": 2, "kiln": 1, "walrus": 0})
+    await add(store, "a", "another kiln story", at=1e9 + 4)  # the size is kept up to date
+    assert await store.word_docs("a", ["kiln"]) == (4, {"kiln": 2})
+    assert await store.forget("a") == 4
+    assert await store.word_docs("a", ["kiln"]) == (0, {"kiln": 0})
+
+
+async def test_word_docs_counts_a_memorys_own_text_not_its_context(store: MemoryStore) -> None:
+    await add(store, "a", "the walrus story", at=1e9)
+    await add(store, "a", "next turn without the animal", at=1e9 + 1)  # its context quotes the walrus turn
+    assert await store.word_docs("a", ["walrus"]) == (2, {"walrus": 1})
+
+
+async def test_neighbours_are_the_turns_around_each_memory_in_its_scope(store: MemoryStore) -> None:
+    first = await add(store, "a", "first turn", at=1e9)
+    await add(store, "b", "another scope's turn", at=1e9 + 1)
+    second = await add(store, "a", "second turn", at=1e9 + 2)
+    third = await add(store, "a", "third turn", at=1e9 + 3)
+    around = await store.neighbours("a", [first.id, second.id, third.id])
+    assert around == {first.id: "\nsecond turn", second.id: "first turn\nthird turn", third.id: "second turn\n"}
+    assert await store.neighbours("b", [first.id]) == {}  # another scope's ids give nothing
+    assert await store.neighbours("a", []) == {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -129,6 +129,23 @@ def search_sql(n: int) -> str:
     """
 
 
+# Per word, the scope's memories whose own text holds it (weight A); a word the `english`
+# configuration drops (a stop word) holds no information there: it counts as in every memory.
+WORD_DOCS_SQL = f"""
+    SELECT w, CASE WHEN numnode(q) = 0 THEN $3::bigint ELSE (
+        SELECT count(*) FROM memories m WHERE m.user_id = $1
+            AND m.tsv @@ (to_tsquery('simple', {SCOPE_TOKEN_SQL.format("$1::text")}) && q)
+    ) END
+    FROM unnest($2::text[]) AS w, LATERAL (SELECT to_tsquery('{TEXT_CONFIG}', quote_literal(w) || ':A') AS q) t
+"""
+NEIGHBOURS_SQL = f"""
+    SELECT m.id,
+        coalesce((SELECT left(p.content, {NEIGHBOUR_CHARS}) FROM memories p
+            WHERE p.user_id = m.user_id AND p.seq < m.seq ORDER BY p.seq DESC LIMIT 1), ''),
+        coalesce((SELECT left(n.content, {NEIGHBOUR_CHARS}) FROM memories n
+            WHERE n.user_id = m.user_id AND n.seq > m.seq ORDER BY n.seq LIMIT 1), '')
+    FROM memories m WHERE m.user_id = $1 AND m.id = ANY($2::text[])
+"""
 AROUND_SQL = """
     SELECT m.seq,
         (SELECT max(p.seq) FROM memories p WHERE p.user_id = m.user_id AND p.seq < m.seq),
@@ -390,6 +407,18 @@ class PostgresStore:
         }
         ranked = sorted(rows, key=lambda r: final[r[8]], reverse=True)
         return [(_row(r), final[r[8]]) for r in ranked[:limit]]
+
+    async def word_docs(self, user_id: str, words: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """The scope's size and, per word, how many of its memories hold the word in their text."""
+        async with self._pool.acquire() as conn:
+            size = await self._scope_size(conn, user_id)
+            rows = await self._scoped(conn, user_id, WORD_DOCS_SQL, words, size) if words else []
+        return size, {r[0]: r[1] for r in rows}
+
+    async def neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
+        """For each memory, the start of the scope's turns just before and after it (the conversation around it)."""
+        rows = await self._scoped(self._pool, user_id, NEIGHBOURS_SQL, memory_ids) if memory_ids else []
+        return {r[0]: f"{r[1]}\n{r[2]}" for r in rows}
 
     async def export(self, user_id: str) -> AsyncIterator[Memory]:
         """Every memory of a scope, oldest first, read a page at a time."""

@@ -12,7 +12,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,6 +137,7 @@ class SqliteDb:
         self.common_terms: dict[str, int] = {}
         self._rows_since_refresh = 0
         self.refresh_common_terms()
+        self._sizes: dict[str, int] = {}  # memories per scope, for IDF: counted once, then kept up to date
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -203,6 +204,8 @@ class SqliteDb:
                         textindex.scope_token(memory.user_id),
                     ),
                 )
+                if memory.user_id in self._sizes:
+                    self._sizes[memory.user_id] += 1
         self._rows_since_refresh += len(rows)
         if self._rows_since_refresh >= max(COMMON_REFRESH_ROWS, self._rows_at_refresh // 10):
             self.refresh_common_terms()
@@ -271,6 +274,7 @@ class SqliteDb:
                 user_id, "SELECT m.rowid FROM memories m WHERE m.user_id = ? AND m.id = ?", (memory_id,)
             ).fetchone()
             if row:
+                self._sizes.pop(user_id, None)
                 following = _neighbour(db, user_id, row[0], before=False)
                 db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row[0],))
                 db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
@@ -286,6 +290,7 @@ class SqliteDb:
             rowids = [r for (r,) in self._scoped(user_id, "SELECT m.rowid FROM memories m WHERE m.user_id = ?")]
             db.executemany("DELETE FROM memories_fts WHERE rowid = ?", ((r,) for r in rowids))
             db.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
+            self._sizes.pop(user_id, None)
         self._purge()
         return len(rowids)
 
@@ -343,6 +348,37 @@ class SqliteDb:
         }
         rows.sort(key=lambda r: final[r[8]], reverse=True)
         return [(_row(r), final[r[8]]) for r in rows[:limit]]
+
+    def word_docs(self, user_id: str, words: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """The scope's size and, per word, how many of its memories hold the word in their text."""
+        if user_id not in self._sizes:
+            count = self._scoped(user_id, "SELECT count(*) FROM memories m WHERE m.user_id = ?")
+            self._sizes[user_id] = count.fetchone()[0]
+        token = textindex.scope_token(user_id)
+        docs = {}
+        for word in words:
+            docs[word] = self._scoped(
+                user_id,
+                "SELECT count(*) FROM memories_fts CROSS JOIN memories m ON m.rowid = memories_fts.rowid "
+                "WHERE m.user_id = ? AND memories_fts MATCH ?",
+                (f'scope : {token} AND content : "{word}"',),
+            ).fetchone()[0]
+        return self._sizes[user_id], docs
+
+    def neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
+        """For each memory, the start of the scope's turns just before and after it (the conversation around it)."""
+        if not memory_ids:
+            return {}
+        rows = self._scoped(
+            user_id,
+            f"SELECT m.id, coalesce((SELECT substr(p.content, 1, {NEIGHBOUR_CHARS}) FROM memories p "
+            "WHERE p.user_id = m.user_id AND p.rowid < m.rowid ORDER BY p.rowid DESC LIMIT 1), ''), "
+            f"coalesce((SELECT substr(n.content, 1, {NEIGHBOUR_CHARS}) FROM memories n "
+            "WHERE n.user_id = m.user_id AND n.rowid > m.rowid ORDER BY n.rowid LIMIT 1), '') "
+            f"FROM memories m WHERE m.user_id = ? AND m.id IN ({', '.join('?' * len(memory_ids))})",
+            memory_ids,
+        )
+        return {r[0]: f"{r[1]}\n{r[2]}" for r in rows}
 
     def export_page(self, user_id: str, after: tuple[float, int] | None) -> ExportPage:
         """Up to EXPORT_PAGE memories of a scope, oldest first, after a (created_at, rowid) position."""
@@ -423,6 +459,14 @@ class SqliteStore:
     async def search(self, user_id: str, query: str, limit: int) -> Found:
         """See SqliteDb.search."""
         return await self._run(self.db.search, user_id, query, limit)
+
+    async def word_docs(self, user_id: str, words: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """See SqliteDb.word_docs."""
+        return await self._run(self.db.word_docs, user_id, words)
+
+    async def neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
+        """See SqliteDb.neighbours."""
+        return await self._run(self.db.neighbours, user_id, memory_ids)
 
     async def export(self, user_id: str) -> AsyncIterator[Memory]:
         """Every memory of a scope, oldest first, read a page at a time."""
