@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from app import dialects, memory
+from app import dialects, memory, relevance
 from app.bodies import strip_routing_fields
 from app.context import Context, ctx
 from app.dialects import Dialect
@@ -45,8 +45,25 @@ def _query(dialect: Dialect, body: dict[str, Any], strategy: str) -> str:
     return memory.query_text(dialect.turns(body), strategy)
 
 
-def _select(dialect: Dialect, found: list[memory.Recalled], body: dict[str, Any], c: Context) -> list[memory.Recalled]:
-    return memory.select(found, dialect.present_text(body), c.settings.memory.retrieval)
+def _select(
+    dialect: Dialect, found: list[memory.Recalled], shares: dict[str, float], body: dict[str, Any], c: Context
+) -> list[memory.Recalled]:
+    settings = c.settings.memory.retrieval
+    wanted = relevance.relevant(found, shares, settings.min_relevance)
+    return memory.select(wanted, dialect.present_text(body), settings)
+
+
+async def _search(c: Context, scope: str, query: str, limit: int) -> tuple[list[memory.Recalled], dict[str, float]]:
+    """The scope's best matches for `query`, and each query word's share of its information there."""
+    assert c.store is not None
+    found = await c.store.search(scope, query, limit)
+    if not found:
+        return [], {}
+    words = relevance.query_words(query)
+    size, docs = await c.store.word_docs(scope, list(words))
+    around = await c.store.neighbours(scope, [m.id for m, _ in found])
+    recalled = [memory.Recalled(m.content, m.role, m.created_at, around.get(m.id, "")) for m, _ in found]
+    return recalled, relevance.weights(words, docs, size)
 
 
 def _new_turn(dialect: Dialect, body: dict[str, Any]) -> str | None:
@@ -60,9 +77,8 @@ async def _recall(c: Context, scope: str, body: dict[str, Any], dialect: Dialect
     if not query or c.store is None:
         return 0
     # wait_for gives up on a slow search (the thread finishes on its own; its result is dropped).
-    found = await asyncio.wait_for(c.store.search(scope, query, settings.max_results * 4), RECALL_TIMEOUT)
-    recalled = [memory.Recalled(m.content, m.role, m.created_at) for m, _ in found]
-    chosen = await _cpu(size, _select, dialect, recalled, body, c)
+    found, shares = await asyncio.wait_for(_search(c, scope, query, settings.max_results * 4), RECALL_TIMEOUT)
+    chosen = await _cpu(size, _select, dialect, found, shares, body, c)
     if not chosen:
         return 0
     placed = await _cpu(size, dialect.inject, body, memory.render_block(chosen), settings.injection)

@@ -74,6 +74,7 @@ class RetrievalSettings:
     max_context_chars: int = 4000
     query_strategy: QueryStrategy = "last_user"
     injection: Injection = "before_last_user"
+    min_relevance: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,7 @@ def _memory(doc: _Doc) -> MemorySettings:
         max_context_chars=_positive(doc, (*r, "max_context_chars"), int, d.max_context_chars),
         query_strategy=_choice(doc, (*r, "query_strategy"), QUERY_STRATEGIES, d.query_strategy),
         injection=_choice(doc, (*r, "injection"), INJECTION_MODES, d.injection),
+        min_relevance=_share(doc, (*r, "min_relevance"), d.min_relevance),
     )
     doc.get((*sec, "capture"), dict, {})
     models = {}

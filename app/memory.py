@@ -123,11 +123,12 @@ def query_text(turns: Iterable[Turn], strategy: str) -> str:
 
 @dataclass(frozen=True)
 class Recalled:
-    """A memory chosen for injection."""
+    """A memory chosen for injection; `context` is the conversation around it (for relevance, never injected)."""
 
     content: str
     role: str
     created_at: float
+    context: str = ""
 
 
 def select(candidates: list[Recalled], present: str, settings: RetrievalSettings) -> list[Recalled]:

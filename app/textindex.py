@@ -30,13 +30,13 @@ def scope_token(user_id: str) -> str:
     return "s" + hashlib.blake2b(user_id.encode(), digest_size=10).hexdigest()
 
 
-def terms(text: str) -> list[str]:
-    """The distinct, meaningful words of a text, in order."""
+def terms(text: str, limit: int | None = MAX_TERMS) -> list[str]:
+    """The distinct, meaningful words of a text, in order (the first `limit` of them; None: all)."""
     seen: dict[str, None] = {}
     for word in _WORD.findall(text.lower()):
         if word not in STOPWORDS and word not in seen:
             seen[word] = None
-            if len(seen) == MAX_TERMS:
+            if len(seen) == limit:
                 break
     return list(seen)
 

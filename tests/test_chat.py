@@ -172,7 +172,8 @@ async def test_megabyte_of_unclosed_tags_never_stalls_other_requests(tmp_path: P
     m = marker()
     text = f"{m} " + "<recalled-memories><system-reminder>" * (1024 * 1024 // 36)
     async with running(tmp_path) as p:
-        await p.client.post("/v1/memories", json={"content": f"{m} seeded note"})
+        # The unclosed tags' words are the question's too: the note covers them, so it is relevant.
+        await p.client.post("/v1/memories", json={"content": f"{m} seeded note: recalled memories, system reminder"})
         done = asyncio.Event()
         watcher = asyncio.create_task(_health_latencies(p, done))
         await asyncio.sleep(0.05)
@@ -295,3 +296,60 @@ async def test_responses_memory_modes(tmp_path: Path, mode: str, injects: bool, 
     assert r.status_code == 200
     assert r.headers["x-memory-injected"] == ("1" if injects else "0")
     assert any(row["content"] == f"what do badgers dig {m}" for row in rows) is captures
+
+
+async def _seed(p, scope: str, notes: list[str]) -> None:  # type: ignore[no-untyped-def]
+    for content in notes:
+        r = await p.client.post("/v1/memories", json={"content": content, "user_id": scope})
+        assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("anthropic", [False, True])
+async def test_only_relevant_notes_go_in_and_none_in_an_unrelated_scope(tmp_path: Path, anthropic: bool) -> None:
+    m = marker()
+    fish = f"{m}fish"  # a word no other test uses, so the upstream's log finds this test's requests
+    own, other = f"{m}-own", f"{m}-other"
+    async with running(tmp_path) as p:
+        # The relevant note comes last: the turn right after it would come along (its context covers the question).
+        await _seed(p, own, ["we moved the office plants", "lunch", f"the {fish} tank needs cleaning every week"])
+        # Another project's scope shares only common words with the question.
+        await _seed(p, other, ["cleaning the build cache every week", "the week's release notes", "tank top sale"])
+        asked = {}
+        for scope in (own, other):
+            r = await p.client.post(
+                path_for(anthropic),
+                json=chat_body(f"how often does the {fish} tank need cleaning?", anthropic=anthropic),
+                headers={"x-memory-user-id": scope, "x-memory-mode": "read"},
+            )
+            assert r.status_code == 200, r.text
+            asked[scope] = r.headers["x-memory-injected"]
+        own_call, other_call = upstream_requests(fish)
+    assert asked == {own: "1", other: "0"}
+    assert f"{fish} tank needs cleaning" in json.dumps(own_call["body"])
+    assert "office plants" not in json.dumps(own_call["body"])
+    assert "recalled-memories" not in json.dumps(other_call["body"])
+
+
+async def test_near_duplicate_notes_go_in_once(tmp_path: Path) -> None:
+    m = marker()
+    fish = f"{m}fish"
+    async with running(tmp_path) as p:
+        await _seed(
+            p,
+            m,
+            [
+                f"The {fish} tank needs cleaning every week.",
+                f"the {fish} tank needs cleaning every week!",
+                f"{fish} tank cleaning: use vinegar, not soap",
+            ],
+        )
+        r = await p.client.post(
+            "/v1/chat/completions",
+            json=chat_body(f"{fish} tank cleaning"),
+            headers={"x-memory-user-id": m, "x-memory-mode": "read"},
+        )
+        (call,) = upstream_requests(fish)
+    assert r.headers["x-memory-injected"] == "2"
+    sent = json.dumps(call["body"]).lower()
+    assert sent.count("needs cleaning every week") == 1
+    assert "vinegar" in sent

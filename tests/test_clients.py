@@ -133,7 +133,9 @@ async def test_recorded_request_through_the_proxy(tmp_path: Path, name: str, i: 
     headers = {k: v for k, v in request["headers"].items() if k.lower() not in ("authorization", "x-api-key")}
     marker = f"seeded-{name}-{i}"
     async with running(tmp_path, settings=settings) as p:
-        seeded = await p.client.post("/v1/memories", json={"content": f"cat {marker}", "user_id": scope})
+        seeded = await p.client.post(
+            "/v1/memories", json={"content": f"cat called Zorblax loves to eat tuna {marker}", "user_id": scope}
+        )
         assert seeded.status_code == 201, seeded.text
         r = await p.client.post(request["path"], content=json.dumps(request["body"]), headers=headers)
         await p.drain()

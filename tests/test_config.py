@@ -122,7 +122,8 @@ def test_full_spec_example_parses(tmp_path: Path) -> None:
           default_user_id: default-dev
         memory:
           enabled: true
-          retrieval: {max_results: 3, max_context_chars: 900, query_strategy: recent_user, injection: system}
+          retrieval: {max_results: 3, max_context_chars: 900, query_strategy: recent_user, injection: system,
+                      min_relevance: 0.25}
           capture: {enabled: false}
           disabled_for_models: [demo]
         auth:
@@ -139,7 +140,7 @@ def test_full_spec_example_parses(tmp_path: Path) -> None:
     assert [p.user_id for p in s.scopes.patterns] == ["pycharm-ai", "claude-cli"]
     assert s.scopes.patterns[0].header == "user-agent"
     assert s.scopes.patterns[1].pattern.search("CLAUDE CODE/1.0")  # case-insensitive
-    assert s.memory.retrieval == RetrievalSettings(3, 900, "recent_user", "system")
+    assert s.memory.retrieval == RetrievalSettings(3, 900, "recent_user", "system", 0.25)
     assert s.memory.capture_enabled is False
     assert s.memory.disabled_for_models == ("demo",)
     assert s.models[0].name == "sm" and "supermemory.ai" in s.models[0].api_base
@@ -283,6 +284,8 @@ def test_valid_scope_name_edge_cases_accepted(tmp_path: Path) -> None:
         ("memory:\n  retrieval:\n    max_results: true\n", "memory.retrieval.max_results", 3),
         ("memory:\n  retrieval:\n    max_context_chars: 0\n", "memory.retrieval.max_context_chars", 3),
         ("memory:\n  retrieval: [1, 2]\n", "memory.retrieval", 2),
+        ("memory:\n  retrieval:\n    min_relevance: 1.5\n", "memory.retrieval.min_relevance", 3),
+        ("memory:\n  retrieval:\n    min_relevance: none\n", "memory.retrieval.min_relevance", 3),
         ("memory:\n  enabled_for_models: demo\n", "memory.enabled_for_models", 2),
         ("memory:\n  enabled_for_models: [demo, 3]\n", "memory.enabled_for_models[1]", 2),
         ("user_id_mappings: [a, b]\n", "user_id_mappings", 1),

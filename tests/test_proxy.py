@@ -182,7 +182,8 @@ async def test_content_length_matches_rewritten_body(tmp_path: Path, anthropic: 
     m = marker()
     async with running(tmp_path, recording_fake(raw_log)) as p:
         seeded = await p.client.post(
-            "/v1/memories", json={"content": "The user's favourite fish is the zebrafish ünïcødé 🐟 — ok"}
+            "/v1/memories",
+            json={"content": f"The user's favourite fish is the zebrafish ünïcødé 🐟 — ok, they like it {m}"},
         )
         assert seeded.status_code == 201, seeded.text
         r = await p.client.post(
@@ -209,7 +210,10 @@ def test_content_length_matches_rewritten_body_unicode(tmp_path: Path, memory_te
     assert proxy is not None
     with httpx.Client(base_url=proxy.url, timeout=15) as client:
         seeded = client.post(
-            "/v1/memories", json={"content": f"kumquat {memory_text} {m}-memo"}, headers={"x-memory-user-id": m}
+            # The note holds the question's words too, so that it is relevant to it whatever they are.
+            "/v1/memories",
+            json={"content": f"kumquat {memory_text} {user_text} {m}-memo"},
+            headers={"x-memory-user-id": m},
         )
         assert seeded.status_code == 201, seeded.text
         r = client.post(

@@ -1,0 +1,80 @@
+"""Whether recalled notes are relevant to a question: IDF-weighted coverage, and near-duplicates."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from app import textindex
+from app.memory import Recalled
+
+# Words found only around a note (the turns before and after it) count this much of their weight:
+# the same weight the search gives a memory's context against its own text.
+CONTEXT_SHARE = 0.5
+# A note riding along with the best one must still cover this share of the relevance threshold.
+COMPANION_SHARE = 0.5
+# Two notes whose word sets overlap this much (Jaccard) say the same thing: the later one is dropped.
+NEAR_DUPLICATE = 0.8
+
+
+def stems(text: str) -> set[str]:
+    """The stems of a text's meaningful words (as the full-text index stores them)."""
+    return {textindex.stem(w) for w in textindex.terms(text, None)}
+
+
+def query_words(query: str) -> dict[str, str]:
+    """A question's meaningful words (as typed, lower-cased) with their stems."""
+    return {w: textindex.stem(w) for w in textindex.terms(query)}
+
+
+def idf(docs: int, size: int) -> float:
+    """BM25's inverse document frequency of a word found in `docs` of a scope's `size` memories.
+
+    A word the scope has never seen weighs the most: a question about things a scope has never
+    heard of (another project's names, say) cannot be covered by any of its notes.
+    """
+    return math.log(1 + (size - docs + 0.5) / (docs + 0.5))
+
+
+def weights(words: Mapping[str, str], docs: Mapping[str, int], size: int) -> dict[str, float]:
+    """Each question stem's share of the question's information in a scope (the shares sum to 1).
+
+    `words` maps the question's words to their stems, `docs` the words to the number of the
+    scope's memories holding them; words sharing a stem count once.
+    """
+    raw = {stem: idf(docs.get(word, 0), size) for word, stem in words.items()}
+    total = sum(raw.values())
+    return {stem: v / total for stem, v in raw.items()} if total > 0 else {}
+
+
+def coverage(note: Recalled, shares: Mapping[str, float]) -> float:
+    """The share (0 to 1) of the question's information a note covers: its text and date, then its context."""
+    own = stems(f"{note.content} {textindex.date_words(note.created_at)}")
+    around = stems(note.context)
+    return sum(v if w in own else CONTEXT_SHARE * v if w in around else 0.0 for w, v in shares.items())
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def relevant(candidates: list[Recalled], shares: Mapping[str, float], min_relevance: float) -> list[Recalled]:
+    """The candidates, in order, that are relevant to the question and repeat no earlier one.
+
+    The scope answers the question only when its best note covers `min_relevance` of it; the notes
+    that go in with that one must each cover COMPANION_SHARE of the threshold.
+    """
+    scored = [(c, coverage(c, shares)) for c in candidates]
+    if not scored or max(s for _, s in scored) < min_relevance:
+        return []
+    kept: list[Recalled] = []
+    seen: list[set[str]] = []
+    for c, score in scored:
+        if score < COMPANION_SHARE * min_relevance:
+            continue
+        words = stems(c.content)
+        if any(_jaccard(words, s) >= NEAR_DUPLICATE for s in seen):
+            continue
+        kept.append(c)
+        seen.append(words)
+    return kept
