@@ -503,6 +503,19 @@ async def test_word_docs_counts_the_scopes_memories_holding_each_word(store: Mem
     assert await store.word_docs("a", ["kiln"]) == (0, {"kiln": 0})
 
 
+async def test_word_docs_stop_counting_at_the_cap(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.store import postgres, sqlite
+
+    for module in (sqlite, postgres):
+        monkeypatch.setattr(module, "WORD_DOCS_CAP", 3)
+    store = await open_store(store_url)
+    try:
+        await store.add_many([NewMemory("a", "user", f"kiln note {i}", created_at=1e9 + i) for i in range(5)])
+        assert await store.word_docs("a", ["kiln", "note", "walrus"]) == (5, {"kiln": 3, "note": 3, "walrus": 0})
+    finally:
+        await store.close()
+
+
 async def test_word_docs_counts_a_memorys_own_text_not_its_context(store: MemoryStore) -> None:
     await add(store, "a", "the walrus story", at=1e9)
     await add(store, "a", "next turn without the animal", at=1e9 + 1)  # its context quotes the walrus turn

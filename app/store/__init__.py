@@ -18,6 +18,9 @@ GENERIC_TERM_DOCS = 40_000  # … and a query of only such terms searches nothin
 COMMON_REFRESH_ROWS = 5_000  # re-read the common terms after this many new rows (or 10% growth)
 RERANK_CANDIDATES = 50  # second pass: how many first-pass matches are re-scored
 NEIGHBOUR_BOOST = 0.3  # second pass: share of the adjacent turns' scores a candidate gains
+# Recall's relevance gate counts a word's memories in a scope up to this many: past it the word is
+# common there and weighs little whatever the exact count, and counting on would cost a large scope.
+WORD_DOCS_CAP = 1000
 EXPORT_PAGE = 1000  # rows per read while exporting a scope
 
 

@@ -28,6 +28,7 @@ from app.store import (
     NEIGHBOUR_CHARS,
     RERANK_CANDIDATES,
     SEARCH_WEIGHTS,
+    WORD_DOCS_CAP,
     Found,
     InvalidCursor,
     Memory,
@@ -129,21 +130,21 @@ def search_sql(n: int) -> str:
     """
 
 
-# Per word, the scope's memories whose own text holds it (weight A); a word the `english`
+# Per word, the scope's memories whose own text holds it (weight A, up to WORD_DOCS_CAP); a word the `english`
 # configuration drops (a stop word) holds no information there: it counts as in every memory.
 WORD_DOCS_SQL = f"""
-    SELECT w, CASE WHEN numnode(q) = 0 THEN $3::bigint ELSE (
-        SELECT count(*) FROM memories m WHERE m.user_id = $1
-            AND m.tsv @@ (to_tsquery('simple', {SCOPE_TOKEN_SQL.format("$1::text")}) && q)
-    ) END
+    SELECT w, CASE WHEN numnode(q) = 0 THEN $3::bigint ELSE (SELECT count(*) FROM (
+        SELECT 1 FROM memories m WHERE m.user_id = $1
+            AND m.tsv @@ (to_tsquery('simple', {SCOPE_TOKEN_SQL.format("$1::text")}) && q) LIMIT $4
+    ) c) END
     FROM unnest($2::text[]) AS w, LATERAL (SELECT to_tsquery('{TEXT_CONFIG}', quote_literal(w) || ':A') AS q) t
 """
 NEIGHBOURS_SQL = f"""
     SELECT m.id,
-        coalesce((SELECT left(p.content, {NEIGHBOUR_CHARS}) FROM memories p
-            WHERE p.user_id = m.user_id AND p.seq < m.seq ORDER BY p.seq DESC LIMIT 1), ''),
-        coalesce((SELECT left(n.content, {NEIGHBOUR_CHARS}) FROM memories n
-            WHERE n.user_id = m.user_id AND n.seq > m.seq ORDER BY n.seq LIMIT 1), '')
+        coalesce((SELECT left(x.content, {NEIGHBOUR_CHARS}) FROM memories x WHERE x.seq =
+            (SELECT max(p.seq) FROM memories p WHERE p.user_id = m.user_id AND p.seq < m.seq)), ''),
+        coalesce((SELECT left(x.content, {NEIGHBOUR_CHARS}) FROM memories x WHERE x.seq =
+            (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)), '')
     FROM memories m WHERE m.user_id = $1 AND m.id = ANY($2::text[])
 """
 AROUND_SQL = """
@@ -409,10 +410,10 @@ class PostgresStore:
         return [(_row(r), final[r[8]]) for r in ranked[:limit]]
 
     async def word_docs(self, user_id: str, words: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """The scope's size and, per word, how many of its memories hold the word in their text."""
+        """The scope's size and, per word, how many of its memories (up to WORD_DOCS_CAP) hold it in their text."""
         async with self._pool.acquire() as conn:
             size = await self._scope_size(conn, user_id)
-            rows = await self._scoped(conn, user_id, WORD_DOCS_SQL, words, size) if words else []
+            rows = await self._scoped(conn, user_id, WORD_DOCS_SQL, words, size, WORD_DOCS_CAP) if words else []
         return size, {r[0]: r[1] for r in rows}
 
     async def neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]:

@@ -30,6 +30,7 @@ from app.store import (
     NEIGHBOUR_CHARS,
     RERANK_CANDIDATES,
     SEARCH_WEIGHTS,
+    WORD_DOCS_CAP,
     Found,
     InvalidCursor,
     Memory,
@@ -350,7 +351,7 @@ class SqliteDb:
         return [(_row(r), final[r[8]]) for r in rows[:limit]]
 
     def word_docs(self, user_id: str, words: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """The scope's size and, per word, how many of its memories hold the word in their text."""
+        """The scope's size and, per word, how many of its memories (up to WORD_DOCS_CAP) hold it in their text."""
         if user_id not in self._sizes:
             count = self._scoped(user_id, "SELECT count(*) FROM memories m WHERE m.user_id = ?")
             self._sizes[user_id] = count.fetchone()[0]
@@ -359,9 +360,9 @@ class SqliteDb:
         for word in words:
             docs[word] = self._scoped(
                 user_id,
-                "SELECT count(*) FROM memories_fts CROSS JOIN memories m ON m.rowid = memories_fts.rowid "
-                "WHERE m.user_id = ? AND memories_fts MATCH ?",
-                (f'scope : {token} AND content : "{word}"',),
+                "SELECT count(*) FROM (SELECT 1 FROM memories_fts CROSS JOIN memories m "
+                "ON m.rowid = memories_fts.rowid WHERE m.user_id = ? AND memories_fts MATCH ? LIMIT ?)",
+                (f'scope : {token} AND content : "{word}"', WORD_DOCS_CAP),
             ).fetchone()[0]
         return self._sizes[user_id], docs
 
@@ -369,13 +370,15 @@ class SqliteDb:
         """For each memory, the start of the scope's turns just before and after it (the conversation around it)."""
         if not memory_ids:
             return {}
+        # max()/min() over the scope's index find each neighbour in one seek (ORDER BY … LIMIT 1 walks).
+        near = "coalesce((SELECT substr(x.content, 1, {n}) FROM memories x WHERE x.rowid = (SELECT {f}(p.rowid) "
+        near += "FROM memories p WHERE p.user_id = m.user_id AND p.rowid {op} m.rowid)), '')"
         rows = self._scoped(
             user_id,
-            f"SELECT m.id, coalesce((SELECT substr(p.content, 1, {NEIGHBOUR_CHARS}) FROM memories p "
-            "WHERE p.user_id = m.user_id AND p.rowid < m.rowid ORDER BY p.rowid DESC LIMIT 1), ''), "
-            f"coalesce((SELECT substr(n.content, 1, {NEIGHBOUR_CHARS}) FROM memories n "
-            "WHERE n.user_id = m.user_id AND n.rowid > m.rowid ORDER BY n.rowid LIMIT 1), '') "
-            f"FROM memories m WHERE m.user_id = ? AND m.id IN ({', '.join('?' * len(memory_ids))})",
+            f"SELECT m.id, {near.format(n=NEIGHBOUR_CHARS, f='max', op='<')}, "
+            f"{near.format(n=NEIGHBOUR_CHARS, f='min', op='>')} "
+            # `+` keeps the planner on the id index: the scope's index would walk the whole scope.
+            f"FROM memories m WHERE +m.user_id = ? AND m.id IN ({', '.join('?' * len(memory_ids))})",
             memory_ids,
         )
         return {r[0]: f"{r[1]}\n{r[2]}" for r in rows}
