@@ -13,6 +13,9 @@ from app.memory import Recalled
 CONTEXT_SHARE = 0.5
 # A note riding along with the best one must still cover this share of the relevance threshold.
 COMPANION_SHARE = 0.5
+# A scope is weighed as if it held at least this many memories: in a new scope of a few notes every
+# word it knows is in a large share of them, and the one word it has not seen would outweigh the rest.
+MIN_SCOPE_SIZE = 100
 # Two notes whose word sets overlap this much (Jaccard) say the same thing: the later one is dropped.
 NEAR_DUPLICATE = 0.8
 
@@ -42,6 +45,7 @@ def weights(words: Mapping[str, str], docs: Mapping[str, int], size: int) -> dic
     `words` maps the question's words to their stems, `docs` the words to the number of the
     scope's memories holding them; words sharing a stem count once.
     """
+    size = max(size, MIN_SCOPE_SIZE)
     raw = {stem: idf(docs.get(word, 0), size) for word, stem in words.items()}
     total = sum(raw.values())
     return {stem: v / total for stem, v in raw.items()} if total > 0 else {}

@@ -43,6 +43,13 @@ def test_a_word_the_scope_never_saw_weighs_the_most() -> None:
     assert w["carolin"] > w["research"]
 
 
+def test_a_new_scope_of_a_few_notes_still_recalls_a_note_missing_one_word() -> None:
+    # Told "my cat loves tuna" (and the reply quoting it), then asked what the cat loves to eat.
+    w = shares("What does my cat love to eat?", {"cat": 2, "love": 2, "eat": 0}, 2)
+    told = note("My cat is called Zorblax and she loves tuna.")
+    assert relevance.relevant([told], w, 0.4) == [told]
+
+
 def test_coverage_counts_text_and_date_fully_and_context_at_half() -> None:
     w = shares("zebrafish tank May", {"zebrafish": 3, "tank": 3, "may": 3}, 100)
     third = 1 / 3
