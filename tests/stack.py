@@ -6,7 +6,6 @@ them; only the provider at the far end is fake.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -15,8 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,18 +55,47 @@ class Proc:
         except OSError:
             return ""
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-        """Signal the whole process group and wait for it."""
-        if self.popen.poll() is None:
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM the process group and wait; then SIGKILL whatever is left, orphans included."""
+        if self.popen.poll() is not None:
+            return
+        below = descendants(self.popen.pid)
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        self._kill([self.popen.pid, *below])
+
+    def kill(self) -> None:
+        """kill -9 the process and every process below it at once, as a crash of the machine would."""
+        self._kill([self.popen.pid, *descendants(self.popen.pid)])
+
+    def _kill(self, pids: list[int]) -> None:
+        for pid in pids:
             try:
-                os.killpg(self.popen.pid, sig)
-                self.popen.wait(timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.popen.wait(5)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.popen.wait(5)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below pid: honcho starts each Procfile line in a session of its own, which a
+    signal to honcho's process group does not reach."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
 
 
 def spawn(name: str, args: list[str], env: dict[str, str], workdir: Path, cwd: Path = ROOT) -> Proc:
@@ -256,23 +282,3 @@ def repo_copy(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     return dest
-
-
-def psql(sql: str, database: str = "postgres") -> str:
-    """Run one SQL command on the local PostgreSQL server (127.0.0.1:5432, trust auth)."""
-    args = ["psql", "-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1"]
-    done = subprocess.run([*args, "-Atqc", sql], capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        raise RuntimeError(f"psql failed: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
-@contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    """A new, empty database on the local server for one test, dropped afterwards; yields its URL."""
-    name = "memproxy_test_" + uuid.uuid4().hex[:12]
-    psql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -3,7 +3,7 @@ several memory proxies on one PostgreSQL database, and a restart from a fresh co
 
 from __future__ import annotations
 
-import os
+import asyncio
 import shutil
 import signal
 import socket
@@ -18,6 +18,7 @@ import orjson
 import pytest
 import yaml
 
+from tests.backends import reset_schema
 from tests.e2e import marker, oai, provider_calls, wait_for
 from tests.stack import (
     LITELLM_START_TIMEOUT,
@@ -27,7 +28,6 @@ from tests.stack import (
     base_env,
     free_port,
     http_ok,
-    pg_database,
     repo_copy,
     spawn,
     stack_config,
@@ -42,12 +42,10 @@ PG_PASSWORD = "pg-password-canary-41d7"
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A database of its own on the local PostgreSQL server."""
-    if shutil.which("psql") is None and os.environ.get("CI") != "true":
-        pytest.skip("psql (the PostgreSQL client) is not installed")
-    with pg_database() as url:
-        yield url
+def pg_url(pg_database: str) -> str:
+    """The test session's PostgreSQL database, emptied for this test."""
+    asyncio.run(reset_schema(pg_database))
+    return pg_database
 
 
 def run(args: list[str], env: dict[str, str], timeout: float = 600, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -82,6 +80,8 @@ def test_platform_procfile_runs_the_same_processes_as_procfile() -> None:
     platform = (ROOT / "Procfile.platform").read_text().splitlines()
     assert platform[0] == "web: bin/web"
     assert sorted(platform[1:]) == sorted(local)
+    # honcho sets PORT for every line (5000, 5100, …): only the platform's web process may read it.
+    assert not any("PORT}" in line.replace("_PORT", "") or "$PORT" in line for line in local)
 
 
 def test_litellm_ignores_the_memory_stores_database_url(stack, tmp_path: Path) -> None:
@@ -149,6 +149,18 @@ def test_litellm_database_url_without_prisma_says_what_to_install(built_venv, tm
     assert PG_PASSWORD not in done.stdout + done.stderr
 
 
+def test_litellm_database_url_at_build_installs_prisma_once(tmp_path: Path) -> None:
+    venv = tmp_path / "litellm-env"
+    url = f"postgresql://litellm:{PG_PASSWORD}@127.0.0.1:5432/litellm"
+    env = base_env(tmp_path, LITELLM_VENV=str(venv), LITELLM_DATABASE_URL=url)
+    first, second = (run([str(ROOT / "bin" / "litellm-proxy"), "--install-only"], env) for _ in range(2))
+    assert first.returncode == 0, first.stderr
+    assert "installing LiteLLM's database support (prisma==" in first.stderr
+    assert (venv / "bin" / "prisma").is_file()
+    assert second.returncode == 0 and "installing" not in second.stderr, second.stderr
+    assert PG_PASSWORD not in first.stdout + first.stderr + second.stdout + second.stderr
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10"])
 def test_litellm_off_loopback_without_master_key_refuses_to_start(tmp_path: Path, host: str) -> None:
     env = base_env(tmp_path, LITELLM_HOST=host, LITELLM_PORT=str(free_port()), LITELLM_MASTER_KEY="")
@@ -179,7 +191,11 @@ def start_web(workdir: Path, name: str, cwd: Path, **env: str) -> tuple[Proc, st
         del values["MEMORY_DB"]
     proc = spawn(name, ["honcho", "start", "-f", "Procfile.platform", "web"], values, workdir, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_ok(f"{url}/health"), proc, 60, f"{name} /health")
+    try:
+        wait_ready(url, proc)
+    except BaseException:
+        proc.stop()
+        raise
     return proc, url
 
 
@@ -188,9 +204,20 @@ def admin(**headers: str) -> dict[str, str]:
     return {"authorization": f"Bearer {ADMIN_KEY}", **headers}
 
 
-def ready(url: str) -> bool:
-    """True when /health/readiness says LiteLLM and the store both work."""
-    return http_ok(f"{url}/health/readiness")
+def wait_ready(url: str, proc: Proc) -> None:
+    """Wait until /health/readiness says LiteLLM and the store both work; fail at once if the store cannot open."""
+
+    def ready() -> bool:
+        if http_ok(f"{url}/health/readiness"):
+            return True
+        try:
+            store = httpx.get(f"{url}/health", headers=admin(), timeout=5).json()["memory_store"]
+        except httpx.TransportError:  # not listening yet
+            return False
+        assert store["status"] != "unavailable", f"{proc.name}: the memory store did not open:\n{proc.tail()}"
+        return False
+
+    wait_until(ready, proc, LITELLM_START_TIMEOUT, f"{proc.name} ready")
 
 
 def own_address() -> str:
@@ -222,7 +249,6 @@ def test_separate_process_types_litellm_off_loopback(stack, tmp_path: Path) -> N
             MEMORY_DB=str(tmp_path / "memory.db"),
         )
         try:
-            wait_until(lambda: ready(url), web, 60, "web ready")
             m = marker()
             oai(url, ADMIN_KEY).chat.completions.create(model="fake-model", messages=[{"role": "user", "content": m}])
             assert provider_calls(stack, m)
@@ -240,7 +266,11 @@ def test_platform_restart_from_fresh_copies_keeps_every_memory(stack, pg_url: st
     m = marker()
     scope = f"platform-{m}"
     facts = [f"platform fact {i} {m}" for i in range(5)]
-    env = {"DATABASE_URL": pg_url, "LITELLM_MASTER_KEY": MASTER_KEY, "UV_OFFLINE": "1"}  # boot fetches nothing
+    # The server trusts loopback: the password is ignored, and must never be shown.
+    database_url = pg_url.replace("postgres@", f"postgres:{PG_PASSWORD}@")
+    # LITELLM_PORT only because other stacks may run on this machine; UV_OFFLINE: boot fetches nothing.
+    env = {"DATABASE_URL": database_url, "LITELLM_MASTER_KEY": MASTER_KEY, "UV_OFFLINE": "1"}
+    env["LITELLM_PORT"] = str(free_port())
 
     def boot(n: int) -> tuple[Proc, str, Path]:
         copy = repo_copy(tmp_path / f"copy{n}")
@@ -248,7 +278,6 @@ def test_platform_restart_from_fresh_copies_keeps_every_memory(stack, pg_url: st
         build = run(["bin/post_compile"], base_env(tmp_path), cwd=copy)
         assert build.returncode == 0, build.stderr
         proc, url = start_web(tmp_path, f"web{n}", copy, **env)
-        wait_until(lambda: ready(url), proc, LITELLM_START_TIMEOUT, f"web{n} ready")
         return proc, url, copy
 
     proc, url, copy = boot(1)
@@ -272,12 +301,12 @@ def test_platform_restart_from_fresh_copies_keeps_every_memory(stack, pg_url: st
             model="fake-model", messages=[{"role": "user", "content": f"platform fact 4 again {m}"}]
         )
         assert int(raw.headers["x-memory-injected"]) >= 1
-        health = httpx.get(f"{url}/health", timeout=10).text
-        assert "postgres" not in health.lower()
+        health = httpx.get(f"{url}/health", headers=admin(), timeout=10).json()
+        assert health["memory_store"]["status"] == "ok" and PG_PASSWORD not in str(health)
     finally:
         proc.stop()
     logs = (tmp_path / "web1.log").read_text(errors="replace") + (tmp_path / "web2.log").read_text(errors="replace")
-    assert MASTER_KEY not in logs and ADMIN_KEY not in logs
+    assert MASTER_KEY not in logs and ADMIN_KEY not in logs and PG_PASSWORD not in logs
 
 
 def stored(url: str, scope: str) -> list[str]:
@@ -301,7 +330,7 @@ def pair(stack, pg_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
         )
     try:
         for proc, url in started:
-            wait_until(lambda u=url: ready(u), proc, 60, f"{proc.name} ready")
+            wait_ready(url, proc)
         yield started[0][1], started[1][1]
     finally:
         for proc, _ in started:
@@ -341,9 +370,10 @@ def test_forget_through_one_instance_is_seen_by_the_other_at_once(pair) -> None:
         assert r.status_code == 201, r.text
     assert len(listed(b, scope)) == 3
     one = httpx.get(f"{b}/v1/memories", params={"user_id": scope, "limit": 1}, timeout=10).json()["data"][0]
-    assert httpx.delete(f"{b}/v1/memories/{one['id']}", params={"user_id": scope}, timeout=10).status_code == 200
+    assert httpx.delete(f"{b}/v1/memories/{one['id']}", params={"user_id": scope}, timeout=10).status_code == 204
     assert one["content"] not in listed(a, scope) and len(listed(a, scope)) == 2
-    assert httpx.delete(f"{a}/v1/memories", params={"user_id": scope}, timeout=10).status_code == 200
+    forgot = httpx.delete(f"{a}/v1/memories", params={"user_id": scope}, timeout=10)
+    assert forgot.status_code == 200 and forgot.json() == {"deleted": 2}
     assert listed(b, scope) == []
     found = httpx.get(f"{b}/v1/memories/search", params={"user_id": scope, "q": "note"}, timeout=10).json()["data"]
     assert found == []
@@ -405,10 +435,10 @@ def test_kill_9_during_a_write_burst_loses_no_acknowledged_write(stack, pair, pg
     for t in threads:
         t.start()
     assert wait_for(lambda: len(acknowledged) >= 200, timeout=60)
-    victim.stop(signal.SIGKILL)
+    victim.kill()
     for t in threads:
         t.join(30)
-    assert victim.popen.returncode == -signal.SIGKILL
+    assert victim.popen.returncode == -signal.SIGKILL and not http_ok(f"{url}/health")
     kept = set(stored(b, scope))
     lost = [c for c in acknowledged if c not in kept]
     assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged writes lost, e.g. {lost[:3]}"
