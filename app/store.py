@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from app import textindex
+from app.usage_store import Mode, UsageFilter, UsageRecord, UsageTables, m003_usage
 
 try:  # a current SQLite (FTS5 secure-delete) where the wheel exists
     import pysqlite3.dbapi2 as sqlite3
@@ -60,6 +61,8 @@ class Memory:
     created_at: float
     model: str | None
     metadata: dict[str, Any]
+    recall_count: int = 0
+    last_recalled_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The API shape, with an ISO-8601 UTC `created_at`."""
@@ -71,6 +74,8 @@ class Memory:
             "created_at": iso(self.created_at),
             "model": self.model,
             "metadata": self.metadata,
+            "recall_count": self.recall_count,
+            "last_recalled_at": iso(self.last_recalled_at) if self.last_recalled_at is not None else None,
         }
 
 
@@ -91,6 +96,14 @@ class MemoryStore(Protocol):
     def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]: ...
     def export(self, user_id: str) -> Iterator[Memory]: ...
     def stats(self) -> dict[str, Any]: ...
+    def add_usage(self, records: list[UsageRecord]) -> None: ...
+    def prune_usage(self, before: float) -> int: ...
+    def usage(self, f: UsageFilter) -> Iterator[UsageRecord]: ...
+    def recent_usage(self, f: UsageFilter, limit: int) -> list[UsageRecord]: ...
+    def recall_log(self, user_id: str, memory_id: str, limit: int = ...) -> list[UsageRecord]: ...
+    def scope_summaries(self, user_id: str | None) -> list[dict[str, Any]]: ...
+    def scope_modes(self) -> dict[str, Mode]: ...
+    def set_scope_mode(self, user_id: str, mode: Mode) -> None: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
     async def call(self, fn: Callable[..., T], *args: Any) -> T: ...
@@ -164,15 +177,16 @@ def _m002_vocabulary(db: sqlite3.Connection) -> None:
     db.execute("CREATE VIRTUAL TABLE memories_vocab USING fts5vocab(memories_fts, 'row')")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_vocabulary]
-_COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata"
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_vocabulary, m003_usage]
+_COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
+_NCOL = 9  # columns in _COLUMNS: the position of whatever a query selects after them
 
 
 def _row(r: tuple[Any, ...]) -> Memory:
-    return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]))
+    return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
 
 
-class SqliteStore:
+class SqliteStore(UsageTables):
     """SQLite backend. Reads go through `_scoped`, which refuses SQL not bound to a scope."""
 
     def __init__(self, path: str) -> None:
@@ -303,7 +317,7 @@ class SqliteStore:
         sql += " ORDER BY m.created_at DESC, m.rowid DESC LIMIT ?"
         rows = self._scoped(user_id, sql, (*after, limit + 1)).fetchall()
         page = rows[:limit]
-        next_cursor = f"{page[-1][4]!r}_{page[-1][7]}" if len(rows) > limit else None
+        next_cursor = f"{page[-1][4]!r}_{page[-1][_NCOL]}" if len(rows) > limit else None
         return [_row(r) for r in page], next_cursor
 
     def get(self, user_id: str, memory_id: str) -> Memory | None:
@@ -385,7 +399,7 @@ class SqliteStore:
         ).fetchall()
         if not rows:
             return []
-        score = {r[8]: r[7] for r in rows}
+        score = {r[_NCOL + 1]: r[_NCOL] for r in rows}
         marks = ", ".join("?" * len(rows))
         around = self._scoped(
             user_id,
@@ -399,8 +413,8 @@ class SqliteStore:
             rowid: score[rowid] + NEIGHBOUR_BOOST * (score.get(prev, 0.0) + score.get(nxt, 0.0))
             for rowid, prev, nxt in around
         }
-        rows.sort(key=lambda r: final[r[8]], reverse=True)
-        return [(_row(r), final[r[8]]) for r in rows[:limit]]
+        rows.sort(key=lambda r: final[r[_NCOL + 1]], reverse=True)
+        return [(_row(r), final[r[_NCOL + 1]]) for r in rows[:limit]]
 
     def export(self, user_id: str) -> Iterator[Memory]:
         """Every memory of a scope, oldest first."""

@@ -105,7 +105,17 @@ def test_add_and_get_round_trip(store: SqliteStore) -> None:
     assert m.id and m.user_id == "proj" and m.role == "assistant" and m.model == "demo"
     assert store.get("proj", m.id) == m
     js = m.to_json()
-    assert set(js) == {"id", "user_id", "role", "content", "created_at", "model", "metadata"}
+    assert set(js) == {
+        "id",
+        "user_id",
+        "role",
+        "content",
+        "created_at",
+        "model",
+        "metadata",
+        "recall_count",
+        "last_recalled_at",
+    }
     assert js["created_at"].endswith("Z") and js["created_at"].startswith("2023-11-14T")
 
 

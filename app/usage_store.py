@@ -1,0 +1,228 @@
+"""The store's usage side: usage records, the recall log and per-scope memory modes (SQLite tables)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+try:
+    import pysqlite3.dbapi2 as sqlite3
+except ImportError:  # pragma: no cover - platforms without the wheel
+    import sqlite3  # type: ignore[no-redef]
+
+Mode = Literal["on", "off", "read", "write"]
+MODES: tuple[Mode, ...] = ("on", "off", "read", "write")
+RECALL_LOG_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One request as the usage log keeps it (no content, no keys)."""
+
+    request_id: str
+    at: float
+    user_id: str
+    client: str | None
+    model: str | None
+    endpoint: str
+    status: int
+    latency_ms: float
+    ttfb_ms: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    injected: tuple[str, ...] = ()
+    captured: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The API shape."""
+        from app.store import iso
+
+        return {
+            "request_id": self.request_id,
+            "at": iso(self.at),
+            "user_id": self.user_id,
+            "client": self.client,
+            "model": self.model,
+            "endpoint": self.endpoint,
+            "status": self.status,
+            "latency_ms": round(self.latency_ms, 2),
+            "ttfb_ms": None if self.ttfb_ms is None else round(self.ttfb_ms, 2),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "memories_injected": list(self.injected),
+            "memories_captured": self.captured,
+        }
+
+
+@dataclass(frozen=True)
+class UsageFilter:
+    """Which usage records a query reads; `user_id` None means every scope (operators only)."""
+
+    user_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+    model: str | None = None
+    status: int | None = None
+
+
+def m003_usage(db: sqlite3.Connection) -> None:
+    """Usage records, the recall log, recall counters on memories and per-scope modes."""
+    for statement in (
+        """CREATE TABLE usage (
+            id INTEGER PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            user_id TEXT NOT NULL,
+            client TEXT,
+            model TEXT,
+            endpoint TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            ttfb_ms REAL,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            injected TEXT NOT NULL DEFAULT '[]',
+            captured INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX usage_scope_time ON usage(user_id, at)",
+        "CREATE INDEX usage_time ON usage(at)",
+        "CREATE TABLE recalls (memory_id TEXT NOT NULL, usage_id INTEGER NOT NULL, at REAL NOT NULL)",
+        "CREATE INDEX recalls_memory ON recalls(memory_id, at DESC)",
+        "CREATE INDEX recalls_usage ON recalls(usage_id)",
+        "ALTER TABLE memories ADD COLUMN recall_count INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE memories ADD COLUMN last_recalled_at REAL",
+        "CREATE TABLE scope_modes (user_id TEXT PRIMARY KEY, mode TEXT NOT NULL, updated_at REAL NOT NULL)",
+    ):
+        db.execute(statement)
+
+
+_USAGE_COLUMNS = (
+    "u.request_id, u.at, u.user_id, u.client, u.model, u.endpoint, u.status, u.latency_ms, u.ttfb_ms, "
+    "u.input_tokens, u.output_tokens, u.injected, u.captured"
+)
+
+
+def _usage_row(r: tuple[Any, ...]) -> UsageRecord:
+    return UsageRecord(*r[:11], tuple(orjson.loads(r[11])), r[12])  # type: ignore[arg-type]
+
+
+class UsageTables:
+    """Mixed into the SQLite store: writes and reads of the usage, recalls and scope_modes tables."""
+
+    def _conn(self) -> sqlite3.Connection: ...  # provided by the store
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...  # provided by the store
+
+    def add_usage(self, records: list[UsageRecord]) -> None:
+        """Insert usage records; each injected memory gains a recall (count, time and log entry)."""
+        if not records:
+            return
+        with self._transaction() as db:
+            for r in records:
+                cur = db.execute(
+                    "INSERT INTO usage (request_id, at, user_id, client, model, endpoint, status, latency_ms, "
+                    "ttfb_ms, input_tokens, output_tokens, injected, captured) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r.request_id,
+                        r.at,
+                        r.user_id,
+                        r.client,
+                        r.model,
+                        r.endpoint,
+                        r.status,
+                        r.latency_ms,
+                        r.ttfb_ms,
+                        r.input_tokens,
+                        r.output_tokens,
+                        orjson.dumps(list(r.injected)).decode(),
+                        r.captured,
+                    ),
+                )
+                for memory_id in r.injected:
+                    # Scoped: an id from another scope never gains a recall here.
+                    db.execute(
+                        "UPDATE memories SET recall_count = recall_count + 1, last_recalled_at = ? "
+                        "WHERE user_id = ? AND id = ?",
+                        (r.at, r.user_id, memory_id),
+                    )
+                    db.execute("INSERT INTO recalls VALUES (?, ?, ?)", (memory_id, cur.lastrowid, r.at))
+
+    def prune_usage(self, before: float) -> int:
+        """Delete usage records (and their recall log entries) older than `before`."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM recalls WHERE at < ?", (before,))
+            return db.execute("DELETE FROM usage WHERE at < ?", (before,)).rowcount
+
+    def _usage_query(self, f: UsageFilter, tail: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        """The one door for usage reads: every filter, the scope first, bound as parameters."""
+        where, args = ["1 = 1"], []
+        for clause, value in (
+            ("u.user_id = ?", f.user_id),
+            ("u.at >= ?", f.since),
+            ("u.at < ?", f.until),
+            ("u.model = ?", f.model),
+            ("u.status = ?", f.status),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = f"SELECT {_USAGE_COLUMNS} FROM usage u WHERE {' AND '.join(where)} {tail}"
+        return self._conn().execute(sql, (*args, *params))
+
+    def usage(self, f: UsageFilter) -> Iterator[UsageRecord]:
+        """Usage records matching `f`, oldest first."""
+        for row in self._usage_query(f, "ORDER BY u.at"):
+            yield _usage_row(row)
+
+    def recent_usage(self, f: UsageFilter, limit: int) -> list[UsageRecord]:
+        """The newest usage records matching `f`."""
+        return [_usage_row(r) for r in self._usage_query(f, "ORDER BY u.at DESC, u.id DESC LIMIT ?", (limit,))]
+
+    def recall_log(self, user_id: str, memory_id: str, limit: int = RECALL_LOG_LIMIT) -> list[UsageRecord]:
+        """The recent requests of this scope that a memory was injected into, newest first."""
+        rows = self._conn().execute(
+            f"SELECT {_USAGE_COLUMNS} FROM recalls r JOIN usage u ON u.id = r.usage_id "
+            "WHERE u.user_id = ? AND r.memory_id = ? ORDER BY r.at DESC LIMIT ?",
+            (user_id, memory_id, limit),
+        )
+        return [_usage_row(r) for r in rows]
+
+    def scope_summaries(self, user_id: str | None) -> list[dict[str, Any]]:
+        """Every known scope (memories, usage or a stored mode) with its counts; one scope when named."""
+        only = "WHERE user_id = ?" if user_id is not None else ""
+        args = (user_id,) * 3 if user_id is not None else ()
+        rows = self._conn().execute(
+            "SELECT s.user_id, "
+            "(SELECT count(*) FROM memories m WHERE m.user_id = s.user_id), "
+            "(SELECT count(*) FROM usage u WHERE u.user_id = s.user_id), "
+            "(SELECT max(u.at) FROM usage u WHERE u.user_id = s.user_id), "
+            "(SELECT mode FROM scope_modes x WHERE x.user_id = s.user_id) "
+            f"FROM (SELECT user_id FROM memories {only} UNION SELECT user_id FROM usage {only} "
+            f"UNION SELECT user_id FROM scope_modes {only}) s ORDER BY s.user_id",
+            args,
+        )
+        return [
+            {"user_id": u, "memories": m, "requests": n, "last_active_at": last, "mode": mode or "on"}
+            for u, m, n, last, mode in rows
+        ]
+
+    def scope_modes(self) -> dict[str, Mode]:
+        """Every stored per-scope mode (scopes absent here are `on`)."""
+        return dict(self._conn().execute("SELECT user_id, mode FROM scope_modes").fetchall())
+
+    def set_scope_mode(self, user_id: str, mode: Mode) -> None:
+        """Store a scope's mode (`on` removes the row: it is the default)."""
+        with self._transaction() as db:
+            if mode == "on":
+                db.execute("DELETE FROM scope_modes WHERE user_id = ?", (user_id,))
+            else:
+                db.execute(
+                    "INSERT INTO scope_modes VALUES (?, ?, ?) ON CONFLICT(user_id) DO UPDATE SET "
+                    "mode = excluded.mode, updated_at = excluded.updated_at",
+                    (user_id, mode, time.time()),
+                )
