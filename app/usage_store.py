@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -108,14 +108,17 @@ _USAGE_COLUMNS = (
 
 
 def _usage_row(r: tuple[Any, ...]) -> UsageRecord:
-    return UsageRecord(*r[:11], tuple(orjson.loads(r[11])), r[12])  # type: ignore[arg-type]
+    fields = list(r)
+    fields[11] = tuple(orjson.loads(r[11]))
+    return UsageRecord(*fields)
 
 
 class UsageTables:
     """Mixed into the SQLite store: writes and reads of the usage, recalls and scope_modes tables."""
 
-    def _conn(self) -> sqlite3.Connection: ...  # provided by the store
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...  # provided by the store
+    # Provided by the store this is mixed into: its per-thread connection and write transaction.
+    _conn: Callable[[], sqlite3.Connection]
+    _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
 
     def add_usage(self, records: list[UsageRecord]) -> None:
         """Insert usage records; each injected memory gains a recall (count, time and log entry)."""

@@ -1,4 +1,4 @@
-"""Capture off the response path: one background writer that batches memory inserts."""
+"""Writes off the response path: one background writer that batches memory inserts and usage records."""
 
 from __future__ import annotations
 
@@ -6,20 +6,22 @@ import asyncio
 import logging
 
 from app.store import MemoryStore, NewMemory
+from app.usage_store import UsageRecord
 
 log = logging.getLogger("memory_proxy.writer")
 BATCH = 512
 WRITE_ATTEMPTS = 3
 RETRY_DELAY = 0.5  # seconds before the first retry; doubles after each failure
 LINGER = 0.02  # seconds a batch waits for company before it is written
+Item = NewMemory | UsageRecord
 
 
 class MemoryWriter:
-    """Owns the queue of captured turns and the task that writes them in batches."""
+    """Owns the queue of captured turns and usage records, and the task that writes them in batches."""
 
     def __init__(self, store: MemoryStore, max_pending: int = 100_000) -> None:
         self.store = store
-        self.queue: asyncio.Queue[NewMemory] = asyncio.Queue(max_pending)
+        self.queue: asyncio.Queue[Item] = asyncio.Queue(max_pending)
         self.written = 0
         self.failures = 0
         self.dropped = 0
@@ -30,8 +32,8 @@ class MemoryWriter:
         """Start the background task (inside the running loop)."""
         self._task = asyncio.create_task(self._run(), name="memory-writer")
 
-    def submit(self, items: list[NewMemory]) -> None:
-        """Queue memories for writing; never blocks the caller."""
+    def submit(self, items: list[NewMemory] | list[UsageRecord]) -> None:
+        """Queue memories or usage records for writing; never blocks the caller."""
         for item in items:
             try:
                 self.queue.put_nowait(item)
@@ -52,11 +54,20 @@ class MemoryWriter:
                 for _ in batch:
                     self.queue.task_done()
 
-    async def _write(self, batch: list[NewMemory]) -> None:
+    def _write_batch(self, batch: list[Item]) -> None:
+        """Memories first, so usage records in the same batch can count recalls of them."""
+        memories = [i for i in batch if isinstance(i, NewMemory)]
+        records = [i for i in batch if isinstance(i, UsageRecord)]
+        if memories:
+            self.store.add_many(memories)
+        if records:
+            self.store.add_usage(records)
+
+    async def _write(self, batch: list[Item]) -> None:
         """Write one batch, retrying a locked or failing store with backoff before dropping it."""
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                await self.store.call(self.store.add_many, batch)
+                await self.store.call(self._write_batch, batch)
             except Exception as exc:  # a failing store must not stop capture for good
                 self.failures += 1
                 self.last_error = type(exc).__name__
