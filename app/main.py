@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from app import chat, memory_api, oversight_api, routes
+from app import chat, dashboard, memory_api, oversight_api, routes
 from app.config import ConfigError, Settings, load_settings
 from app.context import Context
 from app.guard import Guard
@@ -77,6 +77,25 @@ def routing_table() -> RoutingTable:
             route("scopes", "/v1/scopes", "GET", client, oversight_api.scopes),
             route("scope", "/v1/scopes/{user_id}", "PATCH", client, oversight_api.patch_scope),
             route("metrics", "/metrics", "GET", admin, oversight_api.metrics),
+            route("dashboard", "/dashboard", "GET", open_, dashboard.overview),
+            route("dashboard", "/dashboard/login", "GET", open_, dashboard.login_form),
+            route("dashboard", "/dashboard/login", "POST", open_, dashboard.login),
+            route("dashboard", "/dashboard/logout", "POST", open_, dashboard.logout),
+            route("dashboard", "/dashboard/requests", "GET", open_, dashboard.requests_page),
+            route("dashboard", "/dashboard/static/dashboard.css", "GET", open_, dashboard.stylesheet),
+            route("dashboard", "/dashboard/scopes/{user_id}", "GET", open_, dashboard.scope_page),
+            route("dashboard", "/dashboard/scopes/{user_id}/mode", "POST", open_, dashboard.set_mode),
+            route("dashboard", "/dashboard/scopes/{user_id}/import", "POST", open_, dashboard.import_memories),
+            route("dashboard", "/dashboard/scopes/{user_id}/export", "GET", open_, dashboard.export_memories),
+            route("dashboard", "/dashboard/scopes/{user_id}/memories/{memory_id}", "GET", open_, dashboard.memory_page),
+            route(
+                "dashboard",
+                "/dashboard/scopes/{user_id}/memories/{memory_id}/delete",
+                "POST",
+                open_,
+                dashboard.delete_memory,
+            ),
+            route("dashboard-unknown", "/dashboard", "*", open_, routes.not_found, prefix=True),
             route("memories-unknown", "/v1/memories", "*", client, routes.not_found, prefix=True),
             *(route("inference", p, "*", client, routes.forward, prefix=True) for p in INFERENCE_PATHS),
         ],

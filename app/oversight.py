@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.dashboard import templates
 from app.metrics import Metrics
 from app.request_state import RequestState, state_in
+from app.sessions import Sessions
 from app.usage_store import Mode, UsageRecord
 
 if TYPE_CHECKING:
@@ -24,7 +26,8 @@ USAGE_ROUTES = frozenset({"chat"})  # the routes whose requests the usage log re
 
 
 class Oversight:
-    """Owns the per-scope modes (a cache of the store's table), the metrics, and usage recording."""
+    """Owns the per-scope modes (a cache of the store's table), the metrics, usage recording, and the
+    dashboard's sessions and templates."""
 
     def __init__(self, settings: Settings, context: Context) -> None:
         self.settings = settings
@@ -36,6 +39,8 @@ class Oversight:
         self.retention = obs.usage_retention_days * DAY
         self._pruned_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.sessions = Sessions()
+        self.templates = templates()
 
     def mode(self, scope: str) -> Mode:
         """The scope's stored memory mode (`on` unless someone changed it)."""
