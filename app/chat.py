@@ -61,7 +61,7 @@ async def _recall(c: Context, scope: str, body: dict[str, Any], dialect: Dialect
     if not query or c.store is None:
         return ()
     # wait_for gives up on a slow search (the thread finishes on its own; its result is dropped).
-    found = await asyncio.wait_for(c.store.call(c.store.search, scope, query, settings.max_results * 4), RECALL_TIMEOUT)
+    found = await asyncio.wait_for(c.store.search(scope, query, settings.max_results * 4), RECALL_TIMEOUT)
     recalled = [memory.Recalled(m.content, m.role, m.created_at, m.id) for m, _ in found]
     chosen = await _cpu(size, _select, dialect, recalled, body, c)
     if not chosen:

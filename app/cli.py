@@ -1,8 +1,9 @@
-"""Operator command line (SPEC §8): `python -m app memories ...` on MEMORY_DB, no server needed."""
+"""Operator command line: `python -m app memories ...` on MEMORY_DB (SQLite path or PostgreSQL URL), no server."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import time
@@ -12,8 +13,9 @@ from typing import Any, NoReturn, TextIO
 
 import orjson
 
-from app.records import MAX_LIMIT, parse_lines, parse_record
-from app.store import Memory, SqliteStore, sqlite3
+from app.records import MAX_LIMIT, memory_json, parse_lines, parse_record
+from app.store import InvalidCursor, Memory, MemoryStore, is_postgres_url, open_store
+from app.store.sqlite import sqlite3
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
 IMPORT_BATCH = 500
@@ -58,7 +60,9 @@ def _limit(raw: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The `python -m app` argument parser."""
     common = _Parser(add_help=False)
-    common.add_argument("--db", metavar="PATH", help="database file (default: MEMORY_DB, else ./data/memory.db)")
+    common.add_argument(
+        "--db", metavar="PATH|URL", help="SQLite file or postgresql:// URL (default: MEMORY_DB, else ./data/memory.db)"
+    )
     common.add_argument("--json", action="store_true", help="machine-readable output")
     scoped = _Parser(add_help=False, parents=[common])
     scoped.add_argument("--user", metavar="SCOPE", required=True, help="the memory scope (user_id)")
@@ -173,15 +177,22 @@ def _db_path(args: argparse.Namespace) -> str:
         raise _usage(f"{exc} (pass --db PATH to bypass the configuration)") from None
 
 
-def _open(args: argparse.Namespace) -> SqliteStore:
-    """Open the store; only `add` and `import` may create a missing database."""
-    path = _db_path(args)
-    if args.action in NEEDS_EXISTING_DB and path != ":memory:" and not Path(path).exists():
+def _check_exists(args: argparse.Namespace, path: str) -> None:
+    """Only `add` and `import` may create a missing SQLite database."""
+    local = not is_postgres_url(path) and path != ":memory:"
+    if args.action in NEEDS_EXISTING_DB and local and not Path(path).exists():
         raise CliError(EXIT_STORE, f"no memory database at {path} (set MEMORY_DB or pass --db)")
+
+
+async def _open(path: str) -> MemoryStore:
+    """Open the store at `path`, reporting a failure as one line without the URL's credentials."""
+    from app.proxy import redact_url
+
     try:
-        return SqliteStore(path)
-    except (sqlite3.Error, OSError) as exc:
-        raise CliError(EXIT_STORE, f"cannot open the memory database {path}: {exc}") from None
+        return await open_store(path)
+    except Exception as exc:  # any driver's error: one line, without the URL's credentials
+        detail = str(exc).replace(path, redact_url(path))
+        raise CliError(EXIT_STORE, f"cannot open the memory database {redact_url(path)}: {detail}") from None
 
 
 def _scope(args: argparse.Namespace) -> str | None:
@@ -237,23 +248,30 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     elif action == "search" and not args.query.strip():
         raise _usage("QUERY must not be empty")
 
-    store = _open(args)
+    path = _db_path(args)
+    _check_exists(args, path)
+    return asyncio.run(_session(args, path, scope, extra, out))
+
+
+async def _session(args: argparse.Namespace, path: str, scope: Any, extra: Any, out: TextIO) -> int:
+    """Open the store, run the command, close the store."""
+    store = await _open(path)
     try:
-        return _dispatch(store, args, scope, extra, out)
+        return await _dispatch(store, args, scope, extra, out)
     finally:
-        store.close()
+        await store.close()
 
 
-def _dispatch(store: SqliteStore, args: argparse.Namespace, scope: Any, extra: Any, out: TextIO) -> int:
+async def _dispatch(store: MemoryStore, args: argparse.Namespace, scope: Any, extra: Any, out: TextIO) -> int:
     """Run one validated command against an open store."""
     action = args.action
     if action == "list":
         try:
-            items, cursor = store.list(scope, args.limit, args.cursor)
-        except ValueError as exc:
+            items, cursor = await store.list(scope, args.limit, args.cursor)
+        except InvalidCursor as exc:
             raise _usage(f"--cursor: {exc}") from None
         if args.json:
-            out.write(_dump({"data": [m.to_json() for m in items], "next_cursor": cursor}) + "\n")
+            out.write(_dump({"data": [memory_json(m) for m in items], "next_cursor": cursor}) + "\n")
         elif not items:
             out.write(f"no memories in scope {scope!r}\n")
         else:
@@ -261,9 +279,9 @@ def _dispatch(store: SqliteStore, args: argparse.Namespace, scope: Any, extra: A
             if cursor:
                 out.write(f"more: --cursor {cursor}\n")
     elif action == "search":
-        found = store.search(scope, args.query, args.limit)
+        found = await store.search(scope, args.query, args.limit)
         if args.json:
-            out.write(_dump({"data": [{**m.to_json(), "score": score} for m, score in found]}) + "\n")
+            out.write(_dump({"data": [{**memory_json(m), "score": score} for m, score in found]}) + "\n")
         elif not found:
             out.write(f"no matches in scope {scope!r}\n")
         else:
@@ -271,41 +289,41 @@ def _dispatch(store: SqliteStore, args: argparse.Namespace, scope: Any, extra: A
             rows = [[s, *row] for s, row in zip(scores, _memory_rows([m for m, _ in found]), strict=True)]
             _table(out, ["SCORE", "ID", "DATE (UTC)", "ROLE", "CONTENT"], rows)
     elif action == "get":
-        memory = store.get(scope, args.id)
+        memory = await store.get(scope, args.id)
         if memory is None:
             raise CliError(EXIT_NOT_FOUND, f"no memory {args.id!r} in scope {scope!r}")
         if args.json:
-            out.write(_dump(memory.to_json()) + "\n")
+            out.write(_dump(memory_json(memory)) + "\n")
         else:
-            for key, value in memory.to_json().items():
+            for key, value in memory_json(memory).items():
                 shown = _dump(value) if key == "metadata" else value
                 out.write(f"{key + ':':12}{shown if shown is not None else '-'}\n")
     elif action == "add":
-        added = store.add_many([extra])
-        memory = added[0] if added else store.find_duplicate(extra)
+        added = await store.add_many([extra])
+        memory = added[0] if added else await store.find_duplicate(extra)
         if memory is None:  # pragma: no cover - a duplicate that vanished between the two calls
             raise CliError(EXIT_STORE, "the memory was neither stored nor found")
         if args.json:
-            out.write(_dump(memory.to_json()) + "\n")
+            out.write(_dump(memory_json(memory)) + "\n")
         else:
             out.write(f"{'added' if added else 'already stored as'} {memory.id}\n")
     elif action == "delete":
-        if not store.delete(scope, args.id):
+        if not await store.delete(scope, args.id):
             raise CliError(EXIT_NOT_FOUND, f"no memory {args.id!r} in scope {scope!r}")
         out.write(_dump({"deleted": 1}) + "\n" if args.json else f"deleted {args.id}\n")
     elif action == "forget":
         if not args.yes:
-            count = store.stats()["scopes"].get(scope, 0)
+            count = (await store.stats())["scopes"].get(scope, 0)
             if not _confirm(scope, count):
                 raise _usage("not confirmed; nothing was deleted")
-        deleted = store.forget(scope)
+        deleted = await store.forget(scope)
         out.write(_dump({"deleted": deleted}) + "\n" if args.json else f"deleted {deleted} memories of {scope!r}\n")
     elif action == "export":
-        _export(store, args, scope, out)
+        await _export(store, args, scope, out)
     elif action == "import":
         imported = 0
         for start in range(0, len(extra), IMPORT_BATCH):
-            imported += len(store.add_many(extra[start : start + IMPORT_BATCH]))
+            imported += len(await store.add_many(extra[start : start + IMPORT_BATCH]))
         skipped = len(extra) - imported
         out.write(
             _dump({"imported": imported, "skipped": skipped}) + "\n"
@@ -313,7 +331,7 @@ def _dispatch(store: SqliteStore, args: argparse.Namespace, scope: Any, extra: A
             else f"imported {imported}, skipped {skipped} (already stored)\n"
         )
     elif action == "stats":
-        stats = store.stats()
+        stats = await store.stats()
         if args.json:
             out.write(_dump(stats) + "\n")
         else:
@@ -324,19 +342,19 @@ def _dispatch(store: SqliteStore, args: argparse.Namespace, scope: Any, extra: A
     return EXIT_OK
 
 
-def _export(store: SqliteStore, args: argparse.Namespace, scope: str, out: TextIO) -> None:
+async def _export(store: MemoryStore, args: argparse.Namespace, scope: str, out: TextIO) -> None:
     """JSON Lines to stdout, or atomically to `--out`."""
     if args.out is None:
-        for memory in store.export(scope):
-            out.write(_dump(memory.to_json()) + "\n")
+        async for memory in store.export(scope):
+            out.write(_dump(memory_json(memory)) + "\n")
         return
     target = Path(args.out)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     count = 0
     try:
         with tmp.open("wb") as fh:
-            for memory in store.export(scope):
-                fh.write(orjson.dumps(memory.to_json()) + b"\n")
+            async for memory in store.export(scope):
+                fh.write(orjson.dumps(memory_json(memory)) + b"\n")
                 count += 1
         os.replace(tmp, target)
     except OSError as exc:

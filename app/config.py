@@ -84,6 +84,9 @@ class MemorySettings:
     capture_enabled: bool = True
     enabled_for_models: tuple[str, ...] = ()
     disabled_for_models: tuple[str, ...] = ()
+    max_memory_chars: int = 100_000
+    max_import_bytes: int = 32 * 1024 * 1024
+    max_import_lines: int = 200_000
 
 
 @dataclass(frozen=True)
@@ -332,6 +335,9 @@ def _memory(doc: _Doc) -> MemorySettings:
         enabled=doc.get((*sec, "enabled"), bool, MemorySettings.enabled),
         retrieval=retrieval,
         capture_enabled=doc.get((*sec, "capture", "enabled"), bool, MemorySettings.capture_enabled),
+        max_memory_chars=_positive(doc, (*sec, "max_memory_chars"), int, 100_000),
+        max_import_bytes=int(_positive(doc, (*sec, "max_import_mb"), float, 32) * 1024 * 1024),
+        max_import_lines=_positive(doc, (*sec, "max_import_lines"), int, 200_000),
         **models,
     )
 

@@ -23,12 +23,12 @@ from app.auth import ANONYMOUS, Principal, authenticate
 from app.context import Context, ctx
 from app.errors import TOO_LARGE
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
-from app.records import RecordError, parse_lines
+from app.records import RecordError, iso, memory_json, parse_numbered, split_lines
 from app.scopes import InvalidScope, validate_scope
 from app.sessions import COOKIE, SESSION_SECONDS, Session, Sessions
-from app.store import MemoryStore, iso
+from app.store import MemoryStore
+from app.store.usage import MODES, UsageFilter
 from app.usage import day_of, summarise
-from app.usage_store import MODES, UsageFilter
 
 TEMPLATES = Path(__file__).parent / "templates"
 CHART_DAYS = 30
@@ -256,8 +256,8 @@ async def overview(v: View) -> Response:
     since = time.time() - CHART_DAYS * 86400
     window = UsageFilter(v.only(), since)
     find = v.request.query_params.get("find", "").strip()
-    scopes = [s for s in await store.call(store.scope_summaries, v.only()) if find.lower() in s["user_id"].lower()]
-    records = await store.call(lambda: list(store.usage(window)))
+    scopes = [s for s in await store.scope_summaries(v.only()) if find.lower() in s["user_id"].lower()]
+    records = await store.usage(window)
     per_scope = {r["scope"]: r for r in summarise(records, "scope")}
     for s in scopes:
         figures = per_scope.get(s["user_id"], {})
@@ -274,11 +274,11 @@ async def scope_page(v: View) -> Response:
     store = v.store
     q = v.request.query_params.get("q", "").strip()
     if q:
-        found = await store.call(store.search, scope, q, PAGE_SIZE)
+        found = await store.search(scope, q, PAGE_SIZE)
         memories = [m for m, _ in found]
     else:
-        memories, _ = await store.call(store.list, scope, PAGE_SIZE, None)
-    summary = await store.call(store.scope_summaries, scope)
+        memories, _ = await store.list(scope, PAGE_SIZE, None)
+    summary = await store.scope_summaries(scope)
     assert v.c.oversight is not None
     mode = v.c.oversight.mode(scope)
     count = summary[0]["memories"] if summary else 0
@@ -290,10 +290,10 @@ async def memory_page(v: View) -> Response:
     """GET /dashboard/scopes/{user_id}/memories/{memory_id}: one memory and the requests it was injected into."""
     scope = v.scope(v.request.path_params["user_id"])
     store = v.store
-    memory = await store.call(store.get, scope, v.request.path_params["memory_id"])
+    memory = await store.get(scope, v.request.path_params["memory_id"])
     if memory is None:
         raise Refused(404, "no such memory in this scope")
-    log = await store.call(store.recall_log, scope, memory.id)
+    log = await store.recall_log(scope, memory.id)
     return v.render("memory.html", scope=scope, memory=memory, log=log)
 
 
@@ -302,7 +302,7 @@ async def delete_memory(v: View) -> Response:
     """POST …/memories/{memory_id}/delete: delete one memory."""
     scope = v.scope(v.request.path_params["user_id"])
     store = v.store
-    if not await store.call(store.delete, scope, v.request.path_params["memory_id"]):
+    if not await store.delete(scope, v.request.path_params["memory_id"]):
         raise Refused(404, "no such memory in this scope")
     return RedirectResponse(f"/dashboard/scopes/{quote(scope)}", status_code=303, headers=HEADERS)
 
@@ -330,12 +330,14 @@ async def import_memories(v: View) -> Response:
             raise InvalidScope(f"a line names scope {named[:140]!r}; this page imports into {scope!r}")
         return scope
 
+    limits = v.c.settings.memory
     try:
-        items = parse_lines(v.form.get("lines", "").encode(), into_scope)
+        lines = split_lines(v.form.get("lines", "").encode(), limits.max_import_lines)
+        items = parse_numbered(lines, into_scope, limits.max_memory_chars)
     except RecordError as exc:
         raise Refused(400, str(exc)) from None
     store = v.store
-    added = await store.call(store.add_many, items)
+    added = await store.add_many(items)
     return v.render("imported.html", scope=scope, imported=len(added), skipped=len(items) - len(added))
 
 
@@ -344,8 +346,8 @@ async def export_memories(v: View) -> Response:
     """GET /dashboard/scopes/{user_id}/export: the scope's memories as a JSON Lines download."""
     scope = v.scope(v.request.path_params["user_id"])
     store = v.store
-    items = await store.call(lambda: list(store.export(scope)))
-    body = b"".join(orjson.dumps(m.to_json()) + b"\n" for m in items)
+    items = [m async for m in store.export(scope)]
+    body = b"".join(orjson.dumps(memory_json(m)) + b"\n" for m in items)
     disposition = f'attachment; filename="{quote(scope)}-memories.jsonl"'
     return Response(body, media_type="application/x-ndjson", headers={**HEADERS, "content-disposition": disposition})
 
@@ -364,7 +366,7 @@ async def requests_page(v: View) -> Response:
     model = params.get("model", "").strip() or None
     f = UsageFilter(only, model=model, status=int(status_raw) if status_raw else None)
     store = v.store
-    rows = await store.call(store.recent_usage, f, PAGE_SIZE)
+    rows = await store.recent_usage(f, PAGE_SIZE)
     return v.render("requests.html", rows=rows, scope=scope or "", model=model or "", status_filter=status_raw)
 
 

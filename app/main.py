@@ -31,17 +31,10 @@ from app.proxy import Upstream, redact_url
 from app.request_state import state_of
 from app.routing import Access, RoutingTable, route
 from app.slowclients import BODY_TIMEOUT, HEADER_TIMEOUT
-from app.store import SqliteStore
+from app.store import open_store
 from app.writer import MemoryWriter
 
 log = logging.getLogger("memory_proxy")
-
-
-def open_store(settings: Settings) -> SqliteStore:
-    """The configured memory store."""
-    if settings.db_path.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError("the PostgreSQL backend is not built yet; use a SQLite path")
-    return SqliteStore(settings.db_path)
 
 
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions", "/v1/messages", "/v1/responses", "/responses")
@@ -135,8 +128,8 @@ def create_app(settings: Settings) -> Observer:
         await context.upstream.start()
         if settings.memory.enabled:
             try:
-                context.store = open_store(settings)
-                context.writer = MemoryWriter(context.store)
+                context.store = await open_store(settings.db_path)
+                context.writer = MemoryWriter(context.store, settings.memory.max_memory_chars)
                 context.writer.start()
                 await oversight.load()
             except Exception as exc:  # the proxy still serves chats without memory
@@ -151,7 +144,7 @@ def create_app(settings: Settings) -> Observer:
             if context.writer is not None:
                 await context.writer.stop()
             if context.store is not None:
-                context.store.close()
+                await context.store.close()
             await context.upstream.close()
 
     api = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

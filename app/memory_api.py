@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -9,12 +10,22 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from app.context import ctx
-from app.errors import TOO_LARGE, error_response
+from app.errors import TOO_LARGE, error_response, is_anthropic
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
-from app.records import MAX_LIMIT, RecordError, parse_lines, parse_record
+from app.records import (
+    MAX_LIMIT,
+    RecordError,
+    RecordTooLarge,
+    memory_json,
+    parse_numbered,
+    parse_record,
+    split_lines,
+)
 from app.request_state import state_of
 from app.scopes import InvalidScope, resolve_scope, validate_scope
-from app.store import MemoryStore
+from app.store import InvalidCursor, MemoryStore, NewMemory
+
+IMPORT_BATCH = 500  # records per write transaction: another scope's write waits for one batch at most
 
 
 class ApiError(Exception):
@@ -63,25 +74,29 @@ def _limit(request: Request, default: int) -> int:
     return int(raw)
 
 
-async def _body(request: Request) -> bytes:
+async def _body(request: Request, limit: int | None = None) -> bytes:
+    max_body = ctx(request).settings.limits.max_body_bytes
     try:
-        return await read_body(request, ctx(request).settings.limits.max_body_bytes)
+        return await read_body(request, min(max_body, limit) if limit is not None else max_body)
     except BodyTooLarge:
         raise ApiError(413, TOO_LARGE) from None
 
 
 def handle_api_errors(func):  # type: ignore[no-untyped-def]
-    """Turn ApiError and bad cursors into OpenAI-shaped error responses."""
+    """Turn ApiError and invalid input into error responses in the caller's dialect."""
     import functools
 
     @functools.wraps(func)
     async def wrapper(request: Request) -> Response:
+        anthropic = is_anthropic(request.scope["path"], request.headers)
         try:
             return await func(request)
         except ApiError as exc:
-            return error_response(False, exc.status, str(exc))
-        except (RecordError, ValueError) as exc:
-            return error_response(False, 400, str(exc))
+            return error_response(anthropic, exc.status, str(exc))
+        except RecordTooLarge as exc:
+            return error_response(anthropic, 413, str(exc))
+        except (RecordError, InvalidCursor) as exc:  # the caller's input; anything else is a 500
+            return error_response(anthropic, 400, str(exc))
         except ClientDisconnect:
             return Response(status_code=CLIENT_GONE)
 
@@ -93,8 +108,8 @@ async def list_memories(request: Request) -> Response:
     """Newest first, with cursor pagination."""
     scope = _scope(request, request.query_params.get("user_id"))
     store = _store(request)
-    items, cursor = await store.call(store.list, scope, _limit(request, 50), request.query_params.get("cursor"))
-    return _json({"data": [m.to_json() for m in items], "next_cursor": cursor})
+    items, cursor = await store.list(scope, _limit(request, 50), request.query_params.get("cursor"))
+    return _json({"data": [memory_json(m) for m in items], "next_cursor": cursor})
 
 
 @handle_api_errors
@@ -105,8 +120,8 @@ async def search_memories(request: Request) -> Response:
     if not q.strip():
         raise ApiError(400, "q is required")
     store = _store(request)
-    found = await store.call(store.search, scope, q, _limit(request, 10))
-    return _json({"data": [{**m.to_json(), "score": score} for m, score in found]})
+    found = await store.search(scope, q, _limit(request, 10))
+    return _json({"data": [{**memory_json(m), "score": score} for m, score in found]})
 
 
 @handle_api_errors
@@ -116,13 +131,14 @@ async def add_memory(request: Request) -> Response:
         item = orjson.loads(await _body(request))
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
-    new = parse_record(item, "body", "note", lambda uid: _scope(request, uid))
+    max_chars = ctx(request).settings.memory.max_memory_chars
+    new = parse_record(item, "body", "note", lambda uid: _scope(request, uid), max_chars)
     store = _store(request)
-    added = await store.call(store.add_many, [new])
+    added = await store.add_many([new])
     if added:
-        return _json(added[0].to_json(), 201)
-    existing = await store.call(store.find_duplicate, new)
-    return _json(existing.to_json() if existing else None, 200)
+        return _json(memory_json(added[0]), 201)
+    existing = await store.find_duplicate(new)
+    return _json(memory_json(existing) if existing else None, 200)
 
 
 @handle_api_errors
@@ -130,37 +146,71 @@ async def export_memories(request: Request) -> Response:
     """JSON Lines, oldest first, in the shape import takes."""
     scope = _scope(request, request.query_params.get("user_id"))
     store = _store(request)
-    items = await store.call(lambda: list(store.export(scope)))
-    body = b"".join(orjson.dumps(m.to_json()) + b"\n" for m in items)
+    body = b"".join([orjson.dumps(memory_json(m)) + b"\n" async for m in store.export(scope)])
     return Response(body, media_type="application/x-ndjson")
 
 
 @handle_api_errors
 async def import_memories(request: Request) -> Response:
-    """JSON Lines in; every line is checked before any is written."""
-    items = parse_lines(await _body(request), lambda uid: _scope(request, uid))
+    """JSON Lines in; every line is checked before any is written, then written in batches.
+
+    Parsing runs off the event loop; each batch is its own transaction, so other scopes' writes
+    interleave with a large import instead of waiting for all of it.
+    """
+    limits = ctx(request).settings.memory
+    data = await _body(request, limits.max_import_bytes)
+    lines = await asyncio.to_thread(split_lines, data, limits.max_import_lines)
+    del data  # the lines are copies: do not hold the body twice for the whole import
+    batches = [lines[i : i + IMPORT_BATCH] for i in range(0, len(lines), IMPORT_BATCH)]
+
+    def parse(batch: list[tuple[int, bytes]]) -> list[NewMemory]:
+        return parse_numbered(batch, lambda uid: _scope(request, uid), limits.max_memory_chars)
+
+    def check() -> None:
+        for batch in batches:
+            parse(batch)
+
+    # A first pass that keeps nothing: a bad last line must not leave the first ones written,
+    # and the parsed records of a large import are never all in memory at once.
+    await asyncio.to_thread(check)
     store = _store(request)
-    added = await store.call(store.add_many, items)
-    return _json({"imported": len(added), "skipped": len(items) - len(added)})
+    added = 0
+    for batch in batches:
+        added += len(await store.add_many(await asyncio.to_thread(parse, batch)))
+    return _json({"imported": added, "skipped": len(lines) - added})
+
+
+async def _scope_of_memory(request: Request, store: MemoryStore, memory_id: str) -> str:
+    """The scope to look for a memory id in: `user_id`, else the memory's own if the caller may see it."""
+    # Admin and anonymous callers may see every scope, so an id alone finds the memory; a pinned
+    # key (or a memory out of reach) falls back to the caller's own scope, where it is a 404.
+    explicit = request.query_params.get("user_id")
+    principal = state_of(request).principal
+    assert principal is not None
+    if explicit is None and principal.user_id is None:
+        found = await store.scope_of(memory_id)
+        if found is not None and principal.may_use(found):
+            return _scope(request, found)
+    return _scope(request, explicit)
 
 
 @handle_api_errors
 async def get_memory(request: Request) -> Response:
-    """One memory of the caller's scope; 404 if absent or another scope's."""
-    scope = _scope(request, request.query_params.get("user_id"))
+    """One memory of a scope the caller may see; 404 if absent or out of reach."""
     store = _store(request)
-    found = await store.call(store.get, scope, request.path_params["memory_id"])
+    memory_id = request.path_params["memory_id"]
+    found = await store.get(await _scope_of_memory(request, store, memory_id), memory_id)
     if found is None:
         raise ApiError(404, "no such memory in this scope")
-    return _json(found.to_json())
+    return _json(memory_json(found))
 
 
 @handle_api_errors
 async def delete_memory(request: Request) -> Response:
-    """204, or 404 if absent or another scope's."""
-    scope = _scope(request, request.query_params.get("user_id"))
+    """204, or 404 if absent or out of reach."""
     store = _store(request)
-    if not await store.call(store.delete, scope, request.path_params["memory_id"]):
+    memory_id = request.path_params["memory_id"]
+    if not await store.delete(await _scope_of_memory(request, store, memory_id), memory_id):
         raise ApiError(404, "no such memory in this scope")
     return Response(status_code=204)
 
@@ -173,5 +223,5 @@ async def forget_scope(request: Request) -> Response:
         raise ApiError(400, "user_id is required to forget a scope")
     scope = _scope(request, explicit)
     store = _store(request)
-    deleted = await store.call(store.forget, scope)
+    deleted = await store.forget(scope)
     return _json({"deleted": deleted})

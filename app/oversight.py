@@ -14,7 +14,7 @@ from app.dashboard import templates
 from app.metrics import Metrics
 from app.request_state import RequestState, state_in
 from app.sessions import Sessions
-from app.usage_store import Mode, UsageRecord
+from app.store.usage import Mode, UsageRecord
 
 if TYPE_CHECKING:
     from app.context import Context
@@ -50,13 +50,13 @@ class Oversight:
         """Read the stored modes (at start-up); changes go through set_mode, which keeps this cache."""
         store = self.context.store
         if store is not None:
-            self.modes = await store.call(store.scope_modes)
+            self.modes = await store.scope_modes()
 
     async def set_mode(self, scope: str, mode: Mode) -> None:
         """Store a scope's mode; every later request of the scope follows it at once."""
         store = self.context.store
         assert store is not None
-        await store.call(store.set_scope_mode, scope, mode)
+        await store.set_scope_mode(scope, mode)
         if mode == "on":
             self.modes.pop(scope, None)
         else:
@@ -113,7 +113,7 @@ class Oversight:
         if store is None:
             return
         try:
-            removed = await store.call(store.prune_usage, before)
+            removed = await store.prune_usage(before)
         except Exception as exc:  # retention runs again within the hour
             log.warning("usage retention failed: %s", type(exc).__name__)
             return

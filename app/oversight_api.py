@@ -14,12 +14,11 @@ from app.context import ctx
 from app.errors import error_response
 from app.memory_api import ApiError, _body, _json, _store, handle_api_errors
 from app.oversight import Oversight
-from app.records import parse_timestamp
+from app.records import iso, parse_timestamp
 from app.request_state import state_of
 from app.scopes import InvalidScope, validate_scope
-from app.store import iso
+from app.store.usage import MODES, Mode, UsageFilter
 from app.usage import GROUP_BYS, summarise
-from app.usage_store import MODES, Mode, UsageFilter
 
 
 def visible_scope(principal: Principal, asked: str | None) -> str | None:
@@ -75,7 +74,7 @@ async def usage(request: Request) -> Response:
         raise ApiError(400, f"group_by must be one of {', '.join(GROUP_BYS)}")
     f = usage_filter(request)
     store = _store(request)
-    records = await store.call(lambda: list(store.usage(f)))
+    records = await store.usage(f)
     return _json({"data": summarise(records, group_by)})
 
 
@@ -90,7 +89,7 @@ async def scopes(request: Request) -> Response:
     """GET /v1/scopes: every scope the caller may see, with counts and its memory mode."""
     only = visible_scope(_principal(request), request.query_params.get("user_id"))
     store = _store(request)
-    rows = await store.call(store.scope_summaries, only)
+    rows = await store.scope_summaries(only)
     return _json({"data": [scope_json(r) for r in rows]})
 
 
@@ -109,7 +108,7 @@ async def patch_scope(request: Request) -> Response:
     store = _store(request)
     await _oversight(request).set_mode(scope, cast(Mode, mode))
     state_of(request).scope = scope
-    rows = await store.call(store.scope_summaries, scope)
+    rows = await store.scope_summaries(scope)
     found = rows[0] if rows else {"user_id": scope, "memories": 0, "requests": 0, "last_active_at": None}
     return _json(scope_json({**found, "mode": mode}))
 

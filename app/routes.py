@@ -28,13 +28,16 @@ async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
         store = {"status": "unavailable"}
     else:
         try:
-            await c.store.call(c.store.ping)
+            await c.store.ping()
         except Exception as exc:
             store = {"status": "error", "error": type(exc).__name__}
     if c.writer is not None:
         store.update(
-            pending_writes=c.writer.queue.qsize(),
+            pending_writes=c.writer.pending,
+            writes_in_flight=c.writer.in_flight,
+            writer_idle=c.writer.idle,
             written=c.writer.written,
+            truncated=c.writer.truncated,
             write_failures=c.writer.failures,
             dropped=c.writer.dropped,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import snowballstemmer
@@ -48,22 +49,31 @@ def stem(word: str) -> str:
     return _STEMMER.stemWord(word)
 
 
-def match_expression(
-    user_id: str, text: str, common: dict[str, int] | None = None, generic_docs: int = 0
-) -> str | None:
-    """An FTS5 MATCH expression: the scope token AND any of the query's words.
+def query_words(
+    text: str, common: dict[str, int] | None = None, generic_docs: int = 0, stem_of: Callable[[str], str] = stem
+) -> list[str]:
+    """The words of a question worth searching for (the common-term rule).
 
-    Words whose stem is in `common` (stem -> document count, the index's most frequent terms)
-    are left out: they match most rows, so they cost the most to rank and tell the least. When
-    every word is common, the rarest one stays unless even it is in more than `generic_docs` rows.
+    Words whose stem (`stem_of`, as the index stems) is in `common` (stem -> document count, the
+    index's most frequent terms) are left out: they match most rows, so they cost the most to rank
+    and tell the least. When every word is common, the rarest one stays unless even it is in more
+    than `generic_docs` rows.
     """
     words = terms(text)
     if common:
-        rare = [w for w in words if stem(w) not in common]
+        rare = [w for w in words if stem_of(w) not in common]
         if not rare and words:
-            rarest = min(words, key=lambda w: common[stem(w)])
-            rare = [rarest] if common[stem(rarest)] <= generic_docs else []
+            rarest = min(words, key=lambda w: common[stem_of(w)])
+            rare = [rarest] if common[stem_of(rarest)] <= generic_docs else []
         words = rare
+    return words
+
+
+def match_expression(
+    user_id: str, text: str, common: dict[str, int] | None = None, generic_docs: int = 0
+) -> str | None:
+    """An FTS5 MATCH expression: the scope token AND any of the query's words (see query_words)."""
+    words = query_words(text, common, generic_docs)
     if not words:
         return None
     anyof = " OR ".join(f'"{w}"' for w in words)

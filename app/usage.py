@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-from app.usage_store import UsageRecord
+from app.store.usage import UsageRecord
 
 GroupBy = Literal["day", "model", "scope"]
 GROUP_BYS: tuple[GroupBy, ...] = get_args(GroupBy)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from app.store import MemoryStore, NewMemory
-from app.usage_store import UsageRecord
+from app.store.usage import UsageRecord
 
 log = logging.getLogger("memory_proxy.writer")
 BATCH = 512
@@ -19,22 +20,38 @@ Item = NewMemory | UsageRecord
 class MemoryWriter:
     """Owns the queue of captured turns and usage records, and the task that writes them in batches."""
 
-    def __init__(self, store: MemoryStore, max_pending: int = 100_000) -> None:
+    def __init__(self, store: MemoryStore, max_chars: int = 100_000, max_pending: int = 100_000) -> None:
         self.store = store
+        self.max_chars = max_chars
         self.queue: asyncio.Queue[Item] = asyncio.Queue(max_pending)
         self.written = 0
+        self.truncated = 0
         self.failures = 0
         self.dropped = 0
         self.last_error: str | None = None
+        self.in_flight = 0  # items taken off the queue and not yet written (or given up on)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Start the background task (inside the running loop)."""
         self._task = asyncio.create_task(self._run(), name="memory-writer")
 
+    @property
+    def pending(self) -> int:
+        """Items queued and not yet taken for writing."""
+        return self.queue.qsize()
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is queued and nothing is being written: every capture so far is settled."""
+        return self.pending == 0 and self.in_flight == 0
+
     def submit(self, items: list[NewMemory] | list[UsageRecord]) -> None:
-        """Queue memories or usage records for writing; never blocks the caller."""
+        """Queue memories (cut to `max_chars`) or usage records; never blocks (or fails) the caller."""
         for item in items:
+            if isinstance(item, NewMemory) and len(item.content) > self.max_chars:
+                self.truncated += 1
+                item = dataclasses.replace(item, content=item.content[: self.max_chars])
             try:
                 self.queue.put_nowait(item)
             except asyncio.QueueFull:
@@ -43,31 +60,34 @@ class MemoryWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self.queue.get()]
+            self.in_flight = 1
             if self.queue.qsize() < BATCH:
                 # Linger briefly so light traffic shares one commit instead of paying one per turn.
                 await asyncio.sleep(LINGER)
             while len(batch) < BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
+            self.in_flight = len(batch)
             try:
                 await self._write(batch)
             finally:
+                self.in_flight = 0
                 for _ in batch:
                     self.queue.task_done()
 
-    def _write_batch(self, batch: list[Item]) -> None:
+    async def _write_batch(self, batch: list[Item]) -> None:
         """Memories first, so usage records in the same batch can count recalls of them."""
         memories = [i for i in batch if isinstance(i, NewMemory)]
         records = [i for i in batch if isinstance(i, UsageRecord)]
         if memories:
-            self.store.add_many(memories)
+            await self.store.add_many(memories)
         if records:
-            self.store.add_usage(records)
+            await self.store.add_usage(records)
 
     async def _write(self, batch: list[Item]) -> None:
         """Write one batch, retrying a locked or failing store with backoff before dropping it."""
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                await self.store.call(self._write_batch, batch)
+                await self._write_batch(batch)
             except Exception as exc:  # a failing store must not stop capture for good
                 self.failures += 1
                 self.last_error = type(exc).__name__

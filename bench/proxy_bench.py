@@ -8,7 +8,7 @@ Run by hand from the repository root (never in CI):
 
 What it does:
 
-1. Builds a memory store with SqliteStore.add_many in 50k-row batches (cached under bench/out/,
+1. Builds a memory store with SqliteDb.add_many in 50k-row batches (cached under bench/out/,
    copied fresh for every run): 1k scopes, one holding 100k memories, one 10k, one 1k, the other
    997 sharing the rest (1M rows in all; 200k with --quick). Text is Zipf-distributed pseudo-words.
 2. Starts the real stack on free loopback ports: a lean fake provider (bench/fake_llm.py), then
@@ -56,7 +56,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.store import NewMemory, SqliteStore  # noqa: E402
+from app.store import NewMemory  # noqa: E402
+from app.store.sqlite import SqliteDb  # noqa: E402
 from app.writer import MemoryWriter  # noqa: E402
 from tests.stack import Proc, free_port, http_ok, spawn, wait_until  # noqa: E402
 
@@ -153,7 +154,7 @@ def build_store(path: Path, rows: int) -> float:
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(f"{path}{suffix}")
-    store = SqliteStore(str(path))
+    store = SqliteDb(str(path))
     store._conn().execute("PRAGMA cache_size=-2000000")  # 2 GB page cache for the bulk load only
     gen = TextGen()
     turns = [s for s, n in scope_plan(rows) for _ in range(n // 2)]
@@ -626,7 +627,7 @@ async def profiled(b: Bench, plan: Plan, name: str, load: Callable[[], Awaitable
 async def capture_direct(db: Path, turns: int) -> dict:
     """The MemoryWriter draining `turns` queued turns into the 1M-row store (app's own pragmas)."""
     gen = TextGen(seed=11)
-    store = SqliteStore(str(db))
+    store = SqliteDb(str(db))
     scopes = [f"bench-fill-{i:03d}" for i in range(100, 300)]
     users, replies = gen.texts(turns, 6, 30), gen.texts(turns, 15, 60)
     now = time.time()
@@ -808,7 +809,7 @@ def report(res: dict, plan: Plan, meta: dict) -> tuple[str, list[tuple[str, str,
         "writer, is the limit here."
     )
     w(
-        f"- Writer path directly (`MemoryWriter` -> `SqliteStore.add_many` in its 512-row batches, app pragmas, "
+        f"- Writer path directly (`MemoryWriter` -> `SqliteDb.add_many` in its 512-row batches, app pragmas, "
         f"on the {plan.rows:,}-row store, {capd['turns']:,} turns = {2 * capd['turns']:,} rows queued at once "
         f"over 200 scopes): **{capd['turns_per_s']:,.0f} turns/s** ({capd['secs']:.1f} s). One turn per "
         f"transaction: p50 {capd['single_ms_p50']:.2f} ms, p95 {capd['single_ms_p95']:.2f} ms."
@@ -924,7 +925,7 @@ METHOD = """## Stack benchmark (memory proxy vs direct LiteLLM)
 
 Method (`python bench/proxy_bench.py`, `--quick` for a ~3 minute run; `pip install -r
 bench/requirements.txt` first for matplotlib and py-spy): the script builds a SQLite memory store with
-`SqliteStore.add_many` (1M rows across 1k scopes: one scope of 100k, one of 10k, one of 1k, the rest
+`SqliteDb.add_many` (1M rows across 1k scopes: one scope of 100k, one of 10k, one of 1k, the rest
 ~890 each; 200k rows with `--quick`), cached in `bench/out/` and copied fresh for each run, then
 starts the real stack on loopback: a lean fake OpenAI-compatible provider (`bench/fake_llm.py`,
 no recording, uvloop) and `honcho start` on the repository's Procfile, so LiteLLM runs through

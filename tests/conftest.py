@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest_plugins = ["tests.backends"]  # the store_url / pg_database fixtures (SQLite and PostgreSQL)
+
 PROXY_ENV = (
     "MEMORY_HOST",
     "MEMORY_PORT",

@@ -41,3 +41,8 @@ def wait_for(check, timeout: float = 10.0):  # type: ignore[no-untyped-def]
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.05)
+
+
+def writer_idle(url: str) -> bool:
+    """True when the proxy's memory writer has nothing queued and nothing being written."""
+    return httpx.get(f"{url}/health", timeout=10).json()["memory_store"]["writer_idle"]

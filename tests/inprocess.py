@@ -88,11 +88,10 @@ class Running:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             health = (await self.client.get("/health")).json()
-            if health["memory_store"].get("pending_writes", 0) == 0:
-                break
+            if health["memory_store"].get("writer_idle", True):
+                return
             await asyncio.sleep(0.02)
-        if self.ctx.writer is not None:  # pending_writes is 0 while a batch is still being written
-            await self.ctx.writer.flush(seconds)
+        raise AssertionError(f"the memory writer was not idle after {seconds} s")
 
     async def memories(self, scope: str) -> list[dict]:
         r = await self.client.get("/v1/memories", params={"user_id": scope, "limit": 100})

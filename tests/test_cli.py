@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import random
@@ -14,7 +15,9 @@ import orjson
 import pytest
 
 from app.cli import main
-from app.store import NewMemory, SqliteStore, iso
+from app.records import iso
+from app.store import NewMemory
+from app.store.sqlite import SqliteDb
 
 RECALL_FIELDS = ("recall_count", "last_recalled_at")  # the recall log's fields on every memory
 
@@ -56,7 +59,7 @@ def cli(capsys: pytest.CaptureFixture[str], db: Path):  # type: ignore[no-untype
 
 def seed(db: Path, *items: tuple[str, str], role: str = "user", at: float = 1_700_000_000.0) -> list[str]:
     """Store (scope, content) pairs one second apart; return their ids."""
-    store = SqliteStore(str(db))
+    store = SqliteDb(str(db))
     try:
         added = store.add_many([NewMemory(u, role, c, created_at=at + i) for i, (u, c) in enumerate(items)])
     finally:
@@ -66,7 +69,7 @@ def seed(db: Path, *items: tuple[str, str], role: str = "user", at: float = 1_70
 
 def count(db: Path) -> dict[str, int]:
     """Memories per scope."""
-    store = SqliteStore(str(db))
+    store = SqliteDb(str(db))
     try:
         return store.stats()["scopes"]
     finally:
@@ -205,7 +208,7 @@ def without_id(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_export_import_round_trip(cli, db: Path, tmp_path: Path) -> None:
     rng = random.Random(7)
-    store = SqliteStore(str(db))
+    store = SqliteDb(str(db))
     store.add_many(
         [
             NewMemory(
@@ -430,3 +433,34 @@ def test_created_at_out_of_range_is_a_clear_error(cli, tmp_path: Path) -> None:
     src.write_text('{"content": "x", "user_id": "a", "created_at": 1e20}\n')
     r = cli("import", str(src))
     assert r.code == 2 and "out of range" in r.err
+
+
+def test_every_command_works_on_a_postgresql_url(cli, pg_database: str, tmp_path: Path) -> None:
+    from tests.backends import reset_schema
+
+    asyncio.run(reset_schema(pg_database))
+    url = pg_database.replace("postgresql://postgres@", "postgresql://postgres:cli-secret@")
+    added = cli("add", "--user", "pg", "the kiwi deploy runs on fridays", "--json", database=url)
+    assert added.code == 0, added.err
+    memory_id = added.json()["id"]
+    assert cli("add", "--user", "pg", "another note", database=url).code == 0
+    found = cli("search", "--user", "pg", "kiwi", "--json", database=url).json()["data"]
+    assert found[0]["id"] == memory_id  # (the next note matches too, by its context: the turn before it)
+    assert cli("get", "--user", "pg", memory_id, "--json", database=url).json()["content"].startswith("the kiwi")
+    backup = tmp_path / "pg.jsonl"
+    assert cli("export", "--user", "pg", "--out", str(backup), database=url).code == 0
+    stats = cli("stats", "--json", database=url)
+    assert stats.json()["scopes"] == {"pg": 2} and "cli-secret" not in stats.out
+    assert cli("forget", "--user", "pg", "--yes", "--json", database=url).json() == {"deleted": 2}
+    assert cli("import", str(backup), "--json", database=url).json() == {"imported": 2, "skipped": 0}
+    assert cli("delete", "--user", "pg", memory_id, database=url).code == 0
+    assert cli("list", "--user", "pg", "--json", database=url).json()["data"][0]["content"] == "another note"
+
+
+def test_an_unreachable_postgresql_url_is_one_line_without_the_password(cli) -> None:
+    from tests.inprocess import closed_port
+
+    r = cli("stats", database=f"postgresql://u:hunter2-pw@127.0.0.1:{closed_port()}/none")
+    assert r.code == 3
+    assert_one_error_line(r.err)
+    assert "hunter2-pw" not in r.err

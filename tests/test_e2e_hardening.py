@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from app.store import SqliteStore
+from app.store.sqlite import SqliteDb
 from tests.e2e import marker, oai, provider_calls, wait_for
 from tests.stack import base_env, free_port, http_ok, spawn, stack_config, start_memory, wait_until
 
@@ -130,7 +130,7 @@ def test_sigterm_drains_a_stream_and_flushes_its_memory(stack, tmp_path_factory)
     stopper.join(30)
     assert b"data: [DONE]" in received
     assert proc.popen.returncode is not None
-    store = SqliteStore(str(workdir / "drain.db"))
+    store = SqliteDb(str(workdir / "drain.db"))
     try:
         stored = sorted(x.content for x in store.export("drain"))
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e import anth, marker, oai, provider_calls, wait_for
+from tests.e2e import anth, marker, oai, provider_calls, wait_for, writer_idle
 from tests.stack import stack_config, start_keyed_memory, start_memory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -86,7 +86,7 @@ def test_resent_history_is_not_duplicated(stack):
     assert wait_for(lambda: len(memories(stack, scope)) == 4)
     # A third identical resend after the writer drained still adds nothing.
     client.chat.completions.create(model="fake-model", messages=[*history, {"role": "user", "content": f"second {m}"}])
-    assert wait_for(lambda: httpx.get(f"{stack.memory_url}/health").json()["memory_store"]["pending_writes"] == 0)
+    assert wait_for(lambda: writer_idle(stack.memory_url))
     assert len(memories(stack, scope)) == 4
 
 
@@ -116,7 +116,7 @@ def test_claude_code_scaffolding_is_not_stored(stack):
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": f"secret listing {m}"}]},
     ]
     client.messages.create(model="claude-fake", max_tokens=50, system=system, messages=tool_turn)
-    assert wait_for(lambda: httpx.get(f"{stack.memory_url}/health").json()["memory_store"]["pending_writes"] == 0)
+    assert wait_for(lambda: writer_idle(stack.memory_url))
     assert not any("secret listing" in s for s in contents(stack, scope))
     # The recalled block goes before the last user turn; the cached system prompt arrives unchanged.
     client.messages.create(
@@ -146,7 +146,7 @@ def test_memory_modes(stack, mode, stores, injects):
         model="fake-model", messages=[{"role": "user", "content": f"when does the deploy password rotate? {m}"}]
     )
     assert (int(raw.headers["x-memory-injected"]) > 0) is injects
-    wait_for(lambda: httpx.get(f"{stack.memory_url}/health").json()["memory_store"]["pending_writes"] == 0)
+    assert wait_for(lambda: writer_idle(stack.memory_url))
     if stores:
         assert wait_for(lambda: len(memories(stack, scope)) == 3)
     else:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.config import ApiKey, Observability, Settings
-from app.usage_store import UsageFilter, UsageRecord
+from app.store.usage import UsageFilter, UsageRecord
 from tests.inprocess import Running, chat_body, make_settings, marker, running, upstream_requests
 
 pytestmark = pytest.mark.timeout(60)
@@ -51,7 +51,7 @@ async def keyed_proxy(tmp_path: Path, **observability: object) -> AsyncIterator[
 async def records(p: Running, scope: str | None = None) -> list[UsageRecord]:
     await p.drain()
     store = p.ctx.store
-    return await store.call(lambda: list(store.usage(UsageFilter(scope))))
+    return await store.usage(UsageFilter(scope))
 
 
 @pytest.mark.parametrize(
@@ -85,9 +85,9 @@ async def test_injected_memories_are_logged_and_counted(tmp_path: Path):
         assert rec.injected == (mem["id"],)
         again = (await p.client.get(f"/v1/memories/{mem['id']}?user_id=proj", headers=auth(ADMIN))).json()
         assert again["recall_count"] == 1 and again["last_recalled_at"] is not None
-        log = await p.ctx.store.call(p.ctx.store.recall_log, "proj", mem["id"])
+        log = await p.ctx.store.recall_log("proj", mem["id"])
         assert [x.request_id for x in log] == [rec.request_id]
-        assert await p.ctx.store.call(p.ctx.store.recall_log, "other", mem["id"]) == []
+        assert await p.ctx.store.recall_log("other", mem["id"]) == []
 
 
 async def test_usage_is_off_when_configured(tmp_path: Path):
@@ -184,7 +184,7 @@ async def test_retention_deletes_old_records(tmp_path: Path):
     async with keyed_proxy(tmp_path, usage_retention_days=1) as p:
         store = p.ctx.store
         old = UsageRecord("req_old", time.time() - 2 * 86400, "s", None, "m", "/v1/messages", 200, 1.0, 1.0, 1, 1)
-        await store.call(store.add_usage, [old])
+        await store.add_usage([old])
         p.ctx.oversight._pruned_at = 0.0  # the next answered chat runs retention
         await chat(p, "hello", "s")
         await asyncio.gather(*p.ctx.oversight._tasks)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-from typing import Any
 
 import pytest
 
@@ -20,15 +18,25 @@ class FlakyStore:
         self.fail = fail
         self.batches: list[list[NewMemory]] = []
 
-    def add_many(self, items: list[NewMemory]) -> list:
+    async def add_many(self, items: list[NewMemory]) -> list:
         if self.fail:
             self.fail -= 1
             raise RuntimeError("database is locked")
         self.batches.append(items)
         return items
 
-    async def call(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
+
+class GatedStore:
+    """A store whose writes wait until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.written: list[NewMemory] = []
+
+    async def add_many(self, items: list[NewMemory]) -> list:
+        await self.gate.wait()
+        self.written.extend(items)
+        return items
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +74,22 @@ async def test_light_traffic_shares_one_batch():
     await w.flush(5)
     await w.stop()
     assert len(store.batches) == 1 and len(store.batches[0]) == 5
+
+
+async def test_idle_only_when_nothing_is_queued_or_being_written():
+    store = GatedStore()
+    w = MemoryWriter(store)  # type: ignore[arg-type]
+    w.start()
+    assert w.idle
+    w.submit([NewMemory("s", "user", "a"), NewMemory("s", "user", "b")])
+    assert not w.idle and w.pending == 2
+    for _ in range(100):  # the batch leaves the queue but is not written yet
+        await asyncio.sleep(0.01)
+        if w.pending == 0:
+            break
+    assert w.pending == 0 and w.in_flight == 2
+    assert not w.idle, "a batch being written is not idle"
+    store.gate.set()
+    await w.flush(5)
+    assert w.idle and len(store.written) == 2
+    await w.stop()

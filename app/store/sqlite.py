@@ -1,27 +1,44 @@
-"""The memory store: SQLite with WAL, FTS5 and numbered migrations; every query scoped at one point."""
+"""The SQLite backend: WAL, FTS5 and numbered migrations, behind the async store interface.
+
+`SqliteDb` holds the SQL and runs on the store's own threads; `SqliteStore` is the async facade
+the app calls, so no caller sees the thread pool.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import builtins
 import functools
-import hashlib
 import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
 from app import textindex
-from app.usage_store import Mode, UsageFilter, UsageRecord, UsageTables, m003_usage
+from app.store import (
+    COMMON_REFRESH_ROWS,
+    COMMON_TERM_DOCS,
+    EXPORT_PAGE,
+    GENERIC_TERM_DOCS,
+    NEIGHBOUR_BOOST,
+    NEIGHBOUR_CHARS,
+    RERANK_CANDIDATES,
+    SEARCH_WEIGHTS,
+    InvalidCursor,
+    Memory,
+    NewMemory,
+    as_stored,
+    content_hash,
+    metadata_text,
+)
+from app.store.sqlite_usage import SqliteUsage, m003_usage
+from app.store.usage import Mode, UsageFilter, UsageRecord
 
 try:  # a current SQLite (FTS5 secure-delete) where the wheel exists
     import pysqlite3.dbapi2 as sqlite3
@@ -30,90 +47,7 @@ except ImportError:  # pragma: no cover - platforms without the wheel
 
 T = TypeVar("T")
 STORE_THREADS = 4  # the store's own threads, each with one connection for the life of the store
-SEARCH_WEIGHTS = (1.0, 0.5, 0.0)  # content, context (neighbouring turns, date), scope token
-NEIGHBOUR_CHARS = 600  # how much of each neighbouring turn goes into a memory's context
-COMMON_TERM_DOCS = 10_000  # a term in more rows than this is left out of searches (see textindex)
-GENERIC_TERM_DOCS = 40_000  # … and a query of only such terms searches nothing past this
-COMMON_REFRESH_ROWS = 5_000  # re-read the common terms after this many new rows (or 10% growth)
-RERANK_CANDIDATES = 50  # second pass: how many first-pass matches are re-scored
-NEIGHBOUR_BOOST = 0.3  # second pass: share of the adjacent turns' scores a candidate gains
-
-
-@dataclass(frozen=True)
-class NewMemory:
-    """A memory to be written."""
-
-    user_id: str
-    role: str
-    content: str
-    created_at: float = field(default_factory=time.time)
-    model: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Memory:
-    """A stored memory (SPEC §5)."""
-
-    id: str
-    user_id: str
-    role: str
-    content: str
-    created_at: float
-    model: str | None
-    metadata: dict[str, Any]
-    recall_count: int = 0
-    last_recalled_at: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The API shape, with an ISO-8601 UTC `created_at`."""
-        return {
-            "id": self.id,
-            "user_id": self.user_id,
-            "role": self.role,
-            "content": self.content,
-            "created_at": iso(self.created_at),
-            "model": self.model,
-            "metadata": self.metadata,
-            "recall_count": self.recall_count,
-            "last_recalled_at": iso(self.last_recalled_at) if self.last_recalled_at is not None else None,
-        }
-
-
-def iso(ts: float) -> str:
-    """A UTC timestamp as ISO-8601 with a Z suffix."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-class MemoryStore(Protocol):
-    """What every backend offers; each call names its scope."""
-
-    def add_many(self, items: list[NewMemory]) -> list[Memory]: ...
-    def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]: ...
-    def get(self, user_id: str, memory_id: str) -> Memory | None: ...
-    def find_duplicate(self, item: NewMemory) -> Memory | None: ...
-    def delete(self, user_id: str, memory_id: str) -> bool: ...
-    def forget(self, user_id: str) -> int: ...
-    def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]: ...
-    def export(self, user_id: str) -> Iterator[Memory]: ...
-    def stats(self) -> dict[str, Any]: ...
-    def add_usage(self, records: list[UsageRecord]) -> None: ...
-    def prune_usage(self, before: float) -> int: ...
-    def usage(self, f: UsageFilter) -> Iterator[UsageRecord]: ...
-    def recent_usage(self, f: UsageFilter, limit: int) -> builtins.list[UsageRecord]: ...
-    def recall_log(self, user_id: str, memory_id: str, limit: int = ...) -> builtins.list[UsageRecord]: ...
-    def scope_summaries(self, user_id: str | None) -> builtins.list[dict[str, Any]]: ...
-    def scope_modes(self) -> dict[str, Mode]: ...
-    def set_scope_mode(self, user_id: str, mode: Mode) -> None: ...
-    def ping(self) -> None: ...
-    def close(self) -> None: ...
-    async def call(self, fn: Callable[..., T], *args: Any) -> T: ...
-
-
-def _hash(item: NewMemory) -> str:
-    """The dedup key: a resent turn (same role, text and metadata) is the same memory."""
-    meta = orjson.dumps(item.metadata, option=orjson.OPT_SORT_KEYS) if item.metadata else b""
-    return hashlib.blake2b(f"{item.role}\0{item.content}\0".encode() + meta, digest_size=16).hexdigest()
+BM25_WEIGHTS = ", ".join(str(w) for w in (*SEARCH_WEIGHTS, 0.0))  # the scope token column never scores
 
 
 def _m001_initial(db: sqlite3.Connection) -> None:
@@ -140,6 +74,16 @@ def _m001_initial(db: sqlite3.Connection) -> None:
         db.execute(statement)
     if sqlite3.sqlite_version_info >= (3, 42):
         db.execute("INSERT INTO memories_fts(memories_fts, rank) VALUES ('secure-delete', 1)")
+
+
+def _m002_vocabulary(db: sqlite3.Connection) -> None:
+    # Document counts per indexed term, read to find the terms too common to be worth searching.
+    db.execute("CREATE VIRTUAL TABLE memories_vocab USING fts5vocab(memories_fts, 'row')")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_vocabulary, m003_usage]
+_COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
+_N = 9  # columns in _COLUMNS: where whatever a query selects after them starts
 
 
 def _neighbour(db: sqlite3.Connection, user_id: str, rowid: int, before: bool) -> tuple[int, str, float] | None:
@@ -173,22 +117,12 @@ def _reindex(db: sqlite3.Connection, user_id: str, rowid: int) -> None:
         db.execute("UPDATE memories_fts SET context = ? WHERE rowid = ?", (_context(db, user_id, rowid, row[0]), rowid))
 
 
-def _m002_vocabulary(db: sqlite3.Connection) -> None:
-    # Document counts per indexed term, read to find the terms too common to be worth searching.
-    db.execute("CREATE VIRTUAL TABLE memories_vocab USING fts5vocab(memories_fts, 'row')")
-
-
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_vocabulary, m003_usage]
-_COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
-_NCOL = 9  # columns in _COLUMNS: the position of whatever a query selects after them
-
-
 def _row(r: tuple[Any, ...]) -> Memory:
     return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
 
 
-class SqliteStore(UsageTables):
-    """SQLite backend. Reads go through `_scoped`, which refuses SQL not bound to a scope."""
+class SqliteDb(SqliteUsage):
+    """The SQL of the SQLite backend (blocking). Reads go through `_scoped`, which refuses SQL not bound to a scope."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -200,8 +134,6 @@ class SqliteStore(UsageTables):
         self._write_lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        # A fixed pool, not anyio's: its idle threads would exit and strand their connections.
-        self._pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="memory-store")
         self._migrate()
         self.common_terms: dict[str, int] = {}
         self._rows_since_refresh = 0
@@ -257,7 +189,7 @@ class SqliteStore(UsageTables):
         return self._conn().execute(sql, (user_id, *params))
 
     def add_many(self, items: list[NewMemory]) -> list[Memory]:
-        """Insert memories in one transaction; a duplicate (same scope, role, text, metadata) is skipped."""
+        """Insert memories in one transaction, skipping duplicates (scope, role, text, metadata) and known ids."""
         if not items:
             return []
         with self._transaction() as db:
@@ -278,15 +210,7 @@ class SqliteStore(UsageTables):
         return [memory for _, memory in rows]
 
     def _insert_row(self, db: sqlite3.Connection, item: NewMemory) -> tuple[int, Memory] | None:
-        memory = Memory(
-            "mem_" + secrets.token_hex(10),
-            item.user_id,
-            item.role,
-            item.content,
-            item.created_at,
-            item.model,
-            item.metadata,
-        )
+        memory = as_stored(item)
         cur = db.execute(
             "INSERT OR IGNORE INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -295,10 +219,10 @@ class SqliteStore(UsageTables):
                 item.user_id,
                 item.role,
                 item.content,
-                _hash(item),
+                content_hash(item),
                 item.created_at,
                 item.model,
-                orjson.dumps(item.metadata, option=orjson.OPT_SORT_KEYS).decode(),
+                metadata_text(item.metadata),
             ),
         )
         return (cur.lastrowid, memory) if cur.rowcount else None
@@ -313,12 +237,12 @@ class SqliteStore(UsageTables):
             try:
                 after = (float(ts), float(ts), int(rid))
             except ValueError:
-                raise ValueError("cursor is not one this server issued") from None
+                raise InvalidCursor("cursor is not one this server issued") from None
             sql += " AND (m.created_at < ? OR (m.created_at = ? AND m.rowid < ?))"
         sql += " ORDER BY m.created_at DESC, m.rowid DESC LIMIT ?"
         rows = self._scoped(user_id, sql, (*after, limit + 1)).fetchall()
         page = rows[:limit]
-        next_cursor = f"{page[-1][4]!r}_{page[-1][_NCOL]}" if len(rows) > limit else None
+        next_cursor = f"{page[-1][4]!r}_{page[-1][_N]}" if len(rows) > limit else None
         return [_row(r) for r in page], next_cursor
 
     def get(self, user_id: str, memory_id: str) -> Memory | None:
@@ -327,12 +251,17 @@ class SqliteStore(UsageTables):
         row = r.fetchone()
         return _row(row) if row else None
 
+    def scope_of(self, memory_id: str) -> str | None:
+        """The scope holding a memory id (the one unscoped read: it returns a scope name, never a memory)."""
+        row = self._conn().execute("SELECT user_id FROM memories WHERE id = ?", (memory_id,)).fetchone()
+        return row[0] if row else None
+
     def find_duplicate(self, item: NewMemory) -> Memory | None:
         """The stored memory with the same scope, role and text as `item`, if any."""
         row = self._scoped(
             item.user_id,
             f"SELECT {_COLUMNS} FROM memories m WHERE m.user_id = ? AND m.content_hash = ?",
-            (_hash(item),),
+            (content_hash(item),),
         ).fetchone()
         return _row(row) if row else None
 
@@ -388,19 +317,18 @@ class SqliteStore(UsageTables):
         expr = textindex.match_expression(user_id, query, self.common_terms, GENERIC_TERM_DOCS)
         if expr is None:
             return []
-        weights = ", ".join(str(w) for w in SEARCH_WEIGHTS)
         rows = self._scoped(
             user_id,
             # CROSS JOIN keeps the full-text match as the outer loop: the planner would otherwise
             # walk every row of the scope and re-run the MATCH for each one (quadratic).
-            f"SELECT {_COLUMNS}, -bm25(memories_fts, {weights}) AS score, m.rowid FROM memories_fts "
+            f"SELECT {_COLUMNS}, -bm25(memories_fts, {BM25_WEIGHTS}) AS score, m.rowid FROM memories_fts "
             "CROSS JOIN memories m ON m.rowid = memories_fts.rowid "
             "WHERE m.user_id = ? AND memories_fts MATCH ? ORDER BY score DESC LIMIT ?",
             (expr, max(limit, RERANK_CANDIDATES)),
         ).fetchall()
         if not rows:
             return []
-        score = {r[_NCOL + 1]: r[_NCOL] for r in rows}
+        score = {r[_N + 1]: r[_N] for r in rows}
         marks = ", ".join("?" * len(rows))
         around = self._scoped(
             user_id,
@@ -414,16 +342,18 @@ class SqliteStore(UsageTables):
             rowid: score[rowid] + NEIGHBOUR_BOOST * (score.get(prev, 0.0) + score.get(nxt, 0.0))
             for rowid, prev, nxt in around
         }
-        rows.sort(key=lambda r: final[r[_NCOL + 1]], reverse=True)
-        return [(_row(r), final[r[_NCOL + 1]]) for r in rows[:limit]]
+        rows.sort(key=lambda r: final[r[_N + 1]], reverse=True)
+        return [(_row(r), final[r[_N + 1]]) for r in rows[:limit]]
 
-    def export(self, user_id: str) -> Iterator[Memory]:
-        """Every memory of a scope, oldest first."""
-        cur = self._scoped(
-            user_id, f"SELECT {_COLUMNS} FROM memories m WHERE m.user_id = ? ORDER BY m.created_at, m.rowid"
-        )
-        for r in cur:
-            yield _row(r)
+    def export_page(self, user_id: str, after: tuple[float, int] | None) -> list[tuple[Memory, tuple[float, int]]]:
+        """Up to EXPORT_PAGE memories of a scope, oldest first, after a (created_at, rowid) position."""
+        sql = f"SELECT {_COLUMNS}, m.rowid FROM memories m WHERE m.user_id = ?"
+        params: tuple[Any, ...] = ()
+        if after is not None:
+            sql += " AND (m.created_at > ? OR (m.created_at = ? AND m.rowid > ?))"
+            params = (after[0], after[0], after[1])
+        rows = self._scoped(user_id, sql + " ORDER BY m.created_at, m.rowid LIMIT ?", (*params, EXPORT_PAGE))
+        return [(_row(r), (r[4], r[_N])) for r in rows.fetchall()]
 
     def stats(self) -> dict[str, Any]:
         """Counts per scope (an operator's view, not scoped)."""
@@ -439,19 +369,110 @@ class SqliteStore(UsageTables):
         }
 
     def ping(self) -> None:
-        """Raise when the database cannot be read or written."""
-        db = self._conn()
-        db.execute("SELECT 1 FROM schema_migrations LIMIT 1").fetchone()
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a store method on the store's own threads, off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
+        """Raise when the database cannot be read."""
+        self._conn().execute("SELECT 1 FROM schema_migrations LIMIT 1").fetchone()
 
     def close(self) -> None:
-        """Stop the store's threads and close every connection it opened."""
-        self._pool.shutdown(wait=True)
+        """Close every connection the store's threads opened."""
         with self._all_lock:
             for conn in self._all:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+
+
+class SqliteStore:
+    """The async facade over `SqliteDb`: every call runs on the store's own fixed pool of threads."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.db = SqliteDb(path)
+        # A fixed pool, not anyio's: its idle threads would exit and strand their connections.
+        self._pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="memory-store")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
+
+    async def add_many(self, items: list[NewMemory]) -> list[Memory]:
+        """See SqliteDb.add_many."""
+        return await self._run(self.db.add_many, items)
+
+    async def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]:
+        """See SqliteDb.list."""
+        return await self._run(self.db.list, user_id, limit, cursor)
+
+    async def get(self, user_id: str, memory_id: str) -> Memory | None:
+        """See SqliteDb.get."""
+        return await self._run(self.db.get, user_id, memory_id)
+
+    async def scope_of(self, memory_id: str) -> str | None:
+        """See SqliteDb.scope_of."""
+        return await self._run(self.db.scope_of, memory_id)
+
+    async def find_duplicate(self, item: NewMemory) -> Memory | None:
+        """See SqliteDb.find_duplicate."""
+        return await self._run(self.db.find_duplicate, item)
+
+    async def delete(self, user_id: str, memory_id: str) -> bool:
+        """See SqliteDb.delete."""
+        return await self._run(self.db.delete, user_id, memory_id)
+
+    async def forget(self, user_id: str) -> int:
+        """See SqliteDb.forget."""
+        return await self._run(self.db.forget, user_id)
+
+    async def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]:
+        """See SqliteDb.search."""
+        return await self._run(self.db.search, user_id, query, limit)
+
+    async def export(self, user_id: str) -> AsyncIterator[Memory]:
+        """Every memory of a scope, oldest first, read a page at a time."""
+        after = None
+        while page := await self._run(self.db.export_page, user_id, after):
+            for memory, after in page:  # noqa: B007 - the last position is where the next page starts
+                yield memory
+
+    async def stats(self) -> dict[str, Any]:
+        """See SqliteDb.stats."""
+        return await self._run(self.db.stats)
+
+    async def ping(self) -> None:
+        """See SqliteDb.ping."""
+        await self._run(self.db.ping)
+
+    async def add_usage(self, records: list[UsageRecord]) -> None:
+        """See SqliteUsage.add_usage."""
+        await self._run(self.db.add_usage, records)
+
+    async def prune_usage(self, before: float) -> int:
+        """See SqliteUsage.prune_usage."""
+        return await self._run(self.db.prune_usage, before)
+
+    async def usage(self, f: UsageFilter) -> list[UsageRecord]:
+        """See SqliteUsage.usage."""
+        return await self._run(self.db.usage, f)
+
+    async def recent_usage(self, f: UsageFilter, limit: int) -> list[UsageRecord]:
+        """See SqliteUsage.recent_usage."""
+        return await self._run(self.db.recent_usage, f, limit)
+
+    async def recall_log(self, user_id: str, memory_id: str) -> list[UsageRecord]:
+        """See SqliteUsage.recall_log."""
+        return await self._run(self.db.recall_log, user_id, memory_id)
+
+    async def scope_summaries(self, user_id: str | None) -> list[dict[str, Any]]:
+        """See SqliteUsage.scope_summaries."""
+        return await self._run(self.db.scope_summaries, user_id)
+
+    async def scope_modes(self) -> dict[str, Mode]:
+        """See SqliteUsage.scope_modes."""
+        return await self._run(self.db.scope_modes)
+
+    async def set_scope_mode(self, user_id: str, mode: Mode) -> None:
+        """See SqliteUsage.set_scope_mode."""
+        await self._run(self.db.set_scope_mode, user_id, mode)
+
+    async def close(self) -> None:
+        """Stop the store's threads, then close their connections."""
+        self._pool.shutdown(wait=True)
+        self.db.close()

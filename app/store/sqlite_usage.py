@@ -1,73 +1,20 @@
-"""The store's usage side: usage records, the recall log and per-scope memory modes (SQLite tables)."""
+"""The SQLite side of usage: the usage, recalls and scope_modes tables, mixed into `SqliteDb`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
+
+from app.store.usage import RECALL_LOG_LIMIT, Mode, UsageFilter, UsageRecord
 
 try:
     import pysqlite3.dbapi2 as sqlite3
 except ImportError:  # pragma: no cover - platforms without the wheel
     import sqlite3  # type: ignore[no-redef]
-
-Mode = Literal["on", "off", "read", "write"]
-MODES: tuple[Mode, ...] = ("on", "off", "read", "write")
-RECALL_LOG_LIMIT = 20
-
-
-@dataclass(frozen=True)
-class UsageRecord:
-    """One request as the usage log keeps it (no content, no keys)."""
-
-    request_id: str
-    at: float
-    user_id: str
-    client: str | None
-    model: str | None
-    endpoint: str
-    status: int
-    latency_ms: float
-    ttfb_ms: float | None
-    input_tokens: int | None
-    output_tokens: int | None
-    injected: tuple[str, ...] = ()
-    captured: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The API shape."""
-        from app.store import iso
-
-        return {
-            "request_id": self.request_id,
-            "at": iso(self.at),
-            "user_id": self.user_id,
-            "client": self.client,
-            "model": self.model,
-            "endpoint": self.endpoint,
-            "status": self.status,
-            "latency_ms": round(self.latency_ms, 2),
-            "ttfb_ms": None if self.ttfb_ms is None else round(self.ttfb_ms, 2),
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "memories_injected": list(self.injected),
-            "memories_captured": self.captured,
-        }
-
-
-@dataclass(frozen=True)
-class UsageFilter:
-    """Which usage records a query reads; `user_id` None means every scope (operators only)."""
-
-    user_id: str | None = None
-    since: float | None = None
-    until: float | None = None
-    model: str | None = None
-    status: int | None = None
 
 
 def m003_usage(db: sqlite3.Connection) -> None:
@@ -113,8 +60,8 @@ def _usage_row(r: tuple[Any, ...]) -> UsageRecord:
     return UsageRecord(*fields)
 
 
-class UsageTables:
-    """Mixed into the SQLite store: writes and reads of the usage, recalls and scope_modes tables."""
+class SqliteUsage:
+    """Mixed into `SqliteDb`: writes and reads of the usage, recalls and scope_modes tables."""
 
     # Provided by the store this is mixed into: its per-thread connection and write transaction.
     _conn: Callable[[], sqlite3.Connection]
@@ -177,10 +124,9 @@ class UsageTables:
         sql = f"SELECT {_USAGE_COLUMNS} FROM usage u WHERE {' AND '.join(where)} {tail}"
         return self._conn().execute(sql, (*args, *params))
 
-    def usage(self, f: UsageFilter) -> Iterator[UsageRecord]:
+    def usage(self, f: UsageFilter) -> list[UsageRecord]:
         """Usage records matching `f`, oldest first."""
-        for row in self._usage_query(f, "ORDER BY u.at"):
-            yield _usage_row(row)
+        return [_usage_row(r) for r in self._usage_query(f, "ORDER BY u.at")]
 
     def recent_usage(self, f: UsageFilter, limit: int) -> list[UsageRecord]:
         """The newest usage records matching `f`."""

@@ -1,0 +1,118 @@
+"""The memory store's interface and records; `open_store` picks the backend from the database URL."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from app.store.usage import Mode, UsageFilter, UsageRecord
+
+SEARCH_WEIGHTS = (1.0, 0.5)  # content, context (neighbouring turns, date)
+NEIGHBOUR_CHARS = 600  # how much of each neighbouring turn goes into a memory's context
+COMMON_TERM_DOCS = 10_000  # a term in more rows than this is left out of searches (see textindex)
+GENERIC_TERM_DOCS = 40_000  # … and a query of only such terms searches nothing past this
+COMMON_REFRESH_ROWS = 5_000  # re-read the common terms after this many new rows (or 10% growth)
+RERANK_CANDIDATES = 50  # second pass: how many first-pass matches are re-scored
+NEIGHBOUR_BOOST = 0.3  # second pass: share of the adjacent turns' scores a candidate gains
+EXPORT_PAGE = 1000  # rows per read while exporting a scope
+
+
+@dataclass(frozen=True)
+class NewMemory:
+    """A memory to be written; `id` is kept when given (an import), else one is made."""
+
+    user_id: str
+    role: str
+    content: str
+    created_at: float = field(default_factory=time.time)
+    model: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A stored memory."""
+
+    id: str
+    user_id: str
+    role: str
+    content: str
+    created_at: float
+    model: str | None
+    metadata: dict[str, Any]
+    recall_count: int = 0  # how many requests it was injected into (the recall log)
+    last_recalled_at: float | None = None
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor this server did not issue."""
+
+
+class MemoryStore(Protocol):
+    """What every backend offers, as coroutines; each call names its scope (except `scope_of`)."""
+
+    async def add_many(self, items: list[NewMemory]) -> list[Memory]: ...
+    async def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]: ...
+    async def get(self, user_id: str, memory_id: str) -> Memory | None: ...
+    async def scope_of(self, memory_id: str) -> str | None: ...
+    async def find_duplicate(self, item: NewMemory) -> Memory | None: ...
+    async def delete(self, user_id: str, memory_id: str) -> bool: ...
+    async def forget(self, user_id: str) -> int: ...
+    async def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]: ...
+    def export(self, user_id: str) -> AsyncIterator[Memory]: ...
+    async def stats(self) -> dict[str, Any]: ...
+    async def add_usage(self, records: list[UsageRecord]) -> None: ...
+    async def prune_usage(self, before: float) -> int: ...
+    async def usage(self, f: UsageFilter) -> list[UsageRecord]: ...
+    async def recent_usage(self, f: UsageFilter, limit: int) -> list[UsageRecord]: ...
+    async def recall_log(self, user_id: str, memory_id: str) -> list[UsageRecord]: ...
+    async def scope_summaries(self, user_id: str | None) -> list[dict[str, Any]]: ...
+    async def scope_modes(self) -> dict[str, Mode]: ...
+    async def set_scope_mode(self, user_id: str, mode: Mode) -> None: ...
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+def content_hash(item: NewMemory) -> str:
+    """The dedup key: a resent turn (same role, text and metadata) is the same memory."""
+    meta = orjson.dumps(item.metadata, option=orjson.OPT_SORT_KEYS) if item.metadata else b""
+    return hashlib.blake2b(f"{item.role}\0{item.content}\0".encode() + meta, digest_size=16).hexdigest()
+
+
+def new_id() -> str:
+    """A fresh memory id."""
+    return "mem_" + secrets.token_hex(10)
+
+
+def as_stored(item: NewMemory) -> Memory:
+    """The memory an item becomes: its own id (an import) or a fresh one."""
+    memory_id = item.id or new_id()
+    return Memory(memory_id, item.user_id, item.role, item.content, item.created_at, item.model, item.metadata)
+
+
+def metadata_text(metadata: dict[str, Any]) -> str:
+    """Metadata as stored: JSON with sorted keys."""
+    return orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def is_postgres_url(url: str) -> bool:
+    """True for a PostgreSQL connection URL (else the value is a SQLite path)."""
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+async def open_store(url: str) -> MemoryStore:
+    """The store for `url`: PostgreSQL for a postgresql:// URL, else a SQLite file (or `:memory:`)."""
+    if is_postgres_url(url):
+        from app.store.postgres import PostgresStore
+
+        return await PostgresStore.open(url)
+    from app.store.sqlite import SqliteStore
+
+    return SqliteStore(url)

@@ -1,0 +1,347 @@
+"""The PostgreSQL backend: asyncpg with a pool, tsvector/GIN search, numbered migrations under an advisory lock.
+
+Ranking mirrors SQLite's: a turn's own words weigh more than its context (date, previous turn)
+(weights A and B of one tsvector), the neighbour re-rank, and the common-term rule (terms in
+more than COMMON_TERM_DOCS rows are left out of a query, counted with ts_stat).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import orjson
+import snowballstemmer
+
+from app import textindex
+from app.proxy import redact_url
+from app.store import (
+    COMMON_REFRESH_ROWS,
+    COMMON_TERM_DOCS,
+    EXPORT_PAGE,
+    GENERIC_TERM_DOCS,
+    NEIGHBOUR_BOOST,
+    NEIGHBOUR_CHARS,
+    RERANK_CANDIDATES,
+    SEARCH_WEIGHTS,
+    InvalidCursor,
+    Memory,
+    NewMemory,
+    as_stored,
+    content_hash,
+    metadata_text,
+)
+from app.store.postgres_usage import M002_USAGE, PostgresUsage
+
+POOL_SIZE = 10
+MIGRATION_LOCK = 0x6D656D6F7279  # pg_advisory_lock key: "memory"; instances starting together take turns
+TEXT_CONFIG = "english"  # the Snowball English stemmer and stopwords
+_STEMMER = snowballstemmer.stemmer("english")  # what `english` does to a word, for the common-term rule
+# ts_rank_cd weights for the labels {D, C, B, A}: A is the turn, B its context.
+RANK_WEIGHTS = "{0, 0, %s, %s}" % (SEARCH_WEIGHTS[1], SEARCH_WEIGHTS[0])  # noqa: UP031 - a Postgres array literal
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "m001_initial",
+        f"""
+        CREATE TABLE memories (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            user_id TEXT NOT NULL,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            model TEXT,
+            metadata TEXT NOT NULL DEFAULT '{{}}',
+            context TEXT NOT NULL DEFAULT '',
+            tsv TSVECTOR GENERATED ALWAYS AS (
+                setweight(to_tsvector('{TEXT_CONFIG}', content), 'A')
+                || setweight(to_tsvector('{TEXT_CONFIG}', context), 'B')
+            ) STORED,
+            CONSTRAINT memories_dedup UNIQUE (user_id, content_hash)
+        );
+        CREATE INDEX memories_scope_time ON memories (user_id, created_at DESC, seq DESC);
+        CREATE INDEX memories_scope_seq ON memories (user_id, seq);
+        CREATE INDEX memories_tsv ON memories USING GIN (tsv);
+        """,
+    ),
+    M002_USAGE,
+]
+_COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
+_N = 9  # columns in _COLUMNS: where whatever a query selects after them starts
+# One statement per batch; rows go in batch order, and a duplicate or a known id is skipped.
+INSERT_SQL = """
+    INSERT INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata, context)
+    SELECT id, user_id, role, content, content_hash, created_at, model, metadata, context
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::text[],
+                $9::text[]) WITH ORDINALITY
+        AS t(id, user_id, role, content, content_hash, created_at, model, metadata, context, ord)
+    ORDER BY ord
+    ON CONFLICT DO NOTHING
+    RETURNING id
+"""
+# The latest turn of each scope: the first new turn's neighbour.
+LATEST_SQL = f"""
+    SELECT DISTINCT ON (user_id) user_id, left(content, {NEIGHBOUR_CHARS}) FROM memories
+    WHERE user_id = ANY($1::text[]) ORDER BY user_id, seq DESC
+"""
+SEARCH_SQL = f"""
+    SELECT {_COLUMNS}, ts_rank_cd('{RANK_WEIGHTS}', m.tsv, q) AS score, m.seq
+    FROM memories m, to_tsquery('{TEXT_CONFIG}', $2) q
+    WHERE m.user_id = $1 AND m.tsv @@ q
+    ORDER BY score DESC LIMIT $3
+"""
+AROUND_SQL = """
+    SELECT m.seq,
+        (SELECT max(p.seq) FROM memories p WHERE p.user_id = m.user_id AND p.seq < m.seq),
+        (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)
+    FROM memories m WHERE m.user_id = $1 AND m.seq = ANY($2::bigint[])
+"""
+
+
+def _row(r: asyncpg.Record) -> Memory:
+    return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
+
+
+def _stem(word: str) -> str:
+    return _STEMMER.stemWord(word)
+
+
+def tsquery(words: list[str]) -> str:
+    """A to_tsquery text matching any of the words (each quoted: \\w+ words hold no quote or backslash)."""
+    return " | ".join(f"'{w}'" for w in words)
+
+
+class PostgresStore(PostgresUsage):
+    """PostgreSQL backend. Scoped statements go through `_scoped`, which refuses SQL not bound to a scope."""
+
+    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
+        self.url = url
+        self._pool = pool
+        self.common_terms: dict[str, int] = {}
+        self._rows_at_refresh = 0
+        self._rows_since_refresh = 0
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresStore:
+        """Connect a pool, run pending migrations (one instance at a time) and read the common terms."""
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, command_timeout=60)
+        store = cls(url, pool)
+        try:
+            await store._migrate()
+            await store.refresh_common_terms()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def _migrate(self) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                    "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                )
+                done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+                    if version not in done:
+                        async with conn.transaction():
+                            await conn.execute(sql)
+                            await conn.execute(
+                                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                            )
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+
+    async def _scoped(self, conn: Any, user_id: str, sql: str, *params: Any) -> list[asyncpg.Record]:
+        """The one door for scoped reads: the SQL must filter on `m.user_id = $1`."""
+        if "m.user_id = $1" not in sql:
+            raise AssertionError("scoped SQL must filter on m.user_id = $1")
+        return await conn.fetch(sql, user_id, *params)
+
+    async def add_many(self, items: list[NewMemory]) -> list[Memory]:
+        """Insert memories in one transaction, skipping duplicates (scope, role, text, metadata) and known ids.
+
+        The unique constraints decide, so instances sharing the database never store a resent turn twice.
+        """
+        if not items:
+            return []
+        memories = [as_stored(item) for item in items]
+        async with self._pool.acquire() as conn, conn.transaction():
+            # A new turn's context is its date plus the start of the scope's turn before it.
+            previous = dict(await conn.fetch(LATEST_SQL, list({m.user_id for m in memories})))
+            contexts = []
+            for m in memories:
+                before = previous.get(m.user_id)
+                date = textindex.date_words(m.created_at)
+                contexts.append(f"{date}\n{before}" if before is not None else date)
+                previous[m.user_id] = m.content[:NEIGHBOUR_CHARS]
+            inserted = await conn.fetch(
+                INSERT_SQL,
+                [m.id for m in memories],
+                [m.user_id for m in memories],
+                [m.role for m in memories],
+                [m.content for m in memories],
+                [content_hash(item) for item in items],
+                [m.created_at for m in memories],
+                [m.model for m in memories],
+                [metadata_text(m.metadata) for m in memories],
+                contexts,
+            )
+        kept = {r[0] for r in inserted}
+        added = []
+        for m in memories:
+            if m.id in kept:  # once: a batch may name one id twice
+                kept.discard(m.id)
+                added.append(m)
+        self._rows_since_refresh += len(added)
+        if self._rows_since_refresh >= max(COMMON_REFRESH_ROWS, self._rows_at_refresh // 10):
+            await self.refresh_common_terms()
+        return added
+
+    async def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]:
+        """Newest first; `cursor` is the opaque value of a previous page's `next_cursor`."""
+        limit = max(limit, 1)
+        params: tuple[Any, ...] = ()
+        sql = f"SELECT {_COLUMNS}, m.seq FROM memories m WHERE m.user_id = $1"
+        if cursor:
+            ts, _, seq = cursor.partition("_")
+            try:
+                params = (float(ts), int(seq))
+            except ValueError:
+                raise InvalidCursor("cursor is not one this server issued") from None
+            sql += " AND (m.created_at < $2 OR (m.created_at = $2 AND m.seq < $3))"
+        sql += f" ORDER BY m.created_at DESC, m.seq DESC LIMIT ${len(params) + 2}"
+        rows = await self._scoped(self._pool, user_id, sql, *params, limit + 1)
+        page = rows[:limit]
+        next_cursor = f"{page[-1][4]!r}_{page[-1][_N]}" if len(rows) > limit else None
+        return [_row(r) for r in page], next_cursor
+
+    async def get(self, user_id: str, memory_id: str) -> Memory | None:
+        """One memory of this scope, or None."""
+        rows = await self._scoped(
+            self._pool, user_id, f"SELECT {_COLUMNS} FROM memories m WHERE m.user_id = $1 AND m.id = $2", memory_id
+        )
+        return _row(rows[0]) if rows else None
+
+    async def scope_of(self, memory_id: str) -> str | None:
+        """The scope holding a memory id (the one unscoped read: it returns a scope name, never a memory)."""
+        return await self._pool.fetchval("SELECT user_id FROM memories WHERE id = $1", memory_id)
+
+    async def find_duplicate(self, item: NewMemory) -> Memory | None:
+        """The stored memory with the same scope, role and text as `item`, if any."""
+        rows = await self._scoped(
+            self._pool,
+            item.user_id,
+            f"SELECT {_COLUMNS} FROM memories m WHERE m.user_id = $1 AND m.content_hash = $2",
+            content_hash(item),
+        )
+        return _row(rows[0]) if rows else None
+
+    async def delete(self, user_id: str, memory_id: str) -> bool:
+        """Delete one memory of this scope; the next turn's context, which quoted it, is recomputed."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await self._scoped(
+                conn, user_id, "DELETE FROM memories m WHERE m.user_id = $1 AND m.id = $2 RETURNING m.seq", memory_id
+            )
+            if not rows:
+                return False
+            following = await self._scoped(
+                conn,
+                user_id,
+                "SELECT m.seq, m.created_at FROM memories m WHERE m.user_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT 1",
+                rows[0][0],
+            )
+            if following:
+                seq, created_at = following[0]
+                await self._scoped(
+                    conn,
+                    user_id,
+                    "UPDATE memories m SET context = $3 || coalesce((SELECT E'\\n' || left(p.content, "
+                    f"{NEIGHBOUR_CHARS}) FROM memories p WHERE p.user_id = $1 AND p.seq < $2 "
+                    "ORDER BY p.seq DESC LIMIT 1), '') WHERE m.user_id = $1 AND m.seq = $2 RETURNING m.seq",
+                    seq,
+                    textindex.date_words(created_at),
+                )
+        return True
+
+    async def forget(self, user_id: str) -> int:
+        """Delete every memory of a scope, then VACUUM so the freed rows' space is reclaimed."""
+        rows = await self._scoped(self._pool, user_id, "DELETE FROM memories m WHERE m.user_id = $1 RETURNING m.seq")
+        if rows:
+            await self._pool.execute("VACUUM memories")
+        return len(rows)
+
+    async def refresh_common_terms(self) -> None:
+        """Re-read which lexemes are in more than COMMON_TERM_DOCS rows (ts_stat: a scan of the index column)."""
+        async with self._pool.acquire() as conn:
+            total = await conn.fetchval("SELECT count(*) FROM memories")
+            if total > COMMON_TERM_DOCS:
+                rows = await conn.fetch(
+                    "SELECT word, ndoc FROM ts_stat('SELECT tsv FROM memories') WHERE ndoc > $1", COMMON_TERM_DOCS
+                )
+                self.common_terms = {r[0]: r[1] for r in rows}
+            else:
+                self.common_terms = {}
+        self._rows_at_refresh = total
+        self._rows_since_refresh = 0
+
+    async def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]:
+        """Best matches within the scope, with a positive relevance score (two passes, as on SQLite)."""
+        words = textindex.query_words(query, self.common_terms, GENERIC_TERM_DOCS, _stem)
+        if not words:
+            return []
+        async with self._pool.acquire() as conn:
+            rows = await self._scoped(conn, user_id, SEARCH_SQL, tsquery(words), max(limit, RERANK_CANDIDATES))
+            if not rows:
+                return []
+            score = {r[_N + 1]: r[_N] for r in rows}
+            around = await self._scoped(conn, user_id, AROUND_SQL, list(score))
+        final = {
+            seq: score[seq] + NEIGHBOUR_BOOST * (score.get(prev, 0.0) + score.get(nxt, 0.0))
+            for seq, prev, nxt in around
+        }
+        ranked = sorted(rows, key=lambda r: final[r[_N + 1]], reverse=True)
+        return [(_row(r), final[r[_N + 1]]) for r in ranked[:limit]]
+
+    async def export(self, user_id: str) -> AsyncIterator[Memory]:
+        """Every memory of a scope, oldest first, read a page at a time."""
+        base = f"SELECT {_COLUMNS}, m.seq FROM memories m WHERE m.user_id = $1"
+        rows = await self._scoped(self._pool, user_id, f"{base} ORDER BY m.created_at, m.seq LIMIT $2", EXPORT_PAGE)
+        while rows:
+            for r in rows:
+                yield _row(r)
+            last = rows[-1]
+            rows = await self._scoped(
+                self._pool,
+                user_id,
+                f"{base} AND (m.created_at > $2 OR (m.created_at = $2 AND m.seq > $3)) "
+                "ORDER BY m.created_at, m.seq LIMIT $4",
+                last[4],
+                last[_N],
+                EXPORT_PAGE,
+            )
+
+    async def stats(self) -> dict[str, Any]:
+        """Counts per scope (an operator's view, not scoped)."""
+        rows = await self._pool.fetch("SELECT user_id, count(*) FROM memories GROUP BY user_id ORDER BY 2 DESC")
+        scopes = {r[0]: r[1] for r in rows}
+        size = await self._pool.fetchval("SELECT pg_total_relation_size('memories')")
+        return {
+            "backend": "postgresql",
+            "path": redact_url(self.url),
+            "memories": sum(scopes.values()),
+            "scopes": scopes,
+            "bytes": size,
+        }
+
+    async def ping(self) -> None:
+        """Raise when the database cannot be read."""
+        await self._pool.fetchval("SELECT 1 FROM schema_migrations LIMIT 1")
+
+    async def close(self) -> None:
+        """Close the pool's connections."""
+        await self._pool.close()
