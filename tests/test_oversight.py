@@ -19,10 +19,12 @@ pytestmark = pytest.mark.timeout(60)
 ADMIN, PINNED = "admin-key-7d1f", "pinned-key-3a9c"
 
 
-def keyed(tmp_path: Path, **observability: object) -> Settings:
-    """Settings with an admin key and a key pinned to scope `alice`."""
+def keyed(tmp_path: Path, db: str | None = None, **observability: object) -> Settings:
+    """Settings with an admin key and a key pinned to scope `alice` (on the `db` store when given)."""
+    settings = make_settings(tmp_path)
     return dataclasses.replace(
-        make_settings(tmp_path),
+        settings,
+        db_path=db or settings.db_path,
         keys=(ApiKey(ADMIN, None, True), ApiKey(PINNED, "alice")),
         observability=dataclasses.replace(Observability(), **observability),  # type: ignore[arg-type]
     )
@@ -41,9 +43,9 @@ async def chat(p: Running, text: str, scope: str, *, key: str = ADMIN, **kw: obj
 
 
 @asynccontextmanager
-async def keyed_proxy(tmp_path: Path, **observability: object) -> AsyncIterator[Running]:
+async def keyed_proxy(tmp_path: Path, db: str | None = None, **observability: object) -> AsyncIterator[Running]:
     """A proxy with both keys whose test client speaks with the admin key unless told otherwise."""
-    async with running(tmp_path, settings=keyed(tmp_path, **observability)) as p:
+    async with running(tmp_path, settings=keyed(tmp_path, db, **observability)) as p:
         p.client.headers.update(auth(ADMIN))
         yield p
 
@@ -63,8 +65,10 @@ async def records(p: Running, scope: str | None = None) -> list[UsageRecord]:
         (True, True, {}),
     ],
 )
-async def test_a_chat_leaves_a_usage_record_with_tokens(tmp_path: Path, anthropic: bool, stream: bool, extra: dict):
-    async with keyed_proxy(tmp_path) as p:
+async def test_a_chat_leaves_a_usage_record_with_tokens(
+    tmp_path: Path, store_url: str, anthropic: bool, stream: bool, extra: dict
+):
+    async with keyed_proxy(tmp_path, store_url) as p:
         await chat(p, f"hello {marker()}", "proj", anthropic=anthropic, stream=stream, **extra)
         (rec,) = await records(p, "proj")
     assert (rec.user_id, rec.status, rec.input_tokens, rec.output_tokens) == ("proj", 200, 10, 5)
@@ -72,8 +76,8 @@ async def test_a_chat_leaves_a_usage_record_with_tokens(tmp_path: Path, anthropi
     assert rec.captured == 2 and rec.latency_ms > 0 and rec.ttfb_ms is not None and rec.ttfb_ms <= rec.latency_ms
 
 
-async def test_injected_memories_are_logged_and_counted(tmp_path: Path):
-    async with keyed_proxy(tmp_path) as p:
+async def test_injected_memories_are_logged_and_counted(tmp_path: Path, store_url: str):
+    async with keyed_proxy(tmp_path, store_url) as p:
         word = marker()
         r = await p.client.post(
             "/v1/memories", json={"content": f"the {word} server is in Oslo", "user_id": "proj"}, headers=auth(ADMIN)
@@ -96,8 +100,8 @@ async def test_usage_is_off_when_configured(tmp_path: Path):
         assert await records(p) == []
 
 
-async def test_usage_endpoint_groups_and_limits_pinned_keys(tmp_path: Path):
-    async with keyed_proxy(tmp_path) as p:
+async def test_usage_endpoint_groups_and_limits_pinned_keys(tmp_path: Path, store_url: str):
+    async with keyed_proxy(tmp_path, store_url) as p:
         await chat(p, "one", "alice")
         await chat(p, "two", "alice")
         await chat(p, "three", "bob")
@@ -125,8 +129,8 @@ async def test_usage_endpoint_groups_and_limits_pinned_keys(tmp_path: Path):
             assert (await p.client.get(f"/v1/usage?{bad}", headers=auth(ADMIN))).status_code == 400
 
 
-async def test_scopes_list_and_mode_change_take_effect_at_once(tmp_path: Path):
-    async with keyed_proxy(tmp_path) as p:
+async def test_scopes_list_and_mode_change_take_effect_at_once(tmp_path: Path, store_url: str):
+    async with keyed_proxy(tmp_path, store_url) as p:
         await chat(p, "remember the blue door", "alice")
         await p.drain()
         scopes = (await p.client.get("/v1/scopes", headers=auth(ADMIN))).json()["data"]
@@ -168,8 +172,8 @@ async def test_scopes_list_and_mode_change_take_effect_at_once(tmp_path: Path):
         ]
 
 
-async def test_modes_survive_a_restart(tmp_path: Path):
-    settings = keyed(tmp_path)
+async def test_modes_survive_a_restart(tmp_path: Path, store_url: str):
+    settings = keyed(tmp_path, store_url)
     async with running(tmp_path, settings=settings) as p:
         await p.client.patch("/v1/scopes/carol", json={"mode": "write"}, headers=auth(ADMIN))
     async with running(tmp_path, settings=settings) as p:
@@ -180,8 +184,8 @@ async def test_modes_survive_a_restart(tmp_path: Path):
         assert [(s["user_id"], s["mode"]) for s in scopes] == [("carol", "write")]
 
 
-async def test_retention_deletes_old_records(tmp_path: Path):
-    async with keyed_proxy(tmp_path, usage_retention_days=1) as p:
+async def test_retention_deletes_old_records(tmp_path: Path, store_url: str):
+    async with keyed_proxy(tmp_path, store_url, usage_retention_days=1) as p:
         store = p.ctx.store
         old = UsageRecord("req_old", time.time() - 2 * 86400, "s", None, "m", "/v1/messages", 200, 1.0, 1.0, 1, 1)
         await store.add_usage([old])
