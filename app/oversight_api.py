@@ -14,11 +14,11 @@ from app.context import ctx
 from app.errors import error_response
 from app.memory_api import ApiError, _body, _json, _store, handle_api_errors
 from app.oversight import Oversight
-from app.records import iso, parse_timestamp
+from app.records import iso
 from app.request_state import state_of
 from app.scopes import InvalidScope, validate_scope
 from app.store.usage import MODES, Mode, UsageFilter
-from app.usage import GROUP_BYS, summarise
+from app.usage import GROUP_BYS, parse_when, summarise
 
 
 def visible_scope(principal: Principal, asked: str | None) -> str | None:
@@ -49,15 +49,7 @@ def _oversight(request: Request) -> Oversight:
 
 def _time(request: Request, name: str) -> float | None:
     raw = request.query_params.get(name)
-    return None if raw is None else parse_timestamp(float(raw) if _is_number(raw) else raw, name)
-
-
-def _is_number(raw: str) -> bool:
-    try:
-        float(raw)
-    except ValueError:
-        return False
-    return True
+    return None if raw is None else parse_when(raw, name)
 
 
 def usage_filter(request: Request) -> UsageFilter:

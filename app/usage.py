@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
+from app.records import parse_timestamp
 from app.store.usage import UsageRecord
 
 GroupBy = Literal["day", "model", "scope"]
@@ -28,6 +29,14 @@ def day_of(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).date().isoformat()
 
 
+def parse_when(raw: str, name: str) -> float:
+    """A `since`/`until` value: Unix seconds, or an ISO-8601 date or time (naive means UTC)."""
+    try:
+        return parse_timestamp(float(raw), name)
+    except ValueError:
+        return parse_timestamp(raw, name)
+
+
 def _key(record: UsageRecord, group_by: GroupBy) -> str:
     if group_by == "day":
         return day_of(record.at)
@@ -41,6 +50,11 @@ def percentile(sorted_values: list[float], share: float) -> float | None:
     if not sorted_values:
         return None
     return sorted_values[max(0, math.ceil(share * len(sorted_values)) - 1)]
+
+
+def table_rows(rows: list[dict[str, Any]], group_by: GroupBy) -> list[list[str]]:
+    """Summary rows as text cells, group key first (the CLI's table)."""
+    return [[str(r[group_by]) or "-", *("-" if r[f] is None else str(r[f]) for f in FIGURES)] for r in rows]
 
 
 def summarise(records: Iterable[UsageRecord], group_by: GroupBy) -> list[dict[str, Any]]:

@@ -9,10 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import orjson
 import pytest
 
+from app.cli import main
 from app.config import ApiKey, Observability, Settings
+from app.store.sqlite import SqliteDb
 from app.store.usage import UsageFilter, UsageRecord
+from app.usage import FIGURES, summarise
 from tests.inprocess import Running, chat_body, make_settings, marker, running, upstream_requests
 
 pytestmark = pytest.mark.timeout(60)
@@ -228,3 +232,42 @@ async def test_metrics_are_anonymous_on_loopback_without_keys(tmp_path: Path):
     async with running(tmp_path) as p:
         r = await p.client.get("/metrics")
         assert r.status_code == 200 and "memory_proxy_requests_total" in r.text
+
+
+def _record(scope: str, at: float, model: str, status: int = 200, latency: float = 10.0) -> UsageRecord:
+    path = "/v1/messages"
+    return UsageRecord("req_" + marker(), at, scope, None, model, path, status, latency, 1.0, 7, 3, ("m1",), 2)
+
+
+def test_cli_usage_prints_the_api_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "memory.db"
+    store = SqliteDb(str(db))
+    day = 1_700_000_000.0  # 2023-11-14
+    store.add_usage(
+        [
+            _record("alice", day, "m-a", latency=10),
+            _record("alice", day + 60, "m-b", status=502, latency=30),
+            _record("bob", day + 86400, "m-a", latency=20),
+        ]
+    )
+    store.close()
+
+    assert main(["usage", "--db", str(db), "--json", "--group-by", "scope"]) == 0
+    rows = orjson.loads(capsys.readouterr().out)["data"]
+    assert rows == summarise([*SqliteDb(str(db)).usage(UsageFilter())], "scope")
+    assert [(r["scope"], r["requests"], r["errors"], r["input_tokens"], r["p95_ms"]) for r in rows] == [
+        ("alice", 2, 1, 14, 30.0),
+        ("bob", 1, 0, 7, 20.0),
+    ]
+
+    assert main(["usage", "--db", str(db), "--user", "alice", "--since", "2023-11-14"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["DAY", *(f.upper() for f in FIGURES)]
+    assert table[1].split() == ["2023-11-14", "2", "1", "14", "6", "2", "4", "10.0", "30.0"]
+
+    assert main(["usage", "--db", str(db), "--since", str(day + 3600)]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["2023-11-15"]
+    assert main(["usage", "--db", str(db), "--until", "2000-01-01"]) == 0
+    assert capsys.readouterr().out == "no requests recorded\n"
+    assert main(["usage", "--db", str(db), "--since", "last week"]) == 2
+    assert "--since" in capsys.readouterr().err
