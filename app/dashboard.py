@@ -56,6 +56,7 @@ def templates() -> Environment:
     """The dashboard's Jinja2 environment: every value escaped for HTML."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True), auto_reload=False)
     env.filters["iso"] = lambda ts: iso(ts) if ts is not None else ""
+    env.filters["when"] = lambda ts: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts)) if ts is not None else ""
     env.filters["q"] = lambda value: quote(str(value), safe="")
     return env
 
