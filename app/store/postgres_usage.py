@@ -8,7 +8,17 @@ from typing import Any
 import asyncpg
 import orjson
 
-from app.store.usage import RECALL_LOG_LIMIT, Mode, UsageFilter, UsageRecord
+from app.store.usage import (
+    RECALL_LOG_LIMIT,
+    SCOPES_SQL,
+    USAGE_COLUMNS,
+    Mode,
+    UsageFilter,
+    UsageRecord,
+    scope_summary,
+    usage_conditions,
+    usage_record,
+)
 
 M002_USAGE = (
     "m002_usage",
@@ -39,10 +49,6 @@ M002_USAGE = (
     CREATE TABLE scope_modes (user_id TEXT PRIMARY KEY, mode TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL);
     """,
 )
-_USAGE_COLUMNS = (
-    "u.request_id, u.at, u.user_id, u.client, u.model, u.endpoint, u.status, u.latency_ms, u.ttfb_ms, "
-    "u.input_tokens, u.output_tokens, u.injected, u.captured"
-)
 _FIELDS = "request_id, at, user_id, client, model, endpoint, status, latency_ms, ttfb_ms, input_tokens, output_tokens"
 # One statement per batch, rows in batch order (the recall log pairs each returned id with its record).
 INSERT_USAGE_SQL = f"""
@@ -54,12 +60,6 @@ INSERT_USAGE_SQL = f"""
     ORDER BY ord
     RETURNING id
 """
-
-
-def _usage_row(r: asyncpg.Record) -> UsageRecord:
-    fields = list(r)
-    fields[11] = tuple(orjson.loads(r[11]))
-    return UsageRecord(*fields)
 
 
 class PostgresUsage:
@@ -98,57 +98,37 @@ class PostgresUsage:
 
     async def _usage_query(self, f: UsageFilter, tail: str, *params: Any) -> list[asyncpg.Record]:
         """The one door for usage reads: every filter, the scope first, bound as parameters."""
-        where, args = ["TRUE"], []
-        for clause, value in (
-            ("u.user_id = ${}", f.user_id),
-            ("u.at >= ${}", f.since),
-            ("u.at < ${}", f.until),
-            ("u.model = ${}", f.model),
-            ("u.status = ${}", f.status),
-        ):
-            if value is not None:
-                args.append(value)
-                where.append(clause.format(len(args)))
-        tail = tail.format(*(f"${len(args) + i + 1}" for i in range(len(params))))
-        sql = f"SELECT {_USAGE_COLUMNS} FROM usage u WHERE {' AND '.join(where)} {tail}"
-        return await self._pool.fetch(sql, *args, *params)
+        conditions = usage_conditions(f)
+        where = " AND ".join(["TRUE", *(f"{clause} ${n}" for n, (clause, _) in enumerate(conditions, 1))])
+        tail = tail.format(*(f"${len(conditions) + n}" for n in range(1, len(params) + 1)))
+        sql = f"SELECT {USAGE_COLUMNS} FROM usage u WHERE {where} {tail}"
+        return await self._pool.fetch(sql, *(value for _, value in conditions), *params)
 
     async def usage(self, f: UsageFilter) -> list[UsageRecord]:
         """Usage records matching `f`, oldest first."""
-        return [_usage_row(r) for r in await self._usage_query(f, "ORDER BY u.at")]
+        return [usage_record(r) for r in await self._usage_query(f, "ORDER BY u.at")]
 
     async def recent_usage(self, f: UsageFilter, limit: int) -> list[UsageRecord]:
         """The newest usage records matching `f`."""
-        return [_usage_row(r) for r in await self._usage_query(f, "ORDER BY u.at DESC, u.id DESC LIMIT {}", limit)]
+        return [usage_record(r) for r in await self._usage_query(f, "ORDER BY u.at DESC, u.id DESC LIMIT {}", limit)]
 
     async def recall_log(self, user_id: str, memory_id: str) -> list[UsageRecord]:
         """The recent requests of this scope that a memory was injected into, newest first."""
         rows = await self._pool.fetch(
-            f"SELECT {_USAGE_COLUMNS} FROM recalls r JOIN usage u ON u.id = r.usage_id "
+            f"SELECT {USAGE_COLUMNS} FROM recalls r JOIN usage u ON u.id = r.usage_id "
             "WHERE u.user_id = $1 AND r.memory_id = $2 ORDER BY r.at DESC LIMIT $3",
             user_id,
             memory_id,
             RECALL_LOG_LIMIT,
         )
-        return [_usage_row(r) for r in rows]
+        return [usage_record(r) for r in rows]
 
     async def scope_summaries(self, user_id: str | None) -> list[dict[str, Any]]:
         """Every known scope (memories, usage or a stored mode) with its counts; one scope when named."""
-        only = "WHERE user_id = $1" if user_id is not None else ""
-        rows = await self._pool.fetch(
-            "SELECT s.user_id, "
-            "(SELECT count(*) FROM memories m WHERE m.user_id = s.user_id), "
-            "(SELECT count(*) FROM usage u WHERE u.user_id = s.user_id), "
-            "(SELECT max(u.at) FROM usage u WHERE u.user_id = s.user_id), "
-            "(SELECT mode FROM scope_modes x WHERE x.user_id = s.user_id) "
-            f"FROM (SELECT user_id FROM memories {only} UNION SELECT user_id FROM usage {only} "
-            f"UNION SELECT user_id FROM scope_modes {only}) s ORDER BY s.user_id",
-            *([user_id] if user_id is not None else []),
-        )
-        return [
-            {"user_id": u, "memories": m, "requests": n, "last_active_at": last, "mode": mode or "on"}
-            for u, m, n, last, mode in rows
-        ]
+        if user_id is None:
+            return [scope_summary(r) for r in await self._pool.fetch(SCOPES_SQL.format(only=""))]
+        rows = await self._pool.fetch(SCOPES_SQL.format(only="WHERE user_id = $1"), user_id)
+        return [scope_summary(r) for r in rows]
 
     async def scope_modes(self) -> dict[str, Mode]:
         """Every stored per-scope mode (scopes absent here are `on`)."""

@@ -9,7 +9,17 @@ from typing import Any
 
 import orjson
 
-from app.store.usage import RECALL_LOG_LIMIT, Mode, UsageFilter, UsageRecord
+from app.store.usage import (
+    RECALL_LOG_LIMIT,
+    SCOPES_SQL,
+    USAGE_COLUMNS,
+    Mode,
+    UsageFilter,
+    UsageRecord,
+    scope_summary,
+    usage_conditions,
+    usage_record,
+)
 
 try:
     import pysqlite3.dbapi2 as sqlite3
@@ -46,18 +56,6 @@ def m003_usage(db: sqlite3.Connection) -> None:
         "CREATE TABLE scope_modes (user_id TEXT PRIMARY KEY, mode TEXT NOT NULL, updated_at REAL NOT NULL)",
     ):
         db.execute(statement)
-
-
-_USAGE_COLUMNS = (
-    "u.request_id, u.at, u.user_id, u.client, u.model, u.endpoint, u.status, u.latency_ms, u.ttfb_ms, "
-    "u.input_tokens, u.output_tokens, u.injected, u.captured"
-)
-
-
-def _usage_row(r: tuple[Any, ...]) -> UsageRecord:
-    fields = list(r)
-    fields[11] = tuple(orjson.loads(r[11]))
-    return UsageRecord(*fields)
 
 
 class SqliteUsage:
@@ -110,55 +108,34 @@ class SqliteUsage:
 
     def _usage_query(self, f: UsageFilter, tail: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
         """The one door for usage reads: every filter, the scope first, bound as parameters."""
-        where, args = ["1 = 1"], []
-        for clause, value in (
-            ("u.user_id = ?", f.user_id),
-            ("u.at >= ?", f.since),
-            ("u.at < ?", f.until),
-            ("u.model = ?", f.model),
-            ("u.status = ?", f.status),
-        ):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
-        sql = f"SELECT {_USAGE_COLUMNS} FROM usage u WHERE {' AND '.join(where)} {tail}"
-        return self._conn().execute(sql, (*args, *params))
+        conditions = usage_conditions(f)
+        where = " AND ".join(["1 = 1", *(f"{clause} ?" for clause, _ in conditions)])
+        sql = f"SELECT {USAGE_COLUMNS} FROM usage u WHERE {where} {tail}"
+        return self._conn().execute(sql, (*(value for _, value in conditions), *params))
 
     def usage(self, f: UsageFilter) -> list[UsageRecord]:
         """Usage records matching `f`, oldest first."""
-        return [_usage_row(r) for r in self._usage_query(f, "ORDER BY u.at")]
+        return [usage_record(r) for r in self._usage_query(f, "ORDER BY u.at")]
 
     def recent_usage(self, f: UsageFilter, limit: int) -> list[UsageRecord]:
         """The newest usage records matching `f`."""
-        return [_usage_row(r) for r in self._usage_query(f, "ORDER BY u.at DESC, u.id DESC LIMIT ?", (limit,))]
+        return [usage_record(r) for r in self._usage_query(f, "ORDER BY u.at DESC, u.id DESC LIMIT ?", (limit,))]
 
     def recall_log(self, user_id: str, memory_id: str, limit: int = RECALL_LOG_LIMIT) -> list[UsageRecord]:
         """The recent requests of this scope that a memory was injected into, newest first."""
         rows = self._conn().execute(
-            f"SELECT {_USAGE_COLUMNS} FROM recalls r JOIN usage u ON u.id = r.usage_id "
+            f"SELECT {USAGE_COLUMNS} FROM recalls r JOIN usage u ON u.id = r.usage_id "
             "WHERE u.user_id = ? AND r.memory_id = ? ORDER BY r.at DESC LIMIT ?",
             (user_id, memory_id, limit),
         )
-        return [_usage_row(r) for r in rows]
+        return [usage_record(r) for r in rows]
 
     def scope_summaries(self, user_id: str | None) -> list[dict[str, Any]]:
         """Every known scope (memories, usage or a stored mode) with its counts; one scope when named."""
-        only = "WHERE user_id = ?" if user_id is not None else ""
-        args = (user_id,) * 3 if user_id is not None else ()
-        rows = self._conn().execute(
-            "SELECT s.user_id, "
-            "(SELECT count(*) FROM memories m WHERE m.user_id = s.user_id), "
-            "(SELECT count(*) FROM usage u WHERE u.user_id = s.user_id), "
-            "(SELECT max(u.at) FROM usage u WHERE u.user_id = s.user_id), "
-            "(SELECT mode FROM scope_modes x WHERE x.user_id = s.user_id) "
-            f"FROM (SELECT user_id FROM memories {only} UNION SELECT user_id FROM usage {only} "
-            f"UNION SELECT user_id FROM scope_modes {only}) s ORDER BY s.user_id",
-            args,
-        )
-        return [
-            {"user_id": u, "memories": m, "requests": n, "last_active_at": last, "mode": mode or "on"}
-            for u, m, n, last, mode in rows
-        ]
+        if user_id is None:
+            return [scope_summary(r) for r in self._conn().execute(SCOPES_SQL.format(only=""))]
+        rows = self._conn().execute(SCOPES_SQL.format(only="WHERE user_id = ?"), (user_id,) * 3)
+        return [scope_summary(r) for r in rows]
 
     def scope_modes(self) -> dict[str, Mode]:
         """Every stored per-scope mode (scopes absent here are `on`)."""
