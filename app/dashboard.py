@@ -315,9 +315,8 @@ async def set_mode(v: View) -> Response:
     mode = v.form.get("mode")
     if mode not in MODES:
         raise Refused(400, f"mode must be one of {', '.join(MODES)}")
-    v.store  # noqa: B018 - a 503 page when the store is down
     assert v.c.oversight is not None
-    await v.c.oversight.set_mode(scope, mode)  # type: ignore[arg-type]
+    await v.c.oversight.set_mode(v.store, scope, mode)
     return RedirectResponse(f"/dashboard/scopes/{quote(scope)}", status_code=303, headers=HEADERS)
 
 

@@ -14,6 +14,7 @@ from app.dashboard import templates
 from app.metrics import Metrics
 from app.request_state import RequestState, state_in
 from app.sessions import Sessions
+from app.store import MemoryStore
 from app.store.usage import Mode, UsageRecord
 
 if TYPE_CHECKING:
@@ -52,10 +53,8 @@ class Oversight:
         if store is not None:
             self.modes = await store.scope_modes()
 
-    async def set_mode(self, scope: str, mode: Mode) -> None:
+    async def set_mode(self, store: MemoryStore, scope: str, mode: Mode) -> None:
         """Store a scope's mode; every later request of the scope follows it at once."""
-        store = self.context.store
-        assert store is not None
         await store.set_scope_mode(scope, mode)
         if mode == "on":
             self.modes.pop(scope, None)

@@ -98,7 +98,7 @@ async def patch_scope(request: Request) -> Response:
     if mode not in MODES:
         raise ApiError(400, f'the body must be {{"mode": …}} with one of {", ".join(MODES)}')
     store = _store(request)
-    await _oversight(request).set_mode(scope, cast(Mode, mode))
+    await _oversight(request).set_mode(store, scope, cast(Mode, mode))
     state_of(request).scope = scope
     rows = await store.scope_summaries(scope)
     found = rows[0] if rows else {"user_id": scope, "memories": 0, "requests": 0, "last_active_at": None}

@@ -7,6 +7,7 @@ the app calls, so no caller sees the thread pool.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import os
 import secrets
@@ -448,19 +449,19 @@ class SqliteStore:
         """See SqliteUsage.prune_usage."""
         return await self._run(self.db.prune_usage, before)
 
-    async def usage(self, f: UsageFilter) -> list[UsageRecord]:
+    async def usage(self, f: UsageFilter) -> builtins.list[UsageRecord]:
         """See SqliteUsage.usage."""
         return await self._run(self.db.usage, f)
 
-    async def recent_usage(self, f: UsageFilter, limit: int) -> list[UsageRecord]:
+    async def recent_usage(self, f: UsageFilter, limit: int) -> builtins.list[UsageRecord]:
         """See SqliteUsage.recent_usage."""
         return await self._run(self.db.recent_usage, f, limit)
 
-    async def recall_log(self, user_id: str, memory_id: str) -> list[UsageRecord]:
+    async def recall_log(self, user_id: str, memory_id: str) -> builtins.list[UsageRecord]:
         """See SqliteUsage.recall_log."""
         return await self._run(self.db.recall_log, user_id, memory_id)
 
-    async def scope_summaries(self, user_id: str | None) -> list[dict[str, Any]]:
+    async def scope_summaries(self, user_id: str | None) -> builtins.list[dict[str, Any]]:
         """See SqliteUsage.scope_summaries."""
         return await self._run(self.db.scope_summaries, user_id)
 

@@ -24,7 +24,7 @@ from app.store.usage import (
 try:
     import pysqlite3.dbapi2 as sqlite3
 except ImportError:  # pragma: no cover - platforms without the wheel
-    import sqlite3  # type: ignore[no-redef]
+    import sqlite3
 
 
 def m003_usage(db: sqlite3.Connection) -> None:
