@@ -128,7 +128,7 @@ async def chat(request: Request) -> ASGIApp:
     payload = await _cpu(len(raw), orjson.dumps, body) if changed else raw
     tap = on_complete = None
     if capture or c.settings.observability.usage_enabled:  # the usage log reads the reply's token counts
-        assembler = state.reply = ReplyAssembler(dialect, body.get("stream") is True)
+        assembler = state.reply = ReplyAssembler(dialect, body.get("stream") is True, text=capture)
         tap = assembler.feed
     if capture:
         model_name = model if isinstance(model, str) else None

@@ -49,9 +49,12 @@ def usage_tokens(obj: dict[str, Any]) -> tuple[int | None, int | None]:
 class ReplyAssembler:
     """Collects the assistant's text from a response body as its bytes pass by."""
 
-    def __init__(self, dialect: ReplyFormat, streaming: bool, max_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(
+        self, dialect: ReplyFormat, streaming: bool, max_bytes: int = 8 * 1024 * 1024, text: bool = True
+    ) -> None:
         self.dialect = dialect
         self.streaming = streaming
+        self.wants_text = text  # False: only token counts are wanted, so most events need no parsing
         self.max_bytes = max_bytes
         self._buf = bytearray()
         self._parts: list[str] = []
@@ -90,6 +93,8 @@ class ReplyAssembler:
             self._event(event)
 
     def _event(self, raw: bytes) -> None:
+        if not self.wants_text and b'"usage"' not in raw and b'"error"' not in raw:
+            return
         data_lines = [line[5:].lstrip() for line in raw.splitlines() if line.startswith(b"data:")]
         if not data_lines:
             return
