@@ -14,6 +14,7 @@ BATCH = 512
 WRITE_ATTEMPTS = 3
 RETRY_DELAY = 0.5  # seconds before the first retry; doubles after each failure
 LINGER = 0.02  # seconds a batch waits for company before it is written
+USAGE_LINGER = 0.25  # … when it starts with a usage record: no one waits to read those back at once
 Item = NewMemory | UsageRecord
 
 
@@ -63,7 +64,7 @@ class MemoryWriter:
             self.in_flight = 1
             if self.queue.qsize() < BATCH:
                 # Linger briefly so light traffic shares one commit instead of paying one per turn.
-                await asyncio.sleep(LINGER)
+                await asyncio.sleep(USAGE_LINGER if isinstance(batch[0], UsageRecord) else LINGER)
             while len(batch) < BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             self.in_flight = len(batch)

@@ -9,7 +9,9 @@ line, each with its own SQLite store; `observability.usage.enabled` true in one,
 pointed straight at it, so that nothing but the proxy differs. Then it sends sequential chats,
 alternating the two proxies round by round (ABAB…), for four kinds of chat (streamed or not,
 memory on or `x-memory-mode: off`), and prints each proxy's median latency and the ratio of the
-medians (on / off). Both proxies count requests for /metrics in either case; only usage differs.
+medians (on / off), then the CPU time each proxy process used per chat (its own threads included:
+the usage writer's work is off the response path but not free). Both proxies count requests for
+/metrics in either case; only usage differs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proxy_bench import cpu_secs  # noqa: E402
 from tests.stack import free_port, http_ok  # noqa: E402
 
 KINDS = [("plain", False, "on"), ("stream", True, "on"), ("plain, memory off", False, "off")]
@@ -106,19 +109,24 @@ async def one(session: aiohttp.ClientSession, url: str, stream: bool, mode: str,
     return (time.perf_counter() - started) * 1000
 
 
-async def measure(urls: dict[str, str], rounds: int, per_round: int) -> dict[tuple[str, str], list[float]]:
+async def measure(
+    urls: dict[str, str], pids: dict[str, int], rounds: int, per_round: int
+) -> tuple[dict[tuple[str, str], list[float]], dict[str, float]]:
     times: dict[tuple[str, str], list[float]] = {(k, n): [] for k, _, _ in KINDS for n in urls}
     async with aiohttp.ClientSession() as session:
         for url in urls.values():  # warm-up: connections, first store writes
             for i in range(50):
                 await one(session, url, i % 2 == 0, "on", i)
+        cpu = {name: cpu_secs(pid) for name, pid in pids.items()}
         for r in range(rounds):
             order = list(urls.items()) if r % 2 == 0 else list(reversed(urls.items()))
             for name, url in order:
                 for kind, stream, mode in KINDS:
                     for i in range(per_round):
                         times[(kind, name)].append(await one(session, url, stream, mode, r * per_round + i))
-    return times
+        await asyncio.sleep(0.5)  # the last usage batch is written
+    chats = rounds * per_round * len(KINDS)
+    return times, {name: (cpu_secs(pid) - cpu[name]) / chats * 1e6 for name, pid in pids.items()}
 
 
 def main() -> None:
@@ -133,11 +141,12 @@ def main() -> None:
     ]
     try:
         wait_ok(f"http://127.0.0.1:{provider_port}/v1/models", procs[0], "fake provider")
-        urls = {}
+        urls, pids = {}, {}
         for name, usage in (("usage on", True), ("usage off", False)):
             proc, urls[name] = start_proxy(work, name, provider_port, usage)
             procs.append(proc)
-        times = asyncio.run(measure(urls, args.rounds, args.per_round))
+            pids[name] = proc.pid
+        times, cpu = asyncio.run(measure(urls, pids, args.rounds, args.per_round))
     finally:
         for proc in procs:
             proc.terminate()
@@ -148,6 +157,8 @@ def main() -> None:
     for kind, _, _ in KINDS:
         on, off = statistics.median(times[(kind, "usage on")]), statistics.median(times[(kind, "usage off")])
         print(f"{kind:<20} {on:>12.3f} {off:>13.3f} {on / off:>7.3f}")
+    on, off = cpu["usage on"], cpu["usage off"]
+    print(f"{'CPU us per chat':<20} {on:>12.0f} {off:>13.0f} {on / off:>7.3f}")
     shutil.rmtree(work, ignore_errors=True)
 
 
