@@ -132,7 +132,7 @@ def test_sigterm_drains_a_stream_and_flushes_its_memory(stack, tmp_path_factory)
     assert proc.popen.returncode is not None
     store = SqliteDb(str(workdir / "drain.db"))
     try:
-        stored = sorted(x.content for x in store.export("drain"))
+        stored = sorted(x.content for x, _ in store.export_page("drain", None))
     finally:
         store.close()
     assert stored == [f"FAULT:slow drain {m}", f"Fake reply to: FAULT:slow drain {m}"]
