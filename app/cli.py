@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -123,9 +124,10 @@ def _records(run: Callable[[Callable[[str | None], str]], Any], default_user: st
     from app.scopes import InvalidScope, validate_scope
 
     def scope_for(user_id: str | None) -> str:
-        if user_id is None and default_user is None:
+        chosen = user_id if user_id is not None else default_user
+        if chosen is None:
             raise RecordError("no user_id, and no --user given")
-        return validate_scope(user_id if user_id is not None else default_user)
+        return validate_scope(chosen)
 
     try:
         return run(scope_for)
@@ -174,16 +176,27 @@ def _size(n: int) -> str:
 # --- commands -----------------------------------------------------------------------------------------------
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
 def _db_path(args: argparse.Namespace) -> str:
-    """`--db`, else the MEMORY_DB the server would use (environment over `.env`)."""
+    """`--db`, else the MEMORY_DB the server would use, from any directory.
+
+    The server runs from the project root (honcho), so `.env`, `config.yaml` and a relative
+    MEMORY_DB are read as it reads them: relative to the project root, not the caller's directory.
+    """
     if args.db:
         return str(args.db)
     from app.config import ConfigError, load_settings
 
-    try:
-        return load_settings().db_path
-    except ConfigError as exc:
-        raise _usage(f"{exc} (pass --db PATH to bypass the configuration)") from None
+    with contextlib.chdir(PROJECT_ROOT):
+        try:
+            path = load_settings().db_path
+        except ConfigError as exc:
+            raise _usage(f"{exc} (pass --db PATH to bypass the configuration)") from None
+    if is_postgres_url(path) or path == ":memory:":
+        return path
+    return str(PROJECT_ROOT / path)
 
 
 def _check_exists(args: argparse.Namespace, path: str) -> None:

@@ -41,6 +41,7 @@ SCOPE_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # always fullmatch: `$` would
 
 
 DEFAULT_LITELLM_PORT = 8765
+MB = 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -335,9 +336,9 @@ def _memory(doc: _Doc) -> MemorySettings:
         enabled=doc.get((*sec, "enabled"), bool, MemorySettings.enabled),
         retrieval=retrieval,
         capture_enabled=doc.get((*sec, "capture", "enabled"), bool, MemorySettings.capture_enabled),
-        max_memory_chars=_positive(doc, (*sec, "max_memory_chars"), int, 100_000),
-        max_import_bytes=int(_positive(doc, (*sec, "max_import_mb"), float, 32) * 1024 * 1024),
-        max_import_lines=_positive(doc, (*sec, "max_import_lines"), int, 200_000),
+        max_memory_chars=_positive(doc, (*sec, "max_memory_chars"), int, MemorySettings.max_memory_chars),
+        max_import_bytes=int(_positive(doc, (*sec, "max_import_mb"), float, MemorySettings.max_import_bytes / MB) * MB),
+        max_import_lines=_positive(doc, (*sec, "max_import_lines"), int, MemorySettings.max_import_lines),
         **models,
     )
 
@@ -378,9 +379,6 @@ def _models(doc: _Doc) -> tuple[ModelEntry, ...]:
         api_base = params.get("api_base") if isinstance(params, dict) else None
         out.append(ModelEntry(entry["model_name"], api_base if isinstance(api_base, str) else ""))
     return tuple(out)
-
-
-MB = 1024 * 1024
 
 
 def _limits(doc: _Doc) -> ProxyLimits:
@@ -447,7 +445,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         litellm_base_url=base_url,
         master_key=env.get("LITELLM_MASTER_KEY") or None,
         config_path=config_path,
-        db_path=env.get("MEMORY_DB") or Settings.db_path,
+        # A platform's attached database arrives as DATABASE_URL; MEMORY_DB names the store explicitly.
+        db_path=env.get("MEMORY_DB") or env.get("DATABASE_URL") or Settings.db_path,
         supermemory_api_key=env.get("SUPERMEMORY_API_KEY") or None,
         scopes=_scopes(doc),
         memory=_memory(doc),

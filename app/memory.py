@@ -100,7 +100,7 @@ def human_text(content: Any) -> str:
 class Turn(NamedTuple):
     """One conversation entry with text in it: its position in the dialect's list, role and words."""
 
-    index: int
+    position: int
     role: str
     text: str
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -82,9 +84,8 @@ async def _body(request: Request, limit: int | None = None) -> bytes:
         raise ApiError(413, TOO_LARGE) from None
 
 
-def handle_api_errors(func):  # type: ignore[no-untyped-def]
+def handle_api_errors(func: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     """Turn ApiError and invalid input into error responses in the caller's dialect."""
-    import functools
 
     @functools.wraps(func)
     async def wrapper(request: Request) -> Response:

@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.store import NewMemory  # noqa: E402
-from app.store.sqlite import SqliteDb  # noqa: E402
+from app.store.sqlite import SqliteDb, SqliteStore  # noqa: E402
 from app.writer import MemoryWriter  # noqa: E402
 from tests.stack import Proc, free_port, http_ok, spawn, wait_until  # noqa: E402
 
@@ -627,7 +627,7 @@ async def profiled(b: Bench, plan: Plan, name: str, load: Callable[[], Awaitable
 async def capture_direct(db: Path, turns: int) -> dict:
     """The MemoryWriter draining `turns` queued turns into the 1M-row store (app's own pragmas)."""
     gen = TextGen(seed=11)
-    store = SqliteDb(str(db))
+    store = SqliteStore(str(db))
     scopes = [f"bench-fill-{i:03d}" for i in range(100, 300)]
     users, replies = gen.texts(turns, 6, 30), gen.texts(turns, 15, 60)
     now = time.time()
@@ -650,9 +650,9 @@ async def capture_direct(db: Path, turns: int) -> dict:
         pair = [NewMemory(s, "user", f"single {i} {users[i]}", time.time(), MODEL)]
         pair += [NewMemory(s, "assistant", f"single {i} {replies[i]}", time.time() + 5e-4, MODEL)]
         t0 = time.perf_counter()
-        store.add_many(pair)
+        await store.add_many(pair)
         single.append(time.perf_counter() - t0)
-    store.close()
+    await store.close()
     return {
         "turns": turns,
         "written": writer.written,

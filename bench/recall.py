@@ -2,15 +2,16 @@
 
 Run by hand from the repository root:
 
-    python bench/recall.py [--data ../shared/eval/locomo-dev/locomo-dev.json]
+    python bench/recall.py [--db postgresql://…] [--data bench/data/locomo-dev/locomo-dev.json]
 
 It starts the memory proxy (uvicorn app.main:app) on a free loopback port with a throw-away
-database, loads every conversation into its own scope through POST /v1/memories/import (one memory
+SQLite database, or on `--db` (a SQLite path or PostgreSQL URL; the bench scopes are forgotten
+first), loads every conversation into its own scope through POST /v1/memories/import (one memory
 per turn, `dia_id` in the metadata, created_at = the session's date), asks each question of
 categories 1-4 through GET /v1/memories/search (limit 10) and counts the fraction of the question's
 evidence turns in the top 5 and top 10. The baseline is plain BM25 over the same turn texts in an
 in-memory SQLite FTS5 table (porter stemming, question words OR-ed, bm25 order). The data set is
-read where it lies; it is never copied into the repository.
+in bench/data/locomo-dev/ (see its README for the licence: non-commercial evaluation only).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ROOT / ".." / "shared" / "eval" / "locomo-dev" / "locomo-dev.json"
+DEFAULT_DATA = ROOT / "bench" / "data" / "locomo-dev" / "locomo-dev.json"
 CATEGORIES = {1, 2, 3, 4}
 K = (5, 10)
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -140,11 +141,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_proxy(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_proxy(tmp: str, db: str | None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
-        "MEMORY_DB": os.path.join(tmp, "memory.db"),
+        "MEMORY_DB": db or os.path.join(tmp, "memory.db"),
         "MEMORY_CONFIG": str(ROOT / "config.yaml"),
         "MEMORY_ENV_FILE": "",
         "MEMORY_HOST": "127.0.0.1",
@@ -196,6 +197,7 @@ def memory_lines(scope: str, conv: Conversation) -> list[bytes]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="LoCoMo-format JSON (default: %(default)s)")
+    parser.add_argument("--db", help="store URL or path (default: a throw-away SQLite file)")
     parser.add_argument(
         "--bulk", type=int, default=20000, help="lines for the import throughput check (0 to skip; default %(default)s)"
     )
@@ -203,7 +205,7 @@ def main() -> None:
     convs = load(args.data.resolve())
 
     with tempfile.TemporaryDirectory(prefix="recall-bench-") as tmp:
-        proc, base = start_proxy(tmp)
+        proc, base = start_proxy(tmp, args.db)
         try:
             with httpx.Client(base_url=base, timeout=60) as client:
                 rows, latencies, ours_all, base_all = [], [], Score(), Score()
@@ -211,6 +213,7 @@ def main() -> None:
                 import_seconds = 0.0
                 for i, conv in enumerate(convs):
                     scope = f"locomo-{i}"
+                    client.delete("/v1/memories", params={"user_id": scope}).raise_for_status()
                     imported, secs = import_lines(client, memory_lines(scope, conv))
                     turns_total += len(conv.turns)
                     imported_total += imported
@@ -244,6 +247,7 @@ def main() -> None:
                         ).encode()
                         for n in range(args.bulk)
                     ]
+                    client.delete("/v1/memories", params={"user_id": "bulk"}).raise_for_status()
                     bulk = import_lines(client, lines)
         finally:
             proc.terminate()

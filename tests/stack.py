@@ -7,6 +7,7 @@ them; only the provider at the far end is fake.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,26 +55,55 @@ class Proc:
         except OSError:
             return ""
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-        """Signal the whole process group and wait for it."""
-        if self.popen.poll() is None:
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM the process group and wait; then SIGKILL whatever is left, orphans included."""
+        if self.popen.poll() is not None:
+            return
+        below = descendants(self.popen.pid)
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        self._kill([self.popen.pid, *below])
+
+    def kill(self) -> None:
+        """kill -9 the process and every process below it at once, as a crash of the machine would."""
+        self._kill([self.popen.pid, *descendants(self.popen.pid)])
+
+    def _kill(self, pids: list[int]) -> None:
+        for pid in pids:
             try:
-                os.killpg(self.popen.pid, sig)
-                self.popen.wait(timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.popen.wait(5)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.popen.wait(5)
 
 
-def spawn(name: str, args: list[str], env: dict[str, str], workdir: Path) -> Proc:
-    """Start a process in its own group, logging to a file under workdir."""
+def descendants(pid: int) -> list[int]:
+    """Every process below pid: honcho starts each Procfile line in a session of its own, which a
+    signal to honcho's process group does not reach."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
+def spawn(name: str, args: list[str], env: dict[str, str], workdir: Path, cwd: Path = ROOT) -> Proc:
+    """Start a process in its own group (in `cwd`, the repository by default), logging under workdir."""
     log = workdir / f"{name}.log"
     popen = subprocess.Popen(
         args,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -144,8 +174,12 @@ class Stack:
 
 
 def base_env(workdir: Path, **overrides: str) -> dict[str, str]:
-    """The environment for stack processes: the caller's, minus provider keys, plus overrides."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("PYTEST")}
+    """The environment for stack processes: the caller's, minus provider keys and databases, plus overrides."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith(("_API_KEY", "DATABASE_URL")) and not k.startswith("PYTEST") and k != "PORT"
+    }
     env.update(
         MEMORY_ENV_FILE="",
         LITELLM_LOCAL_MODEL_COST_MAP="True",
@@ -237,3 +271,14 @@ def start_keyed_memory(stack: Stack, workdir: Path, name: str, pinned_key: str, 
     }
     litellm_port = int(stack.litellm_url.rsplit(":", 1)[1])
     return start_memory(workdir, name, config, litellm_port, PYCHARM_PROXY_KEY=pinned_key, ADMIN_PROXY_KEY=admin_key)
+
+
+def repo_copy(dest: Path) -> Path:
+    """A fresh copy of the repository's tracked files (as a platform checks it out) at dest."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        src = ROOT / name
+        if src.is_file():  # a tracked file deleted in the working tree is not part of the copy
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest

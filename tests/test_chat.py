@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,5 +189,109 @@ async def test_megabyte_of_unclosed_tags_never_stalls_other_requests(tmp_path: P
     (call,) = upstream_requests(m)
     assert call["body"]["messages"][-1]["content"] == text  # forwarded unchanged
     assert r.headers["x-memory-injected"] == "1"
-    kept = text.strip()[: p.settings.memory.max_memory_chars]  # capture keeps at most max_memory_chars
-    assert any(row["content"] == kept for row in rows)
+    cap = p.settings.memory.max_memory_chars  # capture keeps the first max_memory_chars of a giant turn
+    assert any(row["content"] == text.strip()[:cap] for row in rows)
+
+
+# --- the Responses API ---------------------------------------------------------------------------
+
+OPAQUE_ITEMS = [
+    {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA-opaque-reasoning"},
+    {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": '{"cmd": "ls"}'},
+    {"type": "function_call_output", "call_id": "call_1", "output": "tool-output-words"},
+    {"type": "some_future_item", "data": {"text": "future-item-words"}},
+]
+
+
+def responses_body(text: str, *, stream: bool = False, **extra: Any) -> dict[str, Any]:
+    """A Codex-like Responses request: a developer item, scaffolding, the human's message, tool items."""
+    return {
+        "model": "fake-model",
+        "instructions": "Be brief.",
+        "input": [
+            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "dev-rules"}]},
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "<environment_context><cwd>/x</cwd></environment_context>"}],
+            },
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
+            *OPAQUE_ITEMS,
+        ],
+        "stream": stream,
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("path", ["/v1/responses", "/responses"])
+async def test_responses_recall_inject_and_capture(tmp_path: Path, path: str, stream: bool) -> None:
+    m = marker()
+    extra = {"previous_response_id": "resp_prev", "store": False, "include": ["reasoning.encrypted_content"]}
+    body = responses_body(f"where do otters sleep {m}", stream=stream, background=False, **extra)
+    async with running(tmp_path) as p:
+        await p.client.post("/v1/memories", json={"content": f"otters sleep in rafts {m}-memo"})
+        r = await p.client.post(path, json=body)
+        await p.drain()
+        rows = await p.memories("default-dev")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-memory-injected"] == "1"
+    assert r.headers["x-memory-user-id"] == "default-dev"
+    (call,) = upstream_requests(f"where do otters sleep {m}")
+    sent = call["body"]
+    assert sent["instructions"] == "Be brief." and sent["input"][:2] == body["input"][:2]
+    assert f"{m}-memo" in json.dumps(sent["input"][2]) and sent["input"][3:] == body["input"][2:]
+    assert {k: sent[k] for k in (*extra, "background")} == {**extra, "background": False}
+    stored = {row["content"] for row in rows}
+    question = f"where do otters sleep {m}"
+    assert stored == {f"otters sleep in rafts {m}-memo", question, f"Fake reply to: {question}"}
+    assert not any(w in json.dumps(rows) for w in ("tool-output", "future-item", "opaque", "environment", "dev-rules"))
+
+
+FAULTS = [
+    (fault, stream)
+    for fault in ("FAULT:failed", "FAULT:incomplete", "FAULT:break", "FAULT:status=503")
+    for stream in (False, True)
+    if stream or fault != "FAULT:break"  # only a stream can break midway
+]
+
+
+@pytest.mark.parametrize(("fault", "stream"), FAULTS)
+async def test_failed_or_cut_responses_are_not_stored(tmp_path: Path, fault: str, stream: bool) -> None:
+    m = marker()
+    async with running(tmp_path) as p:
+        r = await p.client.post("/v1/responses", json=responses_body(f"{fault} {m}", stream=stream))
+        await p.drain()
+        rows = await p.memories("default-dev")
+    assert r.status_code in (200, 503)
+    assert not any(m in row["content"] for row in rows)
+
+
+async def test_responses_errors_are_openai_shaped(tmp_path: Path) -> None:
+    async with running(tmp_path) as p:
+        bad_json = await p.client.post("/v1/responses", content=b"{not json")
+        bad_mode = await p.client.post(
+            "/v1/responses", json=responses_body("hi"), headers={"x-memory-mode": "sideways"}
+        )
+        bad_scope = await p.client.post(
+            "/responses", json=responses_body("hi"), headers={"x-memory-user-id": "no spaces allowed"}
+        )
+    for r in (bad_json, bad_mode, bad_scope):
+        assert r.status_code == 400
+        error = r.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["message"]
+
+
+@pytest.mark.parametrize(("mode", "injects", "captures"), [("off", False, False), ("read", True, False)])
+async def test_responses_memory_modes(tmp_path: Path, mode: str, injects: bool, captures: bool) -> None:
+    m = marker()
+    async with running(tmp_path) as p:
+        await p.client.post("/v1/memories", json={"content": f"badgers dig setts {m}-memo"})
+        r = await p.client.post(
+            "/v1/responses", json=responses_body(f"what do badgers dig {m}"), headers={"x-memory-mode": mode}
+        )
+        await p.drain()
+        rows = await p.memories("default-dev")
+    assert r.status_code == 200
+    assert r.headers["x-memory-injected"] == ("1" if injects else "0")
+    assert any(row["content"] == f"what do badgers dig {m}" for row in rows) is captures

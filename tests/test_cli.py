@@ -1,4 +1,4 @@
-"""app/cli.py: `python -m app memories ...` (SPEC §8) on MEMORY_DB directly, no server."""
+"""app/cli.py: `python -m app memories ...` on MEMORY_DB directly, no server."""
 
 from __future__ import annotations
 
@@ -464,3 +464,26 @@ def test_an_unreachable_postgresql_url_is_one_line_without_the_password(cli) -> 
     assert r.code == 3
     assert_one_error_line(r.err)
     assert "hunter2-pw" not in r.err
+
+
+def test_the_cli_reads_the_project_settings_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import app.cli
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text("memory: {enabled: true}\n")
+    (project / ".env").write_text("MEMORY_DB=./data/from-env.db\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setattr(app.cli, "PROJECT_ROOT", project)
+    monkeypatch.delenv("MEMORY_DB")
+    monkeypatch.setenv("MEMORY_ENV_FILE", ".env")
+    monkeypatch.chdir(elsewhere)
+    assert main(["memories", "add", "--user", "alice", "from anywhere"]) == 0
+    assert main(["memories", "list", "--user", "alice"]) == 0
+    assert "from anywhere" in capsys.readouterr().out
+    assert (project / "data" / "from-env.db").exists()
+    assert not (elsewhere / "data").exists()
+    assert Path.cwd() == elsewhere  # the caller's directory is left as it was

@@ -89,6 +89,10 @@ def test_human_turn_is_found_and_scaffolding_never(name: str, i: int) -> None:
         assert not any(s in t.text for s in SCAFFOLDING), (t.role, t.text[:200])
 
 
+def without_entries(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in ("messages", "input")}
+
+
 def entries(body: dict[str, Any]) -> list[Any]:
     items = body.get("messages", body.get("input"))
     return items if isinstance(items, list) else [items]
@@ -106,15 +110,13 @@ def test_injection_keeps_every_byte_before_the_human_turn(name: str, i: int) -> 
     assert dialect.inject(body, BLOCK, "before_last_user")
     before, after = entries(request["body"]), entries(body)
     # Everything but the entry list is untouched (system, instructions, tools, cache keys).
-    assert {k: v for k, v in body.items() if k not in ("messages", "input")} == {
-        k: v for k, v in request["body"].items() if k not in ("messages", "input")
-    }
+    assert without_entries(body) == without_entries(request["body"])
     if isinstance(request["body"].get("input"), str):
         assert after[-1]["content"] == request["body"]["input"]
     else:
-        assert json.dumps(after[: turn.index]) == json.dumps(before[: turn.index])
-        assert after[turn.index + 1 :] == before[turn.index :]
-    block_at = -2 if isinstance(request["body"].get("input"), str) else turn.index
+        assert json.dumps(after[: turn.position]) == json.dumps(before[: turn.position])
+        assert after[turn.position + 1 :] == before[turn.position :]
+    block_at = -2 if isinstance(request["body"].get("input"), str) else turn.position
     assert json.dumps(BLOCK)[1:-1] in json.dumps(after[block_at])
     again = memory.new_user_turn(dialect.turns(body))
     assert again is not None and again.text == turn.text  # the block is not taken for the human
@@ -143,7 +145,28 @@ async def test_recorded_request_through_the_proxy(tmp_path: Path, name: str, i: 
     sent = entries(call["body"])
     at = next(k for k, e in enumerate(sent) if marker in json.dumps(e))
     assert words in json.dumps(sent[at + 1])  # the notes sit right before the human's message
+    # Everything else reaches the provider as the client sent it: system blocks, instructions,
+    # tools, developer items and the entries on both sides of the notes.
+    assert without_entries(call["body"]) == without_entries(request["body"])
+    recorded = entries(request["body"])
+    if not isinstance(request["body"].get("input"), str):
+        assert sent[:at] == recorded[:at] and sent[at + 1 :] == recorded[at:]
     stored = [row["content"] for row in rows]
     assert stored.count(words) == 1
     assert f"Fake reply to: {words}" in stored
     assert not any(s in c for c in stored for s in SCAFFOLDING)
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "scope"),
+    [
+        ("codex_cli_rs/0.171.0 (Debian 12.0.0; x86_64) xterm-256color (codex-tui; 0.171.0)", "codex-cli"),
+        ("codex_exec/0.169.0 (Mac OS 15.1.0; arm64) iTerm.app/3.5.10 (codex_exec; 0.169.0)", "codex-cli"),
+        ("Agents/Python 0.24.0", "openai-agents"),
+        ("OpenAI/Python 3.57.0", "openai-sdk"),
+        ("codex-like-but-not/1.0", "default-dev"),
+    ],
+)
+def test_shipped_patterns_for_user_agents_not_recorded(user_agent: str, scope: str) -> None:
+    """The interactive Codex CLI and other versions map like the recorded ones."""
+    assert resolve_scope(shipped_scopes(), {"user-agent": user_agent}, ANONYMOUS).user_id == scope

@@ -79,6 +79,12 @@ def test_env_values_override_defaults(tmp_path: Path) -> None:
     assert s.supermemory_api_key == "sm-key"
 
 
+def test_memory_db_else_database_url(tmp_path: Path) -> None:
+    env = {**write_config(tmp_path, "{}\n"), "DATABASE_URL": "postgresql://platform@db/app"}
+    assert load_settings(env=env).db_path == "postgresql://platform@db/app"
+    assert load_settings(env={**env, "MEMORY_DB": "/srv/memory.db"}).db_path == "/srv/memory.db"
+
+
 def test_env_none_reads_process_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = write_config(tmp_path, "{}\n")
     monkeypatch.setenv("MEMORY_CONFIG", env["MEMORY_CONFIG"])

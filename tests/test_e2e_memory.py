@@ -73,6 +73,30 @@ def test_streamed_turns_are_captured_openai_and_anthropic(stack):
     assert all(x["model"] in ("fake-model", "claude-fake") for x in memories(stack, scope))
 
 
+def test_responses_api_recall_and_capture_through_litellm(stack):
+    m = marker()
+    scope = f"resp-{m}"
+    client = oai(stack.memory_url, **{"x-memory-user-id": scope})
+    fact = f"Our staging database is called Walrus {m}"
+    first = client.responses.create(model="fake-model", instructions="Be brief.", input=fact, store=True)
+    assert wait_for(lambda: fact in contents(stack, scope))
+    question = f"What is the staging database {m} called?"
+    with client.responses.stream(
+        model="fake-model",
+        instructions="Be brief.",
+        previous_response_id=first.id,
+        input=[{"role": "user", "content": [{"type": "input_text", "text": question}]}],
+    ) as s:
+        s.until_done()
+    (call,) = provider_calls(stack, question)
+    sent = call["body"]
+    assert sent["instructions"] == "Be brief." and sent["previous_response_id"]
+    assert fact in str(sent["input"][0]) and "recalled-memories" in str(sent["input"][0])
+    assert sent["input"][1]["content"][0]["text"] == question
+    expected = sorted([fact, f"Fake reply to: {fact}", question, f"Fake reply to: {question}"])
+    assert wait_for(lambda: contents(stack, scope) == expected), contents(stack, scope)
+
+
 def test_resent_history_is_not_duplicated(stack):
     m = marker()
     scope = f"hist-{m}"

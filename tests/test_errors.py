@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from app.dialects import anthropic_messages, openai_chat
 from app.errors import error_body, error_response, is_anthropic, stream_error_event
 from app.sse import ReplyAssembler
 
@@ -122,7 +123,7 @@ def test_anthropic_stream_error_event(message: str) -> None:
 
 @pytest.mark.parametrize("anthropic", [False, True])
 def test_stream_error_event_marks_reply_failed(anthropic: bool) -> None:
-    asm = ReplyAssembler(anthropic=anthropic, streaming=True)
+    asm = ReplyAssembler(anthropic_messages if anthropic else openai_chat, streaming=True)
     asm.feed(stream_error_event(anthropic, "broken"))
     assert asm.failed is True
     assert asm.text() is None

@@ -28,12 +28,13 @@ def jsonl(records: list[dict]) -> bytes:
 
 async def test_huge_import_keeps_health_and_other_scopes_writes_responsive(tmp_path: Path, store_url: str) -> None:
     m = marker()
-    lines = 150_000
-    filler = "x" * 120
+    # The 150k lines of the probe; PostgreSQL writes ~1-2k rows/s here (tsvector + GIN), so fewer.
+    lines = 30_000 if store_url.startswith("postgresql") else 150_000
+    filler = "x" * (120 if lines > 100_000 else 700)
     body = b"".join(
         b'{"user_id":"bulk","content":"bulk line %d %s %s"}\n' % (i, m.encode(), filler.encode()) for i in range(lines)
     )
-    assert len(body) > 20 * 1024 * 1024
+    assert len(body) > 20 * 1024 * 1024  # parsing this on the event loop stalled it for seconds
     async with running(tmp_path, settings=with_memory(tmp_path, store_url)) as p:
         upload = asyncio.create_task(p.client.post("/v1/memories/import", content=body, timeout=300))
         health_waits: list[float] = []

@@ -44,3 +44,13 @@ def test_pins_and_ranges_name_the_same_packages_and_agree(file: str, extra: str 
 
 def test_the_test_requirements_include_the_runtime() -> None:
     assert "-r requirements.txt" in (ROOT / "requirements-test.txt").read_text().splitlines()
+
+
+def test_the_platform_procfile_runs_the_same_two_processes() -> None:
+    def lines(name: str) -> dict[str, str]:
+        return dict(line.split(": ", 1) for line in (ROOT / name).read_text().splitlines() if ": " in line)
+
+    local, platform = lines("Procfile"), lines("Procfile.platform")
+    assert set(local) == {"litellm", "memory"}
+    assert {k: platform[k] for k in local} == local
+    assert platform["web"] == "bin/web"

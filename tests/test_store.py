@@ -314,7 +314,12 @@ async def test_common_terms_are_left_out_of_searches(store_url: str, monkeypatch
     try:
         items = [NewMemory("a", "user", f"deploy note number {i}") for i in range(10)]
         await store.add_many([*items, NewMemory("a", "user", "deploy the kiwi service")])
-        hits = await store.search("a", "how do we deploy kiwi", 3)
+        # The counts are re-read after the write (on PostgreSQL in the background): poll for a while.
+        for _ in range(100):
+            hits = await store.search("a", "how do we deploy kiwi", 3)
+            if [m.content for m, _ in hits] == ["deploy the kiwi service"]:
+                break
+            await asyncio.sleep(0.05)
         assert [m.content for m, _ in hits] == ["deploy the kiwi service"]
         assert await store.search("a", "deploy", 3) == []  # only a generic word: nothing worth ranking
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from app.dialects import anthropic_messages, openai_chat, openai_responses
 from app.memory import Turn
 from app.sse import StreamEvent
 
@@ -35,14 +36,15 @@ class Dialect(Protocol):
         ...
 
 
+_BY_PATH: dict[str, Dialect] = {
+    "/v1/chat/completions": openai_chat,
+    "/chat/completions": openai_chat,
+    "/v1/messages": anthropic_messages,
+    "/v1/responses": openai_responses,
+    "/responses": openai_responses,
+}
+
+
 def for_path(path: str) -> Dialect | None:
     """The dialect of a chat endpoint, or None for paths memory does not handle."""
-    from app.dialects import anthropic_messages, openai_chat, openai_responses
-
-    return {
-        "/v1/chat/completions": openai_chat,
-        "/chat/completions": openai_chat,
-        "/v1/messages": anthropic_messages,
-        "/v1/responses": openai_responses,
-        "/responses": openai_responses,
-    }.get(path)
+    return _BY_PATH.get(path)

@@ -54,7 +54,7 @@ def inject_near_user(body: dict[str, Any], block: str, mode: str) -> bool:
     if turn is None:
         return False
     messages = body["messages"]
-    i = turn.index
+    i = turn.position
     if mode == "before_last_user" and not _has_tool_results(messages[i]):
         # A message of its own keeps the client's cached prefix (system prompt, history) byte-identical.
         messages.insert(i, {"role": "user", "content": block})

@@ -68,15 +68,15 @@ def inject(body: dict[str, Any], block: str, mode: str) -> bool:
     items = body["input"]
     if mode == "before_last_user":
         # An item of its own: `instructions` and every earlier item stay byte-identical (prompt cache).
-        items.insert(turn.index, _user_message(block))
+        items.insert(turn.position, _user_message(block))
         return True
-    item = items[turn.index]
+    item = items[turn.position]
     content = item.get("content")
     if isinstance(content, list):
         content = [*content, {"type": "input_text", "text": block}]
     else:
         content = f"{content}\n\n{block}"
-    items[turn.index] = {**item, "content": content}
+    items[turn.position] = {**item, "content": content}
     return True
 
 

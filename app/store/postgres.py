@@ -7,6 +7,9 @@ more than COMMON_TERM_DOCS rows are left out of a query, counted with ts_stat).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +28,7 @@ from app.store import (
     NEIGHBOUR_CHARS,
     RERANK_CANDIDATES,
     SEARCH_WEIGHTS,
+    Found,
     InvalidCursor,
     Memory,
     NewMemory,
@@ -35,12 +39,17 @@ from app.store import (
 from app.store.postgres_usage import M002_USAGE, PostgresUsage
 
 POOL_SIZE = 10
+FREQUENT_TERM_DOCS = 500  # lexemes in more rows than this have their counts kept (see within_budget)
+MATCH_BUDGET = 3000  # rows one search ranks at most, by those counts
 MIGRATION_LOCK = 0x6D656D6F7279  # pg_advisory_lock key: "memory"; instances starting together take turns
 TEXT_CONFIG = "english"  # the Snowball English stemmer and stopwords
 _STEMMER = snowballstemmer.stemmer("english")  # what `english` does to a word, for the common-term rule
 # ts_rank_cd weights for the labels {D, C, B, A}: A is the turn, B its context.
 RANK_WEIGHTS = "{0, 0, %s, %s}" % (SEARCH_WEIGHTS[1], SEARCH_WEIGHTS[0])  # noqa: UP031 - a Postgres array literal
 
+# The scope as a word of the index (weight D, which ranks 0): a search asks the GIN index for
+# "this scope AND any of the words" at once, never for every row of a large scope.
+SCOPE_TOKEN_SQL = "'s' || left(md5({}), 20)"
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "m001_initial",
@@ -59,6 +68,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             tsv TSVECTOR GENERATED ALWAYS AS (
                 setweight(to_tsvector('{TEXT_CONFIG}', content), 'A')
                 || setweight(to_tsvector('{TEXT_CONFIG}', context), 'B')
+                || setweight(to_tsvector('simple', {SCOPE_TOKEN_SQL.format("user_id")}), 'D')
             ) STORED,
             CONSTRAINT memories_dedup UNIQUE (user_id, content_hash)
         );
@@ -87,18 +97,71 @@ LATEST_SQL = f"""
     SELECT DISTINCT ON (user_id) user_id, left(content, {NEIGHBOUR_CHARS}) FROM memories
     WHERE user_id = ANY($1::text[]) ORDER BY user_id, seq DESC
 """
-SEARCH_SQL = f"""
-    SELECT {_COLUMNS}, ts_rank_cd('{RANK_WEIGHTS}', m.tsv, q) AS score, m.seq
-    FROM memories m, to_tsquery('{TEXT_CONFIG}', $2) q
-    WHERE m.user_id = $1 AND m.tsv @@ q
-    ORDER BY score DESC LIMIT $3
-"""
+
+
+@functools.cache
+def search_sql(n: int) -> str:
+    """The first pass for a question of `n` words: BM25's shape over a tsvector.
+
+    Each word's ts_rank in a turn (its frequency there, weighted A over B, over 1 + log(length))
+    times the word's inverse document frequency in the scope ($3 = the scope's size). The GIN index
+    alone finds the matches (the scope token AND any word): the scope filter is applied to the
+    materialized matches, so the planner never intersects them with every row of a large scope.
+    """
+    terms = ", ".join(f"to_tsquery('{TEXT_CONFIG}', ($2::text[])[{i}]) AS q{i}" for i in range(1, n + 1))
+    ranks = ", ".join(f"ts_rank('{RANK_WEIGHTS}', m.tsv, t.q{i}, 1) AS tf{i}" for i in range(1, n + 1))
+    idf = ", ".join(
+        f"ln(1 + ($3::float8 - count(*) FILTER (WHERE m.tf{i} > 0) + 0.5) "
+        f"/ (count(*) FILTER (WHERE m.tf{i} > 0) + 0.5)) AS w{i}"
+        for i in range(1, n + 1)
+    )
+    score = " + ".join(f"df.w{i} * m.tf{i}" for i in range(1, n + 1))
+    return f"""
+        WITH t AS MATERIALIZED (SELECT {terms}),
+        hits AS MATERIALIZED (
+            SELECT m.seq, m.user_id, {ranks} FROM memories m, t
+            WHERE m.tsv @@ (to_tsquery('simple', {SCOPE_TOKEN_SQL.format("$1::text")})
+                && to_tsquery('{TEXT_CONFIG}', $5))
+        ),
+        df AS MATERIALIZED (SELECT {idf} FROM hits m WHERE m.user_id = $1),
+        top AS MATERIALIZED (
+            SELECT m.seq, {score} AS score FROM hits m, df WHERE m.user_id = $1 ORDER BY score DESC LIMIT $4
+        )
+        SELECT {_COLUMNS}, top.score, m.seq FROM top JOIN memories m ON m.seq = top.seq
+        WHERE m.user_id = $1 ORDER BY top.score DESC
+    """
+
+
 AROUND_SQL = """
     SELECT m.seq,
         (SELECT max(p.seq) FROM memories p WHERE p.user_id = m.user_id AND p.seq < m.seq),
         (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)
     FROM memories m WHERE m.user_id = $1 AND m.seq = ANY($2::bigint[])
 """
+
+
+def insert_args(items: list[NewMemory], memories: list[Memory], previous: dict[str, str]) -> list[list[Any]]:
+    """INSERT_SQL's columns for a batch; `previous` (scope -> start of its latest turn) is updated as it goes.
+
+    A new turn's context is its date plus the start of the scope's turn before it.
+    """
+    contexts = []
+    for m in memories:
+        before = previous.get(m.user_id)
+        date = textindex.date_words(m.created_at)
+        contexts.append(f"{date}\n{before}" if before is not None else date)
+        previous[m.user_id] = m.content[:NEIGHBOUR_CHARS]
+    return [
+        [m.id for m in memories],
+        [m.user_id for m in memories],
+        [m.role for m in memories],
+        [m.content for m in memories],
+        [content_hash(item) for item in items],
+        [m.created_at for m in memories],
+        [m.model for m in memories],
+        [metadata_text(m.metadata) for m in memories],
+        contexts,
+    ]
 
 
 def _row(r: asyncpg.Record) -> Memory:
@@ -114,6 +177,21 @@ def tsquery(words: list[str]) -> str:
     return " | ".join(f"'{w}'" for w in words)
 
 
+def within_budget(words: list[str], term_docs: dict[str, int]) -> list[str]:
+    """Leave out the most frequent words until the rows they match fit MATCH_BUDGET.
+
+    Ranking costs PostgreSQL per matching row (SQLite's FTS5 ranks from its index), so a question
+    of frequent words would otherwise rank most of a large scope. The words left out are the ones
+    BM25 weighs least; a question of nothing but such words searches nothing, as SQLite does past
+    GENERIC_TERM_DOCS.
+    """
+    docs = {w: term_docs.get(_stem(w), 0) for w in words}
+    kept = sorted(words, key=lambda w: docs[w])
+    while kept and sum(docs[w] for w in kept) > MATCH_BUDGET:
+        kept.pop()
+    return [w for w in words if w in kept]
+
+
 class PostgresStore(PostgresUsage):
     """PostgreSQL backend. Scoped statements go through `_scoped`, which refuses SQL not bound to a scope."""
 
@@ -121,8 +199,12 @@ class PostgresStore(PostgresUsage):
         self.url = url
         self._pool = pool
         self.common_terms: dict[str, int] = {}
+        self.term_docs: dict[str, int] = {}  # lexeme -> rows, for lexemes in more than FREQUENT_TERM_DOCS
         self._rows_at_refresh = 0
         self._rows_since_refresh = 0
+        self._refresh: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._refresh.set_result(None)
+        self._sizes: dict[str, int] = {}  # memories per scope, for IDF; another instance's writes drift it a little
 
     @classmethod
     async def open(cls, url: str) -> PostgresStore:
@@ -131,10 +213,11 @@ class PostgresStore(PostgresUsage):
         store = cls(url, pool)
         try:
             await store._migrate()
-            await store.refresh_common_terms()
         except BaseException:
             await pool.close()
             raise
+        # ts_stat reads every row: on a large table that takes seconds, which start-up need not wait for.
+        store._refresh_in_background()
         return store
 
     async def _migrate(self) -> None:
@@ -171,36 +254,27 @@ class PostgresStore(PostgresUsage):
             return []
         memories = [as_stored(item) for item in items]
         async with self._pool.acquire() as conn, conn.transaction():
-            # A new turn's context is its date plus the start of the scope's turn before it.
             previous = dict(await conn.fetch(LATEST_SQL, list({m.user_id for m in memories})))
-            contexts = []
-            for m in memories:
-                before = previous.get(m.user_id)
-                date = textindex.date_words(m.created_at)
-                contexts.append(f"{date}\n{before}" if before is not None else date)
-                previous[m.user_id] = m.content[:NEIGHBOUR_CHARS]
-            inserted = await conn.fetch(
-                INSERT_SQL,
-                [m.id for m in memories],
-                [m.user_id for m in memories],
-                [m.role for m in memories],
-                [m.content for m in memories],
-                [content_hash(item) for item in items],
-                [m.created_at for m in memories],
-                [m.model for m in memories],
-                [metadata_text(m.metadata) for m in memories],
-                contexts,
-            )
+            inserted = await conn.fetch(INSERT_SQL, *insert_args(items, memories, previous))
         kept = {r[0] for r in inserted}
         added = []
         for m in memories:
             if m.id in kept:  # once: a batch may name one id twice
                 kept.discard(m.id)
                 added.append(m)
+        for m in added:
+            if m.user_id in self._sizes:
+                self._sizes[m.user_id] += 1
         self._rows_since_refresh += len(added)
         if self._rows_since_refresh >= max(COMMON_REFRESH_ROWS, self._rows_at_refresh // 10):
-            await self.refresh_common_terms()
+            self._refresh_in_background()
         return added
+
+    def _refresh_in_background(self) -> None:
+        """Start a refresh of the term counts unless one is running: writes never wait for ts_stat's scan."""
+        if self._refresh.done():
+            self._rows_since_refresh = 0  # counted from now; the refresh itself re-reads the total
+            self._refresh = asyncio.create_task(self.refresh_common_terms(), name="memory-common-terms")
 
     async def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]:
         """Newest first; `cursor` is the opaque value of a previous page's `next_cursor`."""
@@ -249,6 +323,7 @@ class PostgresStore(PostgresUsage):
             )
             if not rows:
                 return False
+            self._sizes.pop(user_id, None)
             following = await self._scoped(
                 conn,
                 user_id,
@@ -271,31 +346,43 @@ class PostgresStore(PostgresUsage):
     async def forget(self, user_id: str) -> int:
         """Delete every memory of a scope, then VACUUM so the freed rows' space is reclaimed."""
         rows = await self._scoped(self._pool, user_id, "DELETE FROM memories m WHERE m.user_id = $1 RETURNING m.seq")
+        self._sizes.pop(user_id, None)
         if rows:
             await self._pool.execute("VACUUM memories")
         return len(rows)
 
     async def refresh_common_terms(self) -> None:
-        """Re-read which lexemes are in more than COMMON_TERM_DOCS rows (ts_stat: a scan of the index column)."""
+        """Re-read the document counts of frequent lexemes (ts_stat: a scan of the index column)."""
         async with self._pool.acquire() as conn:
             total = await conn.fetchval("SELECT count(*) FROM memories")
-            if total > COMMON_TERM_DOCS:
+            counts: dict[str, int] = {}
+            floor = min(FREQUENT_TERM_DOCS, COMMON_TERM_DOCS)
+            if total > floor:
                 rows = await conn.fetch(
-                    "SELECT word, ndoc FROM ts_stat('SELECT tsv FROM memories') WHERE ndoc > $1", COMMON_TERM_DOCS
+                    "SELECT word, ndoc FROM ts_stat('SELECT tsv FROM memories') WHERE ndoc > $1", floor
                 )
-                self.common_terms = {r[0]: r[1] for r in rows}
-            else:
-                self.common_terms = {}
+                counts = {r[0]: r[1] for r in rows}
+        self.term_docs = counts
+        self.common_terms = {t: n for t, n in counts.items() if n > COMMON_TERM_DOCS}
         self._rows_at_refresh = total
-        self._rows_since_refresh = 0
 
-    async def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]:
+    async def _scope_size(self, conn: Any, user_id: str) -> int:
+        """How many memories a scope holds (IDF's N), counted once and then kept up to date by this instance."""
+        if user_id not in self._sizes:
+            rows = await self._scoped(conn, user_id, "SELECT count(*) FROM memories m WHERE m.user_id = $1")
+            self._sizes[user_id] = rows[0][0]
+        return self._sizes[user_id]
+
+    async def search(self, user_id: str, query: str, limit: int) -> Found:
         """Best matches within the scope, with a positive relevance score (two passes, as on SQLite)."""
-        words = textindex.query_words(query, self.common_terms, GENERIC_TERM_DOCS, _stem)
+        words = within_budget(textindex.query_words(query, self.common_terms, GENERIC_TERM_DOCS, _stem), self.term_docs)
         if not words:
             return []
         async with self._pool.acquire() as conn:
-            rows = await self._scoped(conn, user_id, SEARCH_SQL, tsquery(words), max(limit, RERANK_CANDIDATES))
+            size = await self._scope_size(conn, user_id)
+            rows = await self._scoped(
+                conn, user_id, search_sql(len(words)), words, size, max(limit, RERANK_CANDIDATES), tsquery(words)
+            )
             if not rows:
                 return []
             score = {r[_N + 1]: r[_N] for r in rows}
@@ -343,5 +430,8 @@ class PostgresStore(PostgresUsage):
         await self._pool.fetchval("SELECT 1 FROM schema_migrations LIMIT 1")
 
     async def close(self) -> None:
-        """Close the pool's connections."""
+        """Stop a refresh still running, then close the pool's connections."""
+        self._refresh.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._refresh
         await self._pool.close()

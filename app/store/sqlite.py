@@ -31,6 +31,7 @@ from app.store import (
     NEIGHBOUR_CHARS,
     RERANK_CANDIDATES,
     SEARCH_WEIGHTS,
+    Found,
     InvalidCursor,
     Memory,
     NewMemory,
@@ -44,10 +45,11 @@ from app.store.usage import Mode, UsageFilter, UsageRecord
 try:  # a current SQLite (FTS5 secure-delete) where the wheel exists
     import pysqlite3.dbapi2 as sqlite3
 except ImportError:  # pragma: no cover - platforms without the wheel
-    import sqlite3  # type: ignore[no-redef]
+    import sqlite3
 
 T = TypeVar("T")
 STORE_THREADS = 4  # the store's own threads, each with one connection for the life of the store
+ExportPage = list[tuple[Memory, tuple[float, int]]]  # memories with their (created_at, rowid) positions
 BM25_WEIGHTS = ", ".join(str(w) for w in (*SEARCH_WEIGHTS, 0.0))  # the scope token column never scores
 
 
@@ -307,7 +309,7 @@ class SqliteDb(SqliteUsage):
         self._rows_at_refresh = db.execute("SELECT coalesce(max(rowid), 0) FROM memories").fetchone()[0]
         self._rows_since_refresh = 0
 
-    def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]:
+    def search(self, user_id: str, query: str, limit: int) -> Found:
         """Best matches within the scope, with a positive relevance score.
 
         Two passes. BM25 over the turn (weighted above) and its context (date, neighbouring turns)
@@ -346,7 +348,7 @@ class SqliteDb(SqliteUsage):
         rows.sort(key=lambda r: final[r[_N + 1]], reverse=True)
         return [(_row(r), final[r[_N + 1]]) for r in rows[:limit]]
 
-    def export_page(self, user_id: str, after: tuple[float, int] | None) -> list[tuple[Memory, tuple[float, int]]]:
+    def export_page(self, user_id: str, after: tuple[float, int] | None) -> ExportPage:
         """Up to EXPORT_PAGE memories of a scope, oldest first, after a (created_at, rowid) position."""
         sql = f"SELECT {_COLUMNS}, m.rowid FROM memories m WHERE m.user_id = ?"
         params: tuple[Any, ...] = ()
@@ -422,7 +424,7 @@ class SqliteStore:
         """See SqliteDb.forget."""
         return await self._run(self.db.forget, user_id)
 
-    async def search(self, user_id: str, query: str, limit: int) -> list[tuple[Memory, float]]:
+    async def search(self, user_id: str, query: str, limit: int) -> Found:
         """See SqliteDb.search."""
         return await self._run(self.db.search, user_id, query, limit)
 

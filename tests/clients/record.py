@@ -29,6 +29,8 @@ PY_PACKAGES = ("llm==0.36", "openai-agents==0.24.0")
 PROMPT = "My cat is called Zorblax and she loves tuna."
 FOLLOW_UP = "What does my cat love to eat?"
 AGENTS_MD = "# Repository rules\n\nRun the tests with `make test` before every commit.\n"
+# Variables that would point a client elsewhere or log it in: the developer's, not the run's.
+CLIENT_VARS = ("PYTEST", "ANTHROPIC_", "OPENAI_", "CODEX_", "CLAUDE_", "LLM_")
 DROPPED_HEADERS = {"host", "content-length", "connection"}  # transport details that change every run
 
 
@@ -64,8 +66,9 @@ def run(argv: list[str], env: dict[str, str], cwd: Path, stdin: str | None = Non
 
 
 def quiet_env(home: Path, **extra: str) -> dict[str, str]:
-    """A clean environment: its own HOME, no provider keys, no telemetry or update checks."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("PYTEST")}
+    """A clean environment: its own HOME, none of the developer's client settings or keys, no
+    telemetry or update checks."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith(CLIENT_VARS)}
     env.update(
         HOME=str(home),
         # Claude Code: one switch for telemetry, error reporting, auto-update and other non-API traffic.
@@ -125,6 +128,7 @@ def codex_argv(*args: str) -> list[str]:
 
 
 def record_claude_code(p: Provider, root: Path) -> tuple[str, list[dict]]:
+    """`claude -p` in a project with a CLAUDE.md, then `claude -p --continue`."""
     work = workspace(root)
     env = quiet_env(root / "home", ANTHROPIC_BASE_URL=p.url, ANTHROPIC_API_KEY="sk-ant-recording")
     (root / "home").mkdir()
@@ -134,6 +138,7 @@ def record_claude_code(p: Provider, root: Path) -> tuple[str, list[dict]]:
 
 
 def record_codex(p: Provider, root: Path) -> tuple[str, list[dict]]:
+    """`codex exec` in a project with an AGENTS.md, then `codex exec resume --last`."""
     work = workspace(root)
     env = quiet_env(root / "home", CODEX_HOME=str(codex_home(root, p.url)), MEMPROXY_API_KEY="sk-recording")
     run(codex_argv(PROMPT), env, work)
@@ -194,6 +199,7 @@ def record_sdk(name: str, python: str) -> Callable[[Provider, Path], tuple[str, 
     """A recorder that runs SDK_SCRIPTS[name] with `python`."""
 
     def record(p: Provider, root: Path) -> tuple[str, list[dict]]:
+        """Run the script; its last output line is the SDK's version."""
         script = f"URL = {p.url!r}\nPROMPT = {PROMPT!r}\nFOLLOW_UP = {FOLLOW_UP!r}\n{SDK_SCRIPTS[name]}"
         done = subprocess.run(
             [python, "-c", script], env=quiet_env(root), cwd=root, capture_output=True, text=True, timeout=120
@@ -218,6 +224,7 @@ def llm_models_yaml(base_url: str) -> str:
 
 
 def record_llm(p: Provider, root: Path) -> tuple[str, list[dict]]:
+    """`llm -m fake`, then `llm -c` (continue the conversation)."""
     python = python_env()
     user_path = root / "llm"
     user_path.mkdir()
@@ -267,6 +274,7 @@ def recorders() -> dict[str, Callable[[Provider, Path], tuple[str, list[dict]]]]
 
 
 def main() -> None:
+    """Record the named clients (default: all) into tests/clients/."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="recordings to redo (default: all)")
     args = parser.parse_args()
