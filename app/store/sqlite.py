@@ -443,7 +443,7 @@ class SqliteStore:
         """See SqliteDb.ping."""
         await self._run(self.db.ping)
 
-    async def add_usage(self, records: list[UsageRecord]) -> None:
+    async def add_usage(self, records: builtins.list[UsageRecord]) -> None:
         """See SqliteUsage.add_usage."""
         await self._run(self.db.add_usage, records)
 
