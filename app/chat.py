@@ -62,7 +62,7 @@ async def _search(c: Context, scope: str, query: str, limit: int) -> tuple[list[
     words = relevance.query_words(query)
     size, docs = await c.store.word_docs(scope, list(words))
     around = await c.store.neighbours(scope, [m.id for m, _ in found])
-    recalled = [memory.Recalled(m.content, m.role, m.created_at, around.get(m.id, "")) for m, _ in found]
+    recalled = [memory.Recalled(m.content, m.role, m.created_at, m.id, around.get(m.id, "")) for m, _ in found]
     return recalled, relevance.weights(words, docs, size)
 
 
@@ -71,18 +71,19 @@ def _new_turn(dialect: Dialect, body: dict[str, Any]) -> str | None:
     return turn.text if turn else None
 
 
-async def _recall(c: Context, scope: str, body: dict[str, Any], dialect: Dialect, size: int) -> int:
+async def _recall(c: Context, scope: str, body: dict[str, Any], dialect: Dialect, size: int) -> tuple[str, ...]:
+    """The ids of the memories injected into `body` (none when nothing fits)."""
     settings = c.settings.memory.retrieval
     query = await _cpu(size, _query, dialect, body, settings.query_strategy)
     if not query or c.store is None:
-        return 0
+        return ()
     # wait_for gives up on a slow search (the thread finishes on its own; its result is dropped).
     found, shares = await asyncio.wait_for(_search(c, scope, query, settings.max_results * 4), RECALL_TIMEOUT)
     chosen = await _cpu(size, _select, dialect, found, shares, body, c)
     if not chosen:
-        return 0
+        return ()
     placed = await _cpu(size, dialect.inject, body, memory.render_block(chosen), settings.injection)
-    return len(chosen) if placed else 0
+    return tuple(m.id for m in chosen) if placed else ()
 
 
 async def chat(request: Request) -> ASGIApp:
@@ -108,7 +109,10 @@ async def chat(request: Request) -> ASGIApp:
     except (InvalidScope, memory.BadMode) as exc:
         return error_response(anthropic, 400, str(exc))
     scope = decision.user_id
-    state.scope = scope
+    state.scope, state.client = scope, decision.matched_pattern
+    if c.oversight is not None:  # the scope's stored mode: a request may narrow it, never widen it
+        scope_inject, scope_capture = memory.parse_mode(c.oversight.mode(scope))
+        want_inject, want_capture = want_inject and scope_inject, want_capture and scope_capture
     headers = upstream_request_headers(request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header)
     changed = strip_routing_fields(body)
     model = body.get("model")
@@ -125,27 +129,29 @@ async def chat(request: Request) -> ASGIApp:
         c.counters.memory_errors += 1
         extra.append(("x-memory-error", "memory store unavailable"))
     user_turn = await _cpu(len(raw), _new_turn, dialect, body) if capture else None
-    injected = 0
     if inject:
+        started = time.perf_counter()
         try:
-            injected = await _recall(c, scope, body, dialect, len(raw))
-            changed = changed or injected > 0
+            state.injected = await _recall(c, scope, body, dialect, len(raw))
+            changed = changed or bool(state.injected)
         except Exception as exc:  # memory must never break a chat
             c.counters.memory_errors += 1
             reason = "recall timed out" if isinstance(exc, TimeoutError) else f"recall failed ({type(exc).__name__})"
             log.warning("scope %s: %s", scope, reason)
             extra.append(("x-memory-error", reason))
-    extra.append(("x-memory-injected", str(injected)))
+        state.recall_seconds = time.perf_counter() - started
+    extra.append(("x-memory-injected", str(len(state.injected))))
     payload = await _cpu(len(raw), orjson.dumps, body) if changed else raw
     tap = on_complete = None
-    if capture:
-        assembler = ReplyAssembler(dialect, body.get("stream") is True)
+    if capture or c.settings.observability.usage_enabled:  # the usage log reads the reply's token counts
+        assembler = state.reply = ReplyAssembler(dialect, body.get("stream") is True, text=capture)
         tap = assembler.feed
+    if capture:
         model_name = model if isinstance(model, str) else None
 
         def on_complete(status: int) -> None:
             if 200 <= status < 300:
-                _capture(c, scope, model_name, user_turn, assembler.text())
+                state.captured = _capture(c, scope, model_name, user_turn, assembler.text())
 
     return ProxyResponse(
         c.upstream,
@@ -189,9 +195,10 @@ def memory_for(model: Any, c: Context) -> bool:
     )
 
 
-def _capture(c: Context, scope: str, model: str | None, user_turn: str | None, reply: str | None) -> None:
+def _capture(c: Context, scope: str, model: str | None, user_turn: str | None, reply: str | None) -> int:
+    """Queue the turn and its reply for storing; how many memories were queued."""
     if reply is None or c.writer is None:  # a failed or cut stream is never stored as a reply
-        return
+        return 0
     now = time.time()
     items = []
     if user_turn:
@@ -199,3 +206,4 @@ def _capture(c: Context, scope: str, model: str | None, user_turn: str | None, r
     if reply.strip():
         items.append(NewMemory(scope, "assistant", reply.strip(), now + 0.001, model))
     c.writer.submit(items)
+    return len(items)

@@ -21,7 +21,7 @@ from app.store.sqlite import sqlite3
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
 IMPORT_BATCH = 500
 SNIPPET_CHARS = 80
-NEEDS_EXISTING_DB = frozenset({"list", "search", "get", "delete", "forget", "export", "stats"})
+NEEDS_EXISTING_DB = frozenset({"list", "search", "get", "delete", "forget", "export", "stats", "usage"})
 
 
 class CliError(Exception):
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     scoped.add_argument("--user", metavar="SCOPE", required=True, help="the memory scope (user_id)")
 
     parser = _Parser(prog="python -m app", description="Memory Proxy operator tools.")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{memories}", parser_class=_Parser)
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{memories,usage}", parser_class=_Parser)
     memories = groups.add_parser("memories", help="inspect and manage stored memories")
     actions = memories.add_subparsers(dest="action", required=True, parser_class=_Parser)
 
@@ -103,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", metavar="SCOPE", help="scope for lines without a user_id")
 
     actions.add_parser("stats", parents=[common], help="memories per scope and database size")
+
+    from app.usage import GROUP_BYS
+
+    p = groups.add_parser("usage", parents=[common], help="requests, tokens and memory flow (as GET /v1/usage)")
+    p.add_argument("--user", metavar="SCOPE", help="one scope (default: every scope)")
+    p.add_argument("--since", metavar="TIME", help="ISO-8601 date or time, or Unix seconds")
+    p.add_argument("--until", metavar="TIME", help="ISO-8601 date or time, or Unix seconds (exclusive)")
+    p.add_argument("--group-by", choices=GROUP_BYS, default="day", help="default: day")
+    p.set_defaults(action="usage")
     return parser
 
 
@@ -260,6 +269,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         extra = _records(lambda scope_for: parse_lines(data, scope_for), scope)
     elif action == "search" and not args.query.strip():
         raise _usage("QUERY must not be empty")
+    elif action == "usage":
+        extra = _usage_filter(args, scope)
 
     path = _db_path(args)
     _check_exists(args, path)
@@ -278,7 +289,9 @@ async def _session(args: argparse.Namespace, path: str, scope: Any, extra: Any, 
 async def _dispatch(store: MemoryStore, args: argparse.Namespace, scope: Any, extra: Any, out: TextIO) -> int:
     """Run one validated command against an open store."""
     action = args.action
-    if action == "list":
+    if action == "usage":
+        await _usage_table(store, args, extra, out)
+    elif action == "list":
         try:
             items, cursor = await store.list(scope, args.limit, args.cursor)
         except InvalidCursor as exc:
@@ -353,6 +366,33 @@ async def _dispatch(store: MemoryStore, args: argparse.Namespace, scope: Any, ex
             if stats["scopes"]:
                 _table(out, ["SCOPE", "MEMORIES"], [[s, str(n)] for s, n in stats["scopes"].items()])
     return EXIT_OK
+
+
+def _usage_filter(args: argparse.Namespace, scope: str | None) -> Any:
+    """The scope and time window `usage` asks for."""
+    from app.records import RecordError
+    from app.store.usage import UsageFilter
+    from app.usage import parse_when
+
+    try:
+        since = parse_when(args.since, "--since") if args.since else None
+        until = parse_when(args.until, "--until") if args.until else None
+    except RecordError as exc:
+        raise _usage(str(exc)) from None
+    return UsageFilter(scope, since, until)
+
+
+async def _usage_table(store: MemoryStore, args: argparse.Namespace, f: Any, out: TextIO) -> None:
+    """The figures of GET /v1/usage, as a table or JSON."""
+    from app.usage import FIGURES, summarise, table_rows
+
+    rows = summarise(await store.usage(f), args.group_by)
+    if args.json:
+        out.write(_dump({"data": rows}) + "\n")
+    elif rows:
+        _table(out, [args.group_by.upper(), *(f.upper() for f in FIGURES)], table_rows(rows, args.group_by))
+    else:
+        out.write("no requests recorded\n")
 
 
 async def _export(store: MemoryStore, args: argparse.Namespace, scope: str, out: TextIO) -> None:

@@ -21,7 +21,7 @@ Injection = Literal["before_last_user", "system", "last_user_suffix"]
 QueryStrategy = Literal["last_user", "last_user_and_assistant", "recent_user"]
 INJECTION_MODES: tuple[Injection, ...] = get_args(Injection)
 QUERY_STRATEGIES: tuple[QueryStrategy, ...] = get_args(QueryStrategy)
-OUR_SECTIONS = ("user_id_mappings", "memory", "auth", "proxy")
+OUR_SECTIONS = ("user_id_mappings", "memory", "auth", "proxy", "observability")
 # LiteLLM's own top-level sections: never checked here, and never mistaken for a typo of ours.
 LITELLM_SECTIONS = frozenset(
     {
@@ -123,6 +123,17 @@ class ProxyLimits:
 
 
 @dataclass(frozen=True)
+class Observability:
+    """The `observability:` section: Prometheus metrics, usage records and the dashboard."""
+
+    metrics_enabled: bool = True
+    metrics_scope_label: bool = False  # one series per scope: only where scopes are few
+    usage_enabled: bool = True
+    usage_retention_days: int = 90
+    dashboard_enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the memory proxy reads at start-up."""
 
@@ -138,6 +149,7 @@ class Settings:
     keys: tuple[ApiKey, ...] = ()
     models: tuple[ModelEntry, ...] = ()
     limits: ProxyLimits = field(default_factory=ProxyLimits)
+    observability: Observability = field(default_factory=Observability)
 
     @property
     def loopback(self) -> bool:
@@ -391,6 +403,21 @@ def _limits(doc: _Doc) -> ProxyLimits:
     )
 
 
+def _observability(doc: _Doc) -> Observability:
+    sec = ("observability",)
+    doc.get(sec, dict, {})
+    for part in ("metrics", "usage", "dashboard"):
+        doc.get((*sec, part), dict, {})
+    d = Observability
+    return Observability(
+        metrics_enabled=doc.get((*sec, "metrics", "enabled"), bool, d.metrics_enabled),
+        metrics_scope_label=doc.get((*sec, "metrics", "scope_label"), bool, d.metrics_scope_label),
+        usage_enabled=doc.get((*sec, "usage", "enabled"), bool, d.usage_enabled),
+        usage_retention_days=_positive(doc, (*sec, "usage", "retention_days"), int, d.usage_retention_days),
+        dashboard_enabled=doc.get((*sec, "dashboard", "enabled"), bool, d.dashboard_enabled),
+    )
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name) or str(default)
     if not raw.isdigit() or not 0 < int(raw) < 65536:
@@ -428,6 +455,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         keys=_keys(doc, env),
         models=_models(doc),
         limits=_limits(doc),
+        observability=_observability(doc),
     )
     doc.check_unknown()
     check_exposure(settings)

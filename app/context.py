@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
@@ -11,6 +12,9 @@ from app.models import ModelTable
 from app.proxy import Upstream
 from app.store import MemoryStore
 from app.writer import MemoryWriter
+
+if TYPE_CHECKING:
+    from app.oversight import Oversight
 
 
 @dataclass
@@ -31,6 +35,7 @@ class Context:
     store: MemoryStore | None = None
     writer: MemoryWriter | None = None
     counters: Counters = field(default_factory=Counters)
+    oversight: Oversight | None = None  # set by create_app: modes, metrics, usage records
 
 
 def ctx(request: Request) -> Context:

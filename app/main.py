@@ -21,11 +21,12 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from app import chat, memory_api, routes
+from app import chat, dashboard, memory_api, oversight_api, routes
 from app.config import ConfigError, Settings, load_settings
 from app.context import Context
 from app.guard import Guard
 from app.models import ModelTable
+from app.oversight import Observer, Oversight
 from app.proxy import Upstream, redact_url
 from app.request_state import state_of
 from app.routing import Access, RoutingTable, route
@@ -48,7 +49,7 @@ INFERENCE_PATHS = tuple(
 
 def routing_table() -> RoutingTable:
     """Every path the proxy owns, with who may call it and its handler."""
-    open_, client = Access.OPEN, Access.CLIENT
+    open_, client, admin = Access.OPEN, Access.CLIENT, Access.ADMIN
     return RoutingTable(
         [
             route("health", "/health", "GET", open_, routes.health),
@@ -65,10 +66,33 @@ def routing_table() -> RoutingTable:
             route("memories-import", "/v1/memories/import", "POST", client, memory_api.import_memories),
             route("memory", "/v1/memories/{memory_id}", "GET", client, memory_api.get_memory),
             route("memory", "/v1/memories/{memory_id}", "DELETE", client, memory_api.delete_memory),
+            route("usage", "/v1/usage", "GET", client, oversight_api.usage),
+            route("scopes", "/v1/scopes", "GET", client, oversight_api.scopes),
+            route("scope", "/v1/scopes/{user_id}", "PATCH", client, oversight_api.patch_scope),
+            route("metrics", "/metrics", "GET", admin, oversight_api.metrics),
+            route("dashboard", "/dashboard", "GET", open_, dashboard.overview),
+            route("dashboard", "/dashboard/login", "GET", open_, dashboard.login_form),
+            route("dashboard", "/dashboard/login", "POST", open_, dashboard.login),
+            route("dashboard", "/dashboard/logout", "POST", open_, dashboard.logout),
+            route("dashboard", "/dashboard/requests", "GET", open_, dashboard.requests_page),
+            route("dashboard", "/dashboard/static/dashboard.css", "GET", open_, dashboard.stylesheet),
+            route("dashboard", "/dashboard/scopes/{user_id}", "GET", open_, dashboard.scope_page),
+            route("dashboard", "/dashboard/scopes/{user_id}/mode", "POST", open_, dashboard.set_mode),
+            route("dashboard", "/dashboard/scopes/{user_id}/import", "POST", open_, dashboard.import_memories),
+            route("dashboard", "/dashboard/scopes/{user_id}/export", "GET", open_, dashboard.export_memories),
+            route("dashboard", "/dashboard/scopes/{user_id}/memories/{memory_id}", "GET", open_, dashboard.memory_page),
+            route(
+                "dashboard",
+                "/dashboard/scopes/{user_id}/memories/{memory_id}/delete",
+                "POST",
+                open_,
+                dashboard.delete_memory,
+            ),
+            route("dashboard-unknown", "/dashboard", "*", open_, routes.not_found, prefix=True),
             route("memories-unknown", "/v1/memories", "*", client, routes.not_found, prefix=True),
             *(route("inference", p, "*", client, routes.forward, prefix=True) for p in INFERENCE_PATHS),
         ],
-        fallback=route("litellm", "/", "*", Access.ADMIN, routes.forward),
+        fallback=route("litellm", "/", "*", admin, routes.forward),
     )
 
 
@@ -94,9 +118,10 @@ class Dispatch:
         await response(scope, receive, send)
 
 
-def create_app(settings: Settings) -> Guard:
+def create_app(settings: Settings) -> Observer:
     """Build the app for `settings`; the lifespan opens the upstream client and the store."""
     context = Context(settings, ModelTable(settings.models), Upstream(settings))
+    context.oversight = oversight = Oversight(settings, context)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, float]]:
@@ -106,6 +131,7 @@ def create_app(settings: Settings) -> Guard:
                 context.store = await open_store(settings.db_path)
                 context.writer = MemoryWriter(context.store, settings.memory.max_memory_chars)
                 context.writer.start()
+                await oversight.load()
             except Exception as exc:  # the proxy still serves chats without memory
                 log.error("memory store at %s failed to open: %s", redact_url(settings.db_path), exc)
         url = f"http://{settings.host}:{settings.port}"
@@ -123,7 +149,7 @@ def create_app(settings: Settings) -> Guard:
 
     api = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     api.state.ctx = context
-    return Guard(Dispatch(api), settings, context.counters, routing_table())
+    return Observer(Guard(Dispatch(api), settings, context.counters, routing_table()), oversight)
 
 
 def __getattr__(name: str) -> Any:

@@ -128,6 +128,7 @@ class Recalled:
     content: str
     role: str
     created_at: float
+    id: str = ""  # for the recall log
     context: str = ""
 
 

@@ -31,6 +31,8 @@ def memory_json(memory: Memory) -> dict[str, Any]:
         "created_at": iso(memory.created_at),
         "model": memory.model,
         "metadata": memory.metadata,
+        "recall_count": memory.recall_count,
+        "last_recalled_at": iso(memory.last_recalled_at) if memory.last_recalled_at is not None else None,
     }
 
 

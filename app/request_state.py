@@ -6,12 +6,15 @@ import re
 import uuid
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
 from app.auth import Principal
 from app.routing import Route
+
+if TYPE_CHECKING:
+    from app.sse import ReplyAssembler
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _KEY = "memory_proxy"
@@ -19,7 +22,10 @@ _KEY = "memory_proxy"
 
 @dataclass
 class RequestState:
-    """Request id, dialect, route, caller, and (once known) the memory scope and model."""
+    """Request id, dialect, route, caller, and (once known) the memory scope and model.
+
+    Chats also leave here what the usage log and the metrics read once the response is sent.
+    """
 
     request_id: str
     anthropic: bool
@@ -27,6 +33,11 @@ class RequestState:
     principal: Principal | None = None
     scope: str | None = None
     model: str | None = None
+    client: str | None = None  # the header pattern that chose the scope
+    recall_seconds: float | None = None
+    injected: tuple[str, ...] = ()  # ids of the memories injected
+    captured: int = 0  # memories queued for capture
+    reply: ReplyAssembler | None = None  # token counts, once the reply has passed
 
     @property
     def sees_internals(self) -> bool:
@@ -50,3 +61,8 @@ def attach(scope: MutableMapping[str, Any], state: RequestState) -> None:
 def state_of(request: Request) -> RequestState:
     """The state the Guard attached to this request."""
     return request.scope["state"][_KEY]
+
+
+def state_in(scope: Mapping[str, Any]) -> RequestState | None:
+    """The state the Guard attached to an ASGI scope, if it got that far."""
+    return scope.get("state", {}).get(_KEY)

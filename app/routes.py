@@ -97,6 +97,7 @@ async def routing_info(request: Request) -> Response:
             "matched_pattern": d.matched_pattern,
             "custom_header_present": d.custom_header_present,
             "is_default": d.is_default,
+            "mode": c.oversight.mode(d.user_id) if c.oversight is not None else "on",
         }
     )
 

@@ -23,18 +23,47 @@ class ReplyFormat(Protocol):
     def reply_text(self, body: object) -> str | None: ...
 
 
+_INPUT = ("prompt_tokens", "input_tokens")
+_OUTPUT = ("completion_tokens", "output_tokens")
+
+
+def usage_tokens(obj: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(input, output) tokens from a reply or stream event's `usage`, wherever the dialect puts it.
+
+    OpenAI chat: top-level `usage`; Anthropic: `message.usage` (message_start) and `usage`
+    (message_delta); Responses: `response.usage` (response.completed).
+    """
+    found: list[int | None] = [None, None]
+    for holder in (obj, obj.get("message"), obj.get("response")):
+        usage = holder.get("usage") if isinstance(holder, dict) else None
+        if not isinstance(usage, dict):
+            continue
+        for i, names in enumerate((_INPUT, _OUTPUT)):
+            for name in names:
+                value = usage.get(name)
+                if isinstance(value, int) and not isinstance(value, bool) and value > (found[i] or 0):
+                    found[i] = value
+    return found[0], found[1]
+
+
 class ReplyAssembler:
     """Collects the assistant's text from a response body as its bytes pass by."""
 
-    def __init__(self, dialect: ReplyFormat, streaming: bool, max_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(
+        self, dialect: ReplyFormat, streaming: bool, max_bytes: int = 8 * 1024 * 1024, text: bool = True
+    ) -> None:
         self.dialect = dialect
         self.streaming = streaming
+        self.wants_text = text  # False: only token counts are wanted, so most events need no parsing
         self.max_bytes = max_bytes
         self._buf = bytearray()
         self._parts: list[str] = []
         self.complete = False
         self.failed = False
         self._size = 0
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self._parsed: object = None
 
     def feed(self, chunk: bytes) -> None:
         """Take the next raw chunk of the response body."""
@@ -64,6 +93,8 @@ class ReplyAssembler:
             self._event(event)
 
     def _event(self, raw: bytes) -> None:
+        if not self.wants_text and b'"usage"' not in raw and b'"error"' not in raw:
+            return
         data_lines = [line[5:].lstrip() for line in raw.splitlines() if line.startswith(b"data:")]
         if not data_lines:
             return
@@ -80,6 +111,7 @@ class ReplyAssembler:
         if "error" in obj and obj.get("type") in (None, "error"):
             self.failed = True
             return
+        self._count(obj)
         event = self.dialect.stream_event(obj)
         if event.text:
             self._parts.append(event.text)
@@ -90,14 +122,33 @@ class ReplyAssembler:
             if not self._parts and event.final:
                 self._parts.append(event.final)
 
+    def _count(self, obj: dict[str, Any]) -> None:
+        """Keep the largest token counts seen: Anthropic sends input first and output last."""
+        tokens_in, tokens_out = usage_tokens(obj)
+        self.input_tokens = tokens_in if tokens_in is not None else self.input_tokens
+        self.output_tokens = tokens_out if tokens_out is not None else self.output_tokens
+
+    def _body(self) -> object:
+        """A whole (non-streamed) reply, parsed once."""
+        if self._parsed is None and not self.failed:
+            try:
+                self._parsed = orjson.loads(self._buf)
+            except orjson.JSONDecodeError:
+                self._parsed = False
+            if isinstance(self._parsed, dict):
+                self._count(self._parsed)
+        return self._parsed
+
     def text(self) -> str | None:
         """The reply text once the body is complete, or None for a failed or partial one."""
         if self.failed:
             return None
         if self.streaming:
             return "".join(self._parts) if self.complete else None
-        try:
-            obj = orjson.loads(self._buf)
-        except orjson.JSONDecodeError:
-            return None
-        return self.dialect.reply_text(obj)
+        return self.dialect.reply_text(self._body())
+
+    def tokens(self) -> tuple[int | None, int | None]:
+        """(input, output) tokens the provider reported, when it did."""
+        if not self.streaming:
+            self._body()
+        return self.input_tokens, self.output_tokens

@@ -1,4 +1,4 @@
-"""Capture off the response path: one background writer that batches memory inserts."""
+"""Writes off the response path: one background writer that batches memory inserts and usage records."""
 
 from __future__ import annotations
 
@@ -7,21 +7,24 @@ import dataclasses
 import logging
 
 from app.store import MemoryStore, NewMemory
+from app.store.usage import UsageRecord
 
 log = logging.getLogger("memory_proxy.writer")
 BATCH = 512
 WRITE_ATTEMPTS = 3
 RETRY_DELAY = 0.5  # seconds before the first retry; doubles after each failure
 LINGER = 0.02  # seconds a batch waits for company before it is written
+USAGE_LINGER = 0.25  # … when it starts with a usage record: no one waits to read those back at once
+Item = NewMemory | UsageRecord
 
 
 class MemoryWriter:
-    """Owns the queue of captured turns and the task that writes them in batches."""
+    """Owns the queue of captured turns and usage records, and the task that writes them in batches."""
 
     def __init__(self, store: MemoryStore, max_chars: int = 100_000, max_pending: int = 100_000) -> None:
         self.store = store
         self.max_chars = max_chars
-        self.queue: asyncio.Queue[NewMemory] = asyncio.Queue(max_pending)
+        self.queue: asyncio.Queue[Item] = asyncio.Queue(max_pending)
         self.written = 0
         self.truncated = 0
         self.failures = 0
@@ -44,10 +47,10 @@ class MemoryWriter:
         """True when nothing is queued and nothing is being written: every capture so far is settled."""
         return self.pending == 0 and self.in_flight == 0
 
-    def submit(self, items: list[NewMemory]) -> None:
-        """Queue memories for writing, cut to `max_chars`; never blocks (or fails) the caller."""
+    def submit(self, items: list[NewMemory] | list[UsageRecord]) -> None:
+        """Queue memories (cut to `max_chars`) or usage records; never blocks (or fails) the caller."""
         for item in items:
-            if len(item.content) > self.max_chars:
+            if isinstance(item, NewMemory) and len(item.content) > self.max_chars:
                 self.truncated += 1
                 item = dataclasses.replace(item, content=item.content[: self.max_chars])
             try:
@@ -61,7 +64,7 @@ class MemoryWriter:
             self.in_flight = 1
             if self.queue.qsize() < BATCH:
                 # Linger briefly so light traffic shares one commit instead of paying one per turn.
-                await asyncio.sleep(LINGER)
+                await asyncio.sleep(USAGE_LINGER if isinstance(batch[0], UsageRecord) else LINGER)
             while len(batch) < BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             self.in_flight = len(batch)
@@ -72,11 +75,20 @@ class MemoryWriter:
                 for _ in batch:
                     self.queue.task_done()
 
-    async def _write(self, batch: list[NewMemory]) -> None:
+    async def _write_batch(self, batch: list[Item]) -> None:
+        """Memories first, so usage records in the same batch can count recalls of them."""
+        memories = [i for i in batch if isinstance(i, NewMemory)]
+        records = [i for i in batch if isinstance(i, UsageRecord)]
+        if memories:
+            await self.store.add_many(memories)
+        if records:
+            await self.store.add_usage(records)
+
+    async def _write(self, batch: list[Item]) -> None:
         """Write one batch, retrying a locked or failing store with backoff before dropping it."""
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                await self.store.add_many(batch)
+                await self._write_batch(batch)
             except Exception as exc:  # a failing store must not stop capture for good
                 self.failures += 1
                 self.last_error = type(exc).__name__

@@ -114,7 +114,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
     events = [chunk({"role": "assistant", "content": ""})]
     events += [chunk({"content": w}) for w in _words(reply)]
-    events += [chunk({}, "stop"), b"data: [DONE]\n\n"]
+    events += [chunk({}, "stop")]
+    if (body.get("stream_options") or {}).get("include_usage"):  # OpenAI's final usage-only chunk
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        events.append(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
+    events.append(b"data: [DONE]\n\n")
     return await _sse(request, events, _last_user_text(body))
 
 

@@ -174,8 +174,10 @@ def upstream_requests(needle: str) -> list[dict]:
 class BackgroundStack:
     """`running(...)` in a background thread with its own event loop, for synchronous tests."""
 
-    def __init__(self, tmp_path: Path, upstream: web.Application | None = None, **limits: Any) -> None:
-        self._args = (tmp_path, upstream)
+    def __init__(
+        self, tmp_path: Path, upstream: web.Application | None = None, settings: Settings | None = None, **limits: Any
+    ) -> None:
+        self._args = (tmp_path, upstream, settings)
         self._limits = limits
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, daemon=True)

@@ -19,6 +19,8 @@ from app.records import iso
 from app.store import NewMemory
 from app.store.sqlite import SqliteDb
 
+RECALL_FIELDS = ("recall_count", "last_recalled_at")  # the recall log's fields on every memory
+
 ROOT = Path(__file__).resolve().parent.parent
 SCOPED = ["list", "search", "get", "add", "delete", "forget", "export"]
 
@@ -89,7 +91,7 @@ def test_add_json_is_the_api_memory_shape(cli, db: Path) -> None:
     )
     assert r.code == 0, r.err
     m = r.json()
-    assert set(m) == {"id", "user_id", "role", "content", "created_at", "model", "metadata"}
+    assert set(m) == {"id", "user_id", "role", "content", "created_at", "model", "metadata", *RECALL_FIELDS}
     assert (m["user_id"], m["role"], m["content"], m["metadata"]) == (
         "alice",
         "user",
@@ -146,7 +148,8 @@ def test_search_json_and_table(cli, db: Path) -> None:
     assert r.code == 0
     hits = r.json()["data"]
     assert hits[0]["content"] == "the deploy target is fly.io" and hits[0]["score"] > 0
-    assert all(set(h) == {"id", "user_id", "role", "content", "created_at", "model", "metadata", "score"} for h in hits)
+    fields = {"id", "user_id", "role", "content", "created_at", "model", "metadata", "score", *RECALL_FIELDS}
+    assert all(set(h) == fields for h in hits)
     table = cli("search", "deploy", "--user", "alice").out.splitlines()
     assert table[0].split()[:2] == ["SCORE", "ID"] and "fly.io" in table[1]
     assert cli("search", "nothing matches zzz", "--user", "alice").out == "no matches in scope 'alice'\n"

@@ -88,6 +88,7 @@ def test_routing_info_for_pycharm(stack):
         "matched_pattern": "user-agent: ^OpenAIClientImpl/Java",
         "custom_header_present": False,
         "is_default": False,
+        "mode": "on",  # the scope's stored memory mode
     }
     r = httpx.get(f"{stack.memory_url}/memory-routing/info", headers={"x-memory-user-id": "proj-a", "User-Agent": "x"})
     assert r.json()["user_id"] == "proj-a" and r.json()["custom_header_present"] is True

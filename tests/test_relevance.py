@@ -13,7 +13,7 @@ MAY_8_2023 = 1683547200.0
 
 
 def note(content: str, context: str = "") -> Recalled:
-    return Recalled(content, "user", MAY_8_2023, context)
+    return Recalled(content, "user", MAY_8_2023, context=context)
 
 
 def shares(question: str, docs: dict[str, int], size: int) -> dict[str, float]:

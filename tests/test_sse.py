@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.dialects import anthropic_messages, openai_chat, openai_responses
-from app.sse import ReplyAssembler, ReplyFormat
+from app.sse import ReplyAssembler, ReplyFormat, usage_tokens
 
 
 def dialect(anthropic: bool | ReplyFormat) -> ReplyFormat:
@@ -294,3 +294,63 @@ def test_reply_text_responses() -> None:
         assert openai_responses.reply_text({**RESPONSE_BODY, "status": status}) is None
     assert openai_responses.reply_text({"error": {"message": "x"}}) is None
     assert openai_responses.reply_text([1]) is None
+
+
+# --- token counts for the usage log ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        ({"usage": {"prompt_tokens": 11, "completion_tokens": 4}}, (11, 4)),  # OpenAI chat
+        ({"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}}, (9, 1)),
+        ({"type": "message_delta", "usage": {"output_tokens": 7}}, (None, 7)),  # Anthropic's last count
+        ({"type": "response.completed", "response": {"usage": {"input_tokens": 3, "output_tokens": 2}}}, (3, 2)),
+        ({"usage": {"prompt_tokens": True, "completion_tokens": "5"}}, (None, None)),  # not numbers
+        ({"choices": []}, (None, None)),
+    ],
+)
+def test_usage_tokens_wherever_the_dialect_puts_them(obj: dict, expected: tuple) -> None:
+    assert usage_tokens(obj) == expected
+
+
+def anthropic_stream_with_usage() -> list[bytes]:
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 12, "output_tokens": 1}}}
+    deltas = [{"type": "content_block_delta", "delta": {"type": "text_delta", "text": p}} for p in PIECES]
+    end = [{"type": "message_delta", "usage": {"output_tokens": 8}}, {"type": "message_stop"}]
+    return [sse(e, e["type"]) for e in [start, *deltas, *end]]
+
+
+class Counting:
+    """Anthropic's reply format, counting the events it is asked to read."""
+
+    def __init__(self) -> None:
+        self.read = 0
+
+    def stream_event(self, event: dict):  # type: ignore[no-untyped-def]
+        self.read += 1
+        return anthropic_messages.stream_event(event)
+
+    def reply_text(self, body: object) -> str | None:
+        return anthropic_messages.reply_text(body)
+
+
+@pytest.mark.parametrize("text", [True, False])
+def test_stream_token_counts_with_or_without_the_text(text: bool) -> None:
+    fmt = Counting()
+    asm = ReplyAssembler(fmt, streaming=True, text=text)
+    for chunk in anthropic_stream_with_usage():
+        asm.feed(chunk)
+    assert asm.tokens() == (12, 8)
+    # Only counting: the text deltas are never parsed, only the events that carry `usage`.
+    assert fmt.read == (len(PIECES) + 3 if text else 2)
+
+
+def test_plain_reply_tokens_are_read_once_with_the_text() -> None:
+    body = {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": 5, "completion_tokens": 1}}
+    asm = ReplyAssembler(openai_chat, streaming=False)
+    asm.feed(json.dumps(body).encode())
+    assert asm.text() == "hi" and asm.tokens() == (5, 1)
+    broken = ReplyAssembler(openai_chat, streaming=False)
+    broken.feed(b"{not json")
+    assert broken.text() is None and broken.tokens() == (None, None)

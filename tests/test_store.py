@@ -18,6 +18,7 @@ from app.records import memory_json
 from app.store import InvalidCursor, Memory, MemoryStore, NewMemory, open_store
 from app.store.sqlite import MIGRATIONS, SqliteStore, sqlite3
 from tests.backends import reset_schema
+from tests.test_cli import RECALL_FIELDS
 
 CANARY = "zqxcanary7731"  # lowercase, digit-final: the FTS tokenizer stores it verbatim
 
@@ -121,7 +122,7 @@ async def test_add_and_get_round_trip(store: MemoryStore) -> None:
     assert m.id and m.user_id == "proj" and m.role == "assistant" and m.model == "demo"
     assert await store.get("proj", m.id) == m
     js = memory_json(m)
-    assert set(js) == {"id", "user_id", "role", "content", "created_at", "model", "metadata"}
+    assert set(js) == {"id", "user_id", "role", "content", "created_at", "model", "metadata", *RECALL_FIELDS}
     assert js["created_at"].endswith("Z") and js["created_at"].startswith("2023-11-14T")
 
 

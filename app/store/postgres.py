@@ -37,6 +37,7 @@ from app.store import (
     content_hash,
     metadata_text,
 )
+from app.store.postgres_usage import M002_USAGE, PostgresUsage
 
 POOL_SIZE = 10
 FREQUENT_TERM_DOCS = 500  # lexemes in more rows than this have their counts kept (see within_budget)
@@ -77,8 +78,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX memories_tsv ON memories USING GIN (tsv);
         """,
     ),
+    M002_USAGE,
 ]
-_COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata"
+_COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
+_N = 9  # columns in _COLUMNS: where whatever a query selects after them starts
 # One statement per batch; rows go in batch order, and a duplicate or a known id is skipped.
 INSERT_SQL = """
     INSERT INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata, context)
@@ -180,7 +183,7 @@ def insert_args(items: list[NewMemory], memories: list[Memory], previous: dict[s
 
 
 def _row(r: asyncpg.Record) -> Memory:
-    return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]))
+    return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
 
 
 def _stem(word: str) -> str:
@@ -207,7 +210,7 @@ def within_budget(words: list[str], term_docs: dict[str, int]) -> list[str]:
     return [w for w in words if w in kept]
 
 
-class PostgresStore:
+class PostgresStore(PostgresUsage):
     """PostgreSQL backend. Scoped statements go through `_scoped`, which refuses SQL not bound to a scope."""
 
     def __init__(self, url: str, pool: asyncpg.Pool) -> None:
@@ -306,7 +309,7 @@ class PostgresStore:
         sql += f" ORDER BY m.created_at DESC, m.seq DESC LIMIT ${len(params) + 2}"
         rows = await self._scoped(self._pool, user_id, sql, *params, limit + 1)
         page = rows[:limit]
-        next_cursor = f"{page[-1][4]!r}_{page[-1][7]}" if len(rows) > limit else None
+        next_cursor = f"{page[-1][4]!r}_{page[-1][_N]}" if len(rows) > limit else None
         return [_row(r) for r in page], next_cursor
 
     async def get(self, user_id: str, memory_id: str) -> Memory | None:
@@ -400,14 +403,14 @@ class PostgresStore:
             )
             if not rows:
                 return []
-            score = {r[8]: r[7] for r in rows}
+            score = {r[_N + 1]: r[_N] for r in rows}
             around = await self._scoped(conn, user_id, AROUND_SQL, list(score))
         final = {
             seq: score[seq] + NEIGHBOUR_BOOST * (score.get(prev, 0.0) + score.get(nxt, 0.0))
             for seq, prev, nxt in around
         }
-        ranked = sorted(rows, key=lambda r: final[r[8]], reverse=True)
-        return [(_row(r), final[r[8]]) for r in ranked[:limit]]
+        ranked = sorted(rows, key=lambda r: final[r[_N + 1]], reverse=True)
+        return [(_row(r), final[r[_N + 1]]) for r in ranked[:limit]]
 
     async def word_docs(self, user_id: str, words: Sequence[str]) -> tuple[int, dict[str, int]]:
         """The scope's size and, per word, how many of its memories (up to WORD_DOCS_CAP) hold it in their text."""
@@ -435,7 +438,7 @@ class PostgresStore:
                 f"{base} AND (m.created_at > $2 OR (m.created_at = $2 AND m.seq > $3)) "
                 "ORDER BY m.created_at, m.seq LIMIT $4",
                 last[4],
-                last[7],
+                last[_N],
                 EXPORT_PAGE,
             )
 

@@ -7,6 +7,7 @@ the app calls, so no caller sees the thread pool.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import os
 import secrets
@@ -39,6 +40,8 @@ from app.store import (
     content_hash,
     metadata_text,
 )
+from app.store.sqlite_usage import SqliteUsage, m003_usage
+from app.store.usage import Mode, UsageFilter, UsageRecord
 
 try:  # a current SQLite (FTS5 secure-delete) where the wheel exists
     import pysqlite3.dbapi2 as sqlite3
@@ -82,8 +85,9 @@ def _m002_vocabulary(db: sqlite3.Connection) -> None:
     db.execute("CREATE VIRTUAL TABLE memories_vocab USING fts5vocab(memories_fts, 'row')")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_vocabulary]
-_COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata"
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_vocabulary, m003_usage]
+_COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
+_N = 9  # columns in _COLUMNS: where whatever a query selects after them starts
 
 
 def _neighbour(db: sqlite3.Connection, user_id: str, rowid: int, before: bool) -> tuple[int, str, float] | None:
@@ -118,10 +122,10 @@ def _reindex(db: sqlite3.Connection, user_id: str, rowid: int) -> None:
 
 
 def _row(r: tuple[Any, ...]) -> Memory:
-    return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]))
+    return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
 
 
-class SqliteDb:
+class SqliteDb(SqliteUsage):
     """The SQL of the SQLite backend (blocking). Reads go through `_scoped`, which refuses SQL not bound to a scope."""
 
     def __init__(self, path: str) -> None:
@@ -245,7 +249,7 @@ class SqliteDb:
         sql += " ORDER BY m.created_at DESC, m.rowid DESC LIMIT ?"
         rows = self._scoped(user_id, sql, (*after, limit + 1)).fetchall()
         page = rows[:limit]
-        next_cursor = f"{page[-1][4]!r}_{page[-1][7]}" if len(rows) > limit else None
+        next_cursor = f"{page[-1][4]!r}_{page[-1][_N]}" if len(rows) > limit else None
         return [_row(r) for r in page], next_cursor
 
     def get(self, user_id: str, memory_id: str) -> Memory | None:
@@ -333,7 +337,7 @@ class SqliteDb:
         ).fetchall()
         if not rows:
             return []
-        score = {r[8]: r[7] for r in rows}
+        score = {r[_N + 1]: r[_N] for r in rows}
         marks = ", ".join("?" * len(rows))
         around = self._scoped(
             user_id,
@@ -347,8 +351,8 @@ class SqliteDb:
             rowid: score[rowid] + NEIGHBOUR_BOOST * (score.get(prev, 0.0) + score.get(nxt, 0.0))
             for rowid, prev, nxt in around
         }
-        rows.sort(key=lambda r: final[r[8]], reverse=True)
-        return [(_row(r), final[r[8]]) for r in rows[:limit]]
+        rows.sort(key=lambda r: final[r[_N + 1]], reverse=True)
+        return [(_row(r), final[r[_N + 1]]) for r in rows[:limit]]
 
     def word_docs(self, user_id: str, words: Sequence[str]) -> tuple[int, dict[str, int]]:
         """The scope's size and, per word, how many of its memories (up to WORD_DOCS_CAP) hold it in their text."""
@@ -391,7 +395,7 @@ class SqliteDb:
             sql += " AND (m.created_at > ? OR (m.created_at = ? AND m.rowid > ?))"
             params = (after[0], after[0], after[1])
         rows = self._scoped(user_id, sql + " ORDER BY m.created_at, m.rowid LIMIT ?", (*params, EXPORT_PAGE))
-        return [(_row(r), (r[4], r[7])) for r in rows.fetchall()]
+        return [(_row(r), (r[4], r[_N])) for r in rows.fetchall()]
 
     def stats(self) -> dict[str, Any]:
         """Counts per scope (an operator's view, not scoped)."""
@@ -485,6 +489,38 @@ class SqliteStore:
     async def ping(self) -> None:
         """See SqliteDb.ping."""
         await self._run(self.db.ping)
+
+    async def add_usage(self, records: builtins.list[UsageRecord]) -> None:
+        """See SqliteUsage.add_usage."""
+        await self._run(self.db.add_usage, records)
+
+    async def prune_usage(self, before: float) -> int:
+        """See SqliteUsage.prune_usage."""
+        return await self._run(self.db.prune_usage, before)
+
+    async def usage(self, f: UsageFilter) -> builtins.list[UsageRecord]:
+        """See SqliteUsage.usage."""
+        return await self._run(self.db.usage, f)
+
+    async def recent_usage(self, f: UsageFilter, limit: int) -> builtins.list[UsageRecord]:
+        """See SqliteUsage.recent_usage."""
+        return await self._run(self.db.recent_usage, f, limit)
+
+    async def recall_log(self, user_id: str, memory_id: str) -> builtins.list[UsageRecord]:
+        """See SqliteUsage.recall_log."""
+        return await self._run(self.db.recall_log, user_id, memory_id)
+
+    async def scope_summaries(self, user_id: str | None) -> builtins.list[dict[str, Any]]:
+        """See SqliteUsage.scope_summaries."""
+        return await self._run(self.db.scope_summaries, user_id)
+
+    async def scope_modes(self) -> dict[str, Mode]:
+        """See SqliteUsage.scope_modes."""
+        return await self._run(self.db.scope_modes)
+
+    async def set_scope_mode(self, user_id: str, mode: Mode) -> None:
+        """See SqliteUsage.set_scope_mode."""
+        await self._run(self.db.set_scope_mode, user_id, mode)
 
     async def close(self) -> None:
         """Stop the store's threads, then close their connections."""

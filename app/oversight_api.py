@@ -1,0 +1,115 @@
+"""The oversight API: GET /v1/usage, GET /v1/scopes, PATCH /v1/scopes/{user_id}, GET /metrics."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.auth import Principal
+from app.context import ctx
+from app.errors import error_response
+from app.memory_api import ApiError, _body, _json, _store, handle_api_errors
+from app.oversight import Oversight
+from app.records import iso
+from app.request_state import state_of
+from app.scopes import InvalidScope, validate_scope
+from app.store.usage import MODES, Mode, UsageFilter
+from app.usage import GROUP_BYS, parse_when, summarise
+
+
+def visible_scope(principal: Principal, asked: str | None) -> str | None:
+    """The one scope a caller's figures are limited to: a pinned key's own; None (all) for operators."""
+    if asked is not None:
+        try:
+            validate_scope(asked)
+        except InvalidScope as exc:
+            raise ApiError(400, str(exc)) from None
+    if principal.user_id is None:
+        return asked
+    if asked is not None and asked != principal.user_id:
+        raise ApiError(403, f"this key may not use scope {asked!r}")
+    return principal.user_id
+
+
+def _principal(request: Request) -> Principal:
+    principal = state_of(request).principal
+    assert principal is not None  # the Guard authenticated every CLIENT route
+    return principal
+
+
+def _oversight(request: Request) -> Oversight:
+    oversight = ctx(request).oversight
+    assert oversight is not None  # create_app always sets it
+    return oversight
+
+
+def _time(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    return None if raw is None else parse_when(raw, name)
+
+
+def usage_filter(request: Request) -> UsageFilter:
+    """The scope and time window a usage call asks for, limited to what the caller may see."""
+    scope = visible_scope(_principal(request), request.query_params.get("user_id"))
+    return UsageFilter(scope, _time(request, "since"), _time(request, "until"))
+
+
+@handle_api_errors
+async def usage(request: Request) -> Response:
+    """GET /v1/usage: requests, errors, tokens, memory flow and latency per day, model or scope."""
+    group_by = request.query_params.get("group_by", "day")
+    if group_by not in GROUP_BYS:
+        raise ApiError(400, f"group_by must be one of {', '.join(GROUP_BYS)}")
+    f = usage_filter(request)
+    store = _store(request)
+    records = await store.usage(f)
+    return _json({"data": summarise(records, group_by)})
+
+
+def scope_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A scope summary in the API's shape (ISO-8601 time)."""
+    last = row["last_active_at"]
+    return {**row, "last_active_at": iso(last) if last is not None else None}
+
+
+@handle_api_errors
+async def scopes(request: Request) -> Response:
+    """GET /v1/scopes: every scope the caller may see, with counts and its memory mode."""
+    only = visible_scope(_principal(request), request.query_params.get("user_id"))
+    store = _store(request)
+    rows = await store.scope_summaries(only)
+    return _json({"data": [scope_json(r) for r in rows]})
+
+
+@handle_api_errors
+async def patch_scope(request: Request) -> Response:
+    """PATCH /v1/scopes/{user_id} {"mode": …}: the scope's memory mode, effective at once."""
+    scope = visible_scope(_principal(request), request.path_params["user_id"])
+    assert scope is not None
+    try:
+        body = orjson.loads(await _body(request))
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    mode = body.get("mode") if isinstance(body, dict) else None
+    if mode not in MODES:
+        raise ApiError(400, f'the body must be {{"mode": …}} with one of {", ".join(MODES)}')
+    store = _store(request)
+    await _oversight(request).set_mode(store, scope, cast(Mode, mode))
+    state_of(request).scope = scope
+    rows = await store.scope_summaries(scope)
+    found = rows[0] if rows else {"user_id": scope, "memories": 0, "requests": 0, "last_active_at": None}
+    return _json(scope_json({**found, "mode": mode}))
+
+
+async def metrics(request: Request) -> Response:
+    """GET /metrics: the Prometheus text exposition (404 when metrics are switched off)."""
+    c = ctx(request)
+    oversight = _oversight(request)
+    if oversight.metrics is None:
+        return error_response(False, 404, "metrics are switched off (observability.metrics.enabled)")
+    oversight.litellm_up = 1.0 if (await c.upstream.probe())["status"] == "reachable" else 0.0
+    return Response(oversight.metrics.render(), media_type=CONTENT_TYPE_LATEST)
