@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -54,3 +56,11 @@ def test_the_platform_procfile_runs_the_same_two_processes() -> None:
     assert set(local) == {"litellm", "memory"}
     assert {k: platform[k] for k in local} == local
     assert platform["web"] == "bin/web"
+
+
+def test_the_benchmark_data_ships_with_its_licence() -> None:
+    tracked = subprocess.run(["git", "ls-files", "bench/data"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "bench/data/locomo-dev/locomo-dev.json" in tracked.split()
+    assert "CC BY-NC 4.0" in (ROOT / "bench" / "data" / "locomo-dev" / "README.md").read_text()
+    conversations = json.loads((ROOT / "bench" / "data" / "locomo-dev" / "locomo-dev.json").read_text())
+    assert conversations and all("qa" in c and "conversation" in c for c in conversations)
