@@ -86,10 +86,7 @@ def test_every_route_is_documented() -> None:
 
 def test_the_repository_points_nowhere_outside_itself() -> None:
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    outside = re.compile(r"\.\./shared|SPEC §|SPEC\.md")
-    offenders = [
-        f
-        for f in files
-        if (ROOT / f).is_file() and f != "tests/test_docs.py" and outside.search((ROOT / f).read_text(errors="ignore"))
-    ]
+    # Spelled in pieces so that this file does not match its own rule.
+    outside = re.compile("|".join(re.escape(a + b) for a, b in (("../", "shared"), ("SPEC", " §"), ("SPEC", ".md"))))
+    offenders = [f for f in files if (ROOT / f).is_file() and outside.search((ROOT / f).read_text(errors="ignore"))]
     assert not offenders, offenders
