@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -19,17 +20,28 @@ from app.routing import Access, RoutingTable
 
 log = logging.getLogger("memory_proxy.access")
 Refusal = tuple[int, str, list[tuple[bytes, bytes]]]
+# Told of every answered request: its state, status, seconds in all and to the first body byte.
+Answered = Callable[[RequestState, int, float, float | None], None]
 
 
 class Guard:
     """Refuses bad paths, foreign origins, rebinding hosts, unknown keys and overload before any route runs.
 
-    It also owns the request id, the one access-log line, and the last word on failures: any
-    exception a handler lets through becomes a 500 in the caller's dialect, logged with its traceback.
+    It also owns the request id, the one access-log line, the timing handed to `on_answered`
+    (metrics and usage), and the last word on failures: any exception a handler lets through
+    becomes a 500 in the caller's dialect, logged with its traceback.
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings, counters: Counters, table: RoutingTable) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        counters: Counters,
+        table: RoutingTable,
+        on_answered: Answered | None = None,
+    ) -> None:
         self.app = app
+        self.on_answered = on_answered
         self.settings = settings
         self.counters = counters
         self.table = table
@@ -52,13 +64,16 @@ class Guard:
         state = RequestState(request_id(headers), is_anthropic(scope["path"], headers))
         attach(scope, state)
         status = 0
+        first_byte: float | None = None
         id_header = (b"x-request-id", state.request_id.encode())
 
         async def send_logged(message: Message) -> None:
-            nonlocal status
+            nonlocal status, first_byte
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message = {**message, "headers": [*message.get("headers", ()), id_header]}
+            elif first_byte is None and message.get("body"):
+                first_byte = time.perf_counter() - started
             await send(message)
 
         counted: str | None = None
@@ -83,6 +98,7 @@ class Guard:
                 message = f"internal error in the memory proxy (request id {state.request_id})"
                 await send_error(send_logged, state.anthropic, 500, message)
         finally:
+            elapsed = time.perf_counter() - started
             log.info(
                 "%s %s scope=%s model=%s status=%s %.1fms id=%s",
                 scope["method"],
@@ -90,9 +106,14 @@ class Guard:
                 state.scope or "-",
                 state.model or "-",
                 status or "aborted",
-                (time.perf_counter() - started) * 1000,
+                elapsed * 1000,
                 state.request_id,
             )
+            if self.on_answered is not None:
+                try:
+                    self.on_answered(state, status, elapsed, first_byte)
+                except Exception:  # the answer is already sent: bookkeeping must not turn it into an error
+                    log.exception("recording request %s failed", state.request_id)
 
     def _release(self, name: str) -> None:
         left = self.inflight_by[name] - 1

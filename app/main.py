@@ -26,7 +26,7 @@ from app.config import ConfigError, Settings, load_settings
 from app.context import Context
 from app.guard import Guard
 from app.models import ModelTable
-from app.oversight import Observer, Oversight
+from app.oversight import Oversight
 from app.proxy import Upstream, redact_url
 from app.request_state import state_of
 from app.routing import Access, RoutingTable, route
@@ -118,7 +118,7 @@ class Dispatch:
         await response(scope, receive, send)
 
 
-def create_app(settings: Settings) -> Observer:
+def create_app(settings: Settings) -> Guard:
     """Build the app for `settings`; the lifespan opens the upstream client and the store."""
     context = Context(settings, ModelTable(settings.models), Upstream(settings))
     context.oversight = oversight = Oversight(settings, context)
@@ -149,7 +149,7 @@ def create_app(settings: Settings) -> Observer:
 
     api = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     api.state.ctx = context
-    return Observer(Guard(Dispatch(api), settings, context.counters, routing_table()), oversight)
+    return Guard(Dispatch(api), settings, context.counters, routing_table(), oversight.answered)
 
 
 def __getattr__(name: str) -> Any:

@@ -7,12 +7,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from app.config import Settings
 from app.dashboard import templates
 from app.metrics import Metrics
-from app.request_state import RequestState, state_in
+from app.request_state import RequestState
 from app.sessions import Sessions
 from app.store import MemoryStore
 from app.store.usage import Mode, UsageRecord
@@ -123,41 +121,3 @@ class Oversight:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-class Observer:
-    """Outermost ASGI layer: times each request (total and first body byte) and reports it when answered."""
-
-    def __init__(self, app: ASGIApp, oversight: Oversight) -> None:
-        self.app = app
-        self.oversight = oversight
-
-    @property
-    def state(self) -> Any:
-        """The wrapped app's state (it holds the Context)."""
-        return self.app.state  # type: ignore[attr-defined]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = time.perf_counter()
-        status = 0
-        first: float | None = None
-
-        async def timed(message: Message) -> None:
-            nonlocal status, first
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif first is None and message.get("body"):
-                first = time.perf_counter() - started
-            await send(message)
-
-        try:
-            await self.app(scope, receive, timed)
-        finally:
-            state = state_in(scope)
-            if state is not None:
-                try:
-                    self.oversight.answered(state, status, time.perf_counter() - started, first)
-                except Exception:  # the answer is already sent: bookkeeping must not turn it into an error
-                    log.exception("recording request %s failed", state.request_id)

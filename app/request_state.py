@@ -61,8 +61,3 @@ def attach(scope: MutableMapping[str, Any], state: RequestState) -> None:
 def state_of(request: Request) -> RequestState:
     """The state the Guard attached to this request."""
     return request.scope["state"][_KEY]
-
-
-def state_in(scope: Mapping[str, Any]) -> RequestState | None:
-    """The state the Guard attached to an ASGI scope, if it got that far."""
-    return scope.get("state", {}).get(_KEY)

@@ -374,3 +374,25 @@ async def test_litellm_internal_headers_reach_admin_keys_only(tmp_path: Path) ->
             assert "x-litellm-version" not in r.headers and r.headers["x-litellm-call-id"] == "call-7"
             a = await p.client.post(path, json=chat("h"), headers=admin)
             assert a.headers["x-litellm-model-api-base"] == "http://10.1.2.3:9000/v1"
+
+
+async def test_every_answer_is_reported_once_and_a_failing_report_breaks_nothing(tmp_path: Path) -> None:
+    seen: list[tuple[str, int, float, float | None]] = []
+    async with running(tmp_path) as p:
+        p.app.on_answered = lambda state, status, seconds, first: seen.append(
+            (state.route.name, status, seconds, first)
+        )
+        ok = await p.client.post("/v1/chat/completions", json=chat("report me"))
+        assert ok.status_code == 200
+
+        def boom(*_: object) -> None:
+            raise RuntimeError("bookkeeping failed")
+
+        p.app.on_answered = boom
+        after = await p.client.post("/v1/chat/completions", json=chat("still fine"))
+    assert after.status_code == 200
+    chat_reports = [r for r in seen if r[0] == "chat"]
+    assert len(chat_reports) == 1
+    _, status, seconds, first = chat_reports[0]
+    assert status == 200 and first is not None and 0 <= first <= seconds
+    assert len(seen) == 1  # the failing report was not recorded, and the chat still answered
