@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from app import chat, dashboard, memory_api, oversight_api, routes
+from app import chat, dashboard, dialects, memory_api, oversight_api, routes
 from app.config import ConfigError, Settings, load_settings
 from app.context import Context
 from app.guard import Guard
@@ -37,7 +37,6 @@ from app.writer import MemoryWriter
 log = logging.getLogger("memory_proxy")
 
 
-CHAT_PATHS = ("/v1/chat/completions", "/chat/completions", "/v1/messages", "/v1/responses", "/responses")
 # What a key pinned to one scope may reach through the master key: inference, not LiteLLM's
 # management API (/key, /user, /team, /model/new, /config, /spend, …), which is for admin keys.
 INFERENCE_PATHS = tuple(
@@ -57,7 +56,7 @@ def routing_table() -> RoutingTable:
             route("liveness", "/health/liveliness", "GET", open_, routes.liveness),
             route("liveness", "/health/liveness", "GET", open_, routes.liveness),
             route("routing-info", "/memory-routing/info", "GET", client, routes.routing_info),
-            *(route("chat", p, "POST", client, chat.chat) for p in CHAT_PATHS),
+            *(route("chat", p, "POST", client, chat.chat) for p in dialects.CHAT_PATHS),
             route("memories", "/v1/memories", "GET", client, memory_api.list_memories),
             route("memories", "/v1/memories", "POST", client, memory_api.add_memory),
             route("memories", "/v1/memories", "DELETE", client, memory_api.forget_scope),

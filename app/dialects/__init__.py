@@ -45,6 +45,9 @@ _BY_PATH: dict[str, Dialect] = {
 }
 
 
+CHAT_PATHS = tuple(_BY_PATH)  # the routing table sends POSTs on these to app.chat
+
+
 def for_path(path: str) -> Dialect | None:
     """The dialect of a chat endpoint, or None for paths memory does not handle."""
     return _BY_PATH.get(path)
