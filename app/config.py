@@ -74,7 +74,7 @@ class RetrievalSettings:
     max_context_chars: int = 4000
     query_strategy: QueryStrategy = "last_user"
     injection: Injection = "before_last_user"
-    min_relevance: float = 0.4
+    min_relevance: float = 0.3
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Set
 
 from app import textindex
 from app.memory import Recalled
@@ -16,6 +17,17 @@ COMPANION_SHARE = 0.5
 # A scope is weighed as if it held at least this many memories: in a new scope of a few notes every
 # word it knows is in a large share of them, and the one word it has not seen would outweigh the rest.
 MIN_SCOPE_SIZE = 100
+# A name the scope has never seen weighs this many times its inverse document frequency. An unseen
+# ordinary word may be a paraphrase of one the notes use; an unseen name means the question is about
+# someone or something this scope has never talked about.
+UNSEEN_NAME_WEIGHT = 3.0
+# Capitalised words that are not names: calendar words (they are matched against the notes' dates).
+_CALENDAR = frozenset(
+    """january february march april may june july august september october november december
+    monday tuesday wednesday thursday friday saturday sunday""".split()
+)
+_WORD = re.compile(r"\w+")
+_SENTENCE_END = frozenset(".!?:;\n")
 # Two notes whose word sets overlap this much (Jaccard) say the same thing: the later one is dropped.
 NEAR_DUPLICATE = 0.8
 
@@ -30,6 +42,20 @@ def query_words(query: str) -> dict[str, str]:
     return {w: textindex.stem(w) for w in textindex.terms(query)}
 
 
+def names(query: str) -> frozenset[str]:
+    """The question's names, lower-cased: capitalised words inside a sentence, other than calendar words.
+
+    A sentence's first word is capitalised whatever it is, so it is never taken for a name.
+    """
+    found = set()
+    for m in _WORD.finditer(query):
+        word = m.group()
+        before = query[: m.start()].rstrip(" \t\"'([")
+        if word[0].isupper() and before and before[-1] not in _SENTENCE_END:
+            found.add(word.lower())
+    return frozenset(found - _CALENDAR - textindex.STOPWORDS)
+
+
 def idf(docs: int, size: int) -> float:
     """BM25's inverse document frequency of a word found in `docs` of a scope's `size` memories.
 
@@ -39,14 +65,20 @@ def idf(docs: int, size: int) -> float:
     return math.log(1 + (size - docs + 0.5) / (docs + 0.5))
 
 
-def weights(words: Mapping[str, str], docs: Mapping[str, int], size: int) -> dict[str, float]:
+def weights(
+    words: Mapping[str, str], docs: Mapping[str, int], size: int, named: Set[str] = frozenset()
+) -> dict[str, float]:
     """Each question stem's share of the question's information in a scope (the shares sum to 1).
 
     `words` maps the question's words to their stems, `docs` the words to the number of the
-    scope's memories holding them; words sharing a stem count once.
+    scope's memories holding them; words sharing a stem count once. Words in `named` (the
+    question's names) that the scope has never seen weigh UNSEEN_NAME_WEIGHT times more.
     """
     size = max(size, MIN_SCOPE_SIZE)
-    raw = {stem: idf(docs.get(word, 0), size) for word, stem in words.items()}
+    raw = {
+        stem: idf(docs.get(word, 0), size) * (UNSEEN_NAME_WEIGHT if word in named and not docs.get(word) else 1.0)
+        for word, stem in words.items()
+    }
     total = sum(raw.values())
     return {stem: v / total for stem, v in raw.items()} if total > 0 else {}
 

@@ -87,3 +87,37 @@ def test_long_notes_are_read_whole() -> None:
     filler = " ".join(f"word{i}" for i in range(100))
     w = shares("zebrafish", {"zebrafish": 1}, 100)
     assert relevance.coverage(note(f"{filler} zebrafish"), w) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("What did Caroline research?", {"caroline"}),
+        ("Caroline went where?", set()),  # a sentence's first word is capitalised anyway
+        ("I met Bob. Then we talked about SQLite", {"bob", "sqlite"}),
+        ('She said "Hello" to Dr. Seuss', {"hello", "dr"}),
+        ("When did Melanie go camping in June, on a Friday?", {"melanie"}),  # calendar words are dates
+        ("what did i say about the api", set()),
+    ],
+)
+def test_names_are_capitalised_words_inside_a_sentence(question: str, expected: set[str]) -> None:
+    assert relevance.names(question) == expected
+
+
+def test_a_name_the_scope_never_saw_closes_the_gate_a_plain_unseen_word_leaves_open() -> None:
+    # Asked in a scope where someone else ran a race: the unseen name tips the balance.
+    question = "What did Caroline's charity race raise awareness for?"
+    docs = {"charity": 4, "race": 6, "raise": 8, "awareness": 3}
+    race = note("The race was great fun and we raised a lot of money.")
+    plain = relevance.weights(relevance.query_words(question), docs, 600)
+    named = relevance.weights(relevance.query_words(question), docs, 600, relevance.names(question))
+    assert relevance.relevant([race], plain, 0.3) == [race]
+    assert relevance.relevant([race], named, 0.3) == []
+    assert named["carolin"] > plain["carolin"]
+
+
+def test_a_name_the_scope_knows_weighs_as_any_word() -> None:
+    question = "What did Caroline research?"
+    docs = {"caroline": 40, "research": 5}
+    words = relevance.query_words(question)
+    assert relevance.weights(words, docs, 600, relevance.names(question)) == relevance.weights(words, docs, 600)
