@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from app import dialects, memory, relevance
+from app import dialects, memory, ranking, relevance
 from app.bodies import strip_routing_fields
 from app.context import Context, ctx
 from app.dialects import Dialect
@@ -56,7 +56,7 @@ def _select(
 async def _search(c: Context, scope: str, query: str, limit: int) -> tuple[list[memory.Recalled], dict[str, float]]:
     """The scope's best matches for `query`, and each query word's share of its information there."""
     assert c.store is not None
-    found = await c.store.search(scope, query, limit)
+    found = await ranking.search(c.store, scope, query, limit)
     if not found:
         return [], {}
     words = relevance.query_words(query)

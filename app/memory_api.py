@@ -11,6 +11,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from app import ranking
 from app.context import ctx
 from app.errors import TOO_LARGE, error_response, is_anthropic
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
@@ -121,7 +122,7 @@ async def search_memories(request: Request) -> Response:
     if not q.strip():
         raise ApiError(400, "q is required")
     store = _store(request)
-    found = await store.search(scope, q, _limit(request, 10))
+    found = await ranking.search(store, scope, q, _limit(request, 10))
     return _json({"data": [{**memory_json(m), "score": score} for m, score in found]})
 
 
