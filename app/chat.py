@@ -62,7 +62,10 @@ async def _search(c: Context, scope: str, query: str, limit: int) -> tuple[list[
     words = relevance.query_words(query)
     size, docs = await c.store.word_docs(scope, list(words))
     around = await c.store.neighbours(scope, [m.id for m, _ in found])
-    recalled = [memory.Recalled(m.content, m.role, m.created_at, m.id, around.get(m.id, "")) for m, _ in found]
+    recalled = [
+        memory.Recalled(m.content, m.role, m.created_at, m.id, around.get(m.id, ""), ranking.speaker(m))
+        for m, _ in found
+    ]
     return recalled, relevance.weights(words, docs, size, relevance.names(query))
 
 

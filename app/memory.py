@@ -123,13 +123,14 @@ def query_text(turns: Iterable[Turn], strategy: str) -> str:
 
 @dataclass(frozen=True)
 class Recalled:
-    """A memory chosen for injection; `context` is the conversation around it (for relevance, never injected)."""
+    """A memory chosen for injection; `context` (the turns around it) and `speaker` serve relevance, never injected."""
 
     content: str
     role: str
     created_at: float
     id: str = ""  # for the recall log
     context: str = ""
+    speaker: str = ""
 
 
 def select(candidates: list[Recalled], present: str, settings: RetrievalSettings) -> list[Recalled]:

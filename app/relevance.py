@@ -84,8 +84,8 @@ def weights(
 
 
 def coverage(note: Recalled, shares: Mapping[str, float]) -> float:
-    """The share (0 to 1) of the question's information a note covers: its text and date, then its context."""
-    own = stems(f"{note.content} {textindex.date_words(note.created_at)}")
+    """The share (0 to 1) of the question's information a note covers: its text, date and speaker, then its context."""
+    own = stems(f"{note.content} {textindex.date_words(note.created_at)} {note.speaker}")
     around = stems(note.context)
     return sum(v if w in own else CONTEXT_SHARE * v if w in around else 0.0 for w, v in shares.items())
 

@@ -353,3 +353,24 @@ async def test_near_duplicate_notes_go_in_once(tmp_path: Path) -> None:
     sent = json.dumps(call["body"]).lower()
     assert sent.count("needs cleaning every week") == 1
     assert "vinegar" in sent
+
+
+async def test_a_speakers_name_is_known_to_a_scope_even_when_nobody_says_it(tmp_path: Path) -> None:
+    m = marker()
+    fish = f"{m}fish"
+    own, other = f"{m}-own", f"{m}-other"
+    async with running(tmp_path) as p:
+        for scope, who in ((own, "Zorina"), (other, "Bob")):
+            note = {"content": f"I bought a new {fish} tank for the office", "user_id": scope}
+            r = await p.client.post("/v1/memories", json={**note, "metadata": {"speaker": who}})
+            assert r.status_code == 201, r.text
+        asked = {}
+        for scope in (own, other):
+            r = await p.client.post(
+                "/v1/chat/completions",
+                json=chat_body(f"What did Zorina buy for the {fish} office?"),
+                headers={"x-memory-user-id": scope, "x-memory-mode": "read"},
+            )
+            asked[scope] = r.headers["x-memory-injected"]
+    # Zorina said it in her scope: her turn covers her name there. Where only Bob spoke, her name is a stranger.
+    assert asked == {own: "1", other: "0"}

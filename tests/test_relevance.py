@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -121,3 +123,11 @@ def test_a_name_the_scope_knows_weighs_as_any_word() -> None:
     docs = {"caroline": 40, "research": 5}
     words = relevance.query_words(question)
     assert relevance.weights(words, docs, 600, relevance.names(question)) == relevance.weights(words, docs, 600)
+
+
+def test_a_note_covers_its_speakers_name() -> None:
+    # Nobody says "Caroline" in her own turn: who said it covers the name, as its date covers "May".
+    w = shares("What did Caroline research?", {"caroline": 30, "research": 5}, 600)
+    said = Recalled("I looked into adoption agencies", "user", MAY_8_2023, speaker="caroline")
+    assert relevance.coverage(said, w) == pytest.approx(w["carolin"])
+    assert relevance.coverage(replace(said, speaker=""), w) == 0.0
