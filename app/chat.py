@@ -56,14 +56,12 @@ def _select(
 async def _search(c: Context, scope: str, query: str, limit: int) -> tuple[list[memory.Recalled], dict[str, float]]:
     """The scope's best matches for `query`, and each query word's share of its information there."""
     assert c.store is not None
-    found = await c.store.search(scope, query, limit)
-    if not found:
+    read = await c.store.recall(scope, query, limit)
+    if not read.found:
         return [], {}
-    words = relevance.query_words(query)
-    size, docs = await c.store.word_docs(scope, list(words))
-    around = await c.store.neighbours(scope, [m.id for m, _ in found])
-    recalled = [memory.Recalled(m.content, m.role, m.created_at, m.id, around.get(m.id, "")) for m, _ in found]
-    return recalled, relevance.weights(words, docs, size)
+    around = read.around
+    recalled = [memory.Recalled(m.content, m.role, m.created_at, m.id, around.get(m.id, "")) for m, _ in read.found]
+    return recalled, relevance.weights(relevance.query_words(query), read.docs, read.size)
 
 
 def _new_turn(dialect: Dialect, body: dict[str, Any]) -> str | None:
