@@ -121,15 +121,15 @@ _DOCS_UPSERT = """
 """
 # Per question term, its postings of highest impact in the scope: one range scan of memory_terms_impact each.
 TOP_SQL = """
-    SELECT k.term, t.seq, t.impact FROM unnest($3::bigint[]) AS k(term) CROSS JOIN LATERAL (
-        SELECT t.seq, t.impact FROM memory_terms t JOIN memories m ON m.seq = t.seq
-        WHERE m.user_id = $1 AND t.scope = $2 AND t.term = k.term ORDER BY t.impact DESC, t.seq DESC LIMIT $4
+    SELECT k.term, t.seq, t.impact FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
+        SELECT t.seq, t.impact FROM memory_terms t
+        WHERE t.scope = $1 AND t.term = k.term ORDER BY t.impact DESC, t.seq DESC LIMIT $3
     ) t
 """
-# The impacts of cut terms in the candidates that could still reach the top (see postings.to_look_up).
+# The impacts of cut terms (more postings than were read) in the candidates.
 LOOKUP_SQL = """
-    SELECT t.term, t.seq, t.impact FROM memory_terms t JOIN memories m ON m.seq = t.seq
-    WHERE m.user_id = $1 AND t.scope = $2 AND t.term = ANY($3::bigint[]) AND t.seq = ANY($4::bigint[])
+    SELECT t.term, t.seq, t.impact FROM memory_terms t
+    WHERE t.scope = $1 AND t.term = ANY($2::bigint[]) AND t.seq = ANY($3::bigint[])
 """
 DOCS_SQL = "SELECT m.term, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($2::bigint[])"
 # The best candidates' rows, with the seqs of the scope's turns just before and after each.
@@ -252,10 +252,13 @@ class PostgresStore(PostgresUsage):
                 await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
 
     async def _scoped(self, conn: Any, user_id: str, sql: str, *params: Any) -> list[asyncpg.Record]:
-        """The one door for scoped reads: the SQL must filter on `m.user_id = $1`."""
-        if "m.user_id = $1" not in sql:
-            raise AssertionError("scoped SQL must filter on m.user_id = $1")
-        return await conn.fetch(sql, user_id, *params)
+        """The one door for scoped reads: the SQL must filter on `m.user_id = $1` (memories and their
+        counts) or `t.scope = $1` (postings, keyed by the scope's hash)."""
+        if "m.user_id = $1" in sql:
+            return await conn.fetch(sql, user_id, *params)
+        if "t.scope = $1" in sql:
+            return await conn.fetch(sql, postings.scope_key(user_id), *params)
+        raise AssertionError("scoped SQL must filter on m.user_id = $1 or t.scope = $1")
 
     async def add_many(self, items: list[NewMemory]) -> list[Memory]:
         """Insert memories in one transaction, skipping duplicates (scope, role, text, metadata) and known ids.
@@ -388,14 +391,13 @@ class PostgresStore(PostgresUsage):
         """The scope's best matches for these terms, best first: the same two passes as SqliteDb._ranked."""
         if not terms:
             return []
-        scope = postings.scope_key(user_id)
-        rows = await self._scoped(conn, user_id, TOP_SQL, scope, list(terms), postings.CANDIDATES_PER_WORD)
+        rows = await self._scoped(conn, user_id, TOP_SQL, list(terms), postings.CANDIDATES_PER_WORD)
         found = postings.candidates(rows, terms)
         size = await self._scope_size(conn, user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
-        if need := postings.to_look_up(found, weights, keep):
-            for t, seq, impact in await self._scoped(conn, user_id, LOOKUP_SQL, scope, list(found.floor), need):
+        if found.cut:
+            for t, seq, impact in await self._scoped(conn, user_id, LOOKUP_SQL, found.cut, list(found.impacts)):
                 found.impacts[seq][t] = impact
         score = dict(postings.rank(found, weights, keep))
         if not score:
@@ -447,7 +449,10 @@ class PostgresStore(PostgresUsage):
         """Counts per scope (an operator's view, not scoped)."""
         rows = await self._pool.fetch("SELECT user_id, count(*) FROM memories GROUP BY user_id ORDER BY 2 DESC")
         scopes = {r[0]: r[1] for r in rows}
-        size = await self._pool.fetchval("SELECT pg_total_relation_size('memories')")
+        size = await self._pool.fetchval(
+            "SELECT sum(pg_total_relation_size(t::regclass))::bigint "
+            "FROM unnest(ARRAY['memories', 'memory_terms', 'memory_term_docs']) t"
+        )
         return {
             "backend": "postgresql",
             "path": redact_url(self.url),

@@ -4,9 +4,10 @@ Each memory posts one row per distinct word stem of its text and context: (scope
 impact), where the impact is the word's BM25 term-frequency part in that memory (its own text
 weighted over its context, SEARCH_WEIGHTS). A search reads, per question word, the postings of
 highest impact (an index range scan, CANDIDATES_PER_WORD rows at most), scores the union of those
-memories exactly (impact times the word's IDF in the scope), and never touches the rest of the
-scope. A word in no more than CANDIDATES_PER_WORD memories of a scope brings all of them, so a
-small scope is ranked exactly.
+memories exactly (impact times the word's IDF in the scope; a cut word's impacts in the candidates
+are looked up by key), and never touches the rest of the scope. A word in no more than
+CANDIDATES_PER_WORD memories of a scope brings all of them, so a small scope is ranked over every
+match.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from app import textindex
 from app.store import NEIGHBOUR_BOOST, SEARCH_WEIGHTS
 
-CANDIDATES_PER_WORD = 200  # postings read per question word: the bound on a search's work
+CANDIDATES_PER_WORD = 50  # postings read per question word: the bound on a search's work
 K1 = 1.2  # BM25's term-frequency saturation
 B = 0.75  # BM25's length normalisation
 # A typical memory's length in words (its text and context together): BM25 normalises against the
@@ -87,56 +88,30 @@ def idf(docs: int, size: int) -> float:
 
 @dataclass
 class Candidates:
-    """What the top-impact reads found: per memory the impacts known so far, and what is still unknown."""
+    """What the top-impact reads found: per memory the impacts read so far, and which terms were cut."""
 
     impacts: dict[int, dict[int, float]]  # memory -> term -> impact
-    complete: set[int]  # terms whose every posting was read (no more than CANDIDATES_PER_WORD)
-    floor: dict[int, float]  # term -> the lowest impact read (a bound on any unread posting's)
+    cut: list[int]  # terms with more postings than were read: their impacts in the candidates are looked up
 
 
 def candidates(rows: Iterable[tuple[int, int, float]], terms: Iterable[int]) -> Candidates:
     """Gather the (term, memory, impact) rows of the top-impact reads of `terms`."""
     impacts: dict[int, dict[int, float]] = {}
     read: Counter[int] = Counter()
-    floor: dict[int, float] = {}
     for term, mem, impact in rows:
         impacts.setdefault(mem, {})[term] = impact
         read[term] += 1
-        floor[term] = min(floor.get(term, impact), impact)
-    complete = {t for t in terms if read[t] < CANDIDATES_PER_WORD}
-    return Candidates(impacts, complete, {t: v for t, v in floor.items() if t not in complete})
-
-
-def to_look_up(found: Candidates, weights: Mapping[int, float], keep: int) -> list[int]:
-    """The memories whose unread impacts could still lift them into the best `keep`.
-
-    A memory's score so far is a lower bound; adding, for each term whose postings were cut, the
-    lowest impact read of it gives an upper bound. Only the memories whose upper bound reaches
-    the `keep`-th best lower bound need their missing impacts read.
-    """
-    if not found.floor:
-        return []
-    lower = {m: score(i, weights) for m, i in found.impacts.items()}
-    ranked = sorted(lower.values(), reverse=True)
-    bar = ranked[keep - 1] if len(ranked) >= keep else 0.0
-    out = []
-    for mem, known in found.impacts.items():
-        missing = sum(weights[t] * v for t, v in found.floor.items() if t not in known)
-        if missing and lower[mem] + missing >= bar:
-            out.append(mem)
-    return out
-
-
-def score(impacts: Mapping[int, float], weights: Mapping[int, float]) -> float:
-    """A memory's BM25 score: each term's impact in it times the term's IDF."""
-    return sum(weights.get(t, 0.0) * v for t, v in impacts.items())
+    return Candidates(impacts, [t for t in terms if read[t] >= CANDIDATES_PER_WORD])
 
 
 def rank(found: Candidates, weights: Mapping[int, float], keep: int) -> list[tuple[int, float]]:
-    """The best `keep` memories with their scores, best first (ties: the newer memory first)."""
-    scored = [(mem, score(i, weights)) for mem, i in found.impacts.items()]
-    scored.sort(key=lambda x: (x[1], x[0]), reverse=True)
-    return [(m, s) for m, s in scored[:keep] if s > 0]
+    """The best `keep` memories with their scores (each term's impact times its IDF), best first.
+
+    Ties go to the newer memory.
+    """
+    scored = [(sum(weights[t] * v for t, v in i.items()), mem) for mem, i in found.impacts.items()]
+    scored.sort(reverse=True)
+    return [(m, s) for s, m in scored[:keep] if s > 0]
 
 
 def boosted(score: Mapping[int, float], around: Iterable[tuple[int, Any, Any]]) -> dict[int, float]:

@@ -115,8 +115,8 @@ _DOCS_UPSERT = (
 )
 # A term's postings of highest impact in a scope: one range scan of memory_terms_impact.
 _TOP_SQL = (
-    "SELECT t.term, t.mem, t.impact FROM memory_terms t CROSS JOIN memories m ON m.rowid = t.mem "
-    "WHERE m.user_id = ? AND t.scope = ? AND t.term = ? ORDER BY t.impact DESC, t.mem DESC LIMIT ?"
+    "SELECT t.term, t.mem, t.impact FROM memory_terms t WHERE t.scope = ? AND t.term = ? "
+    "ORDER BY t.impact DESC, t.mem DESC LIMIT ?"
 )
 
 
@@ -242,10 +242,13 @@ class SqliteDb(SqliteUsage):
                     )
 
     def _scoped(self, user_id: str, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
-        """The one door for scoped statements: the SQL must filter on `m.user_id = ?` first."""
-        if "m.user_id = ?" not in sql:
-            raise AssertionError("scoped SQL must filter on m.user_id = ?")
-        return self._conn().execute(sql, (user_id, *params))
+        """The one door for scoped statements: the SQL must filter first on `m.user_id = ?` (memories and
+        their counts) or `t.scope = ?` (postings, keyed by the scope's hash)."""
+        if "m.user_id = ?" in sql:
+            return self._conn().execute(sql, (user_id, *params))
+        if "t.scope = ?" in sql:
+            return self._conn().execute(sql, (postings.scope_key(user_id), *params))
+        raise AssertionError("scoped SQL must filter on m.user_id = ? or t.scope = ?")
 
     def add_many(self, items: list[NewMemory]) -> list[Memory]:
         """Insert memories in one transaction, skipping duplicates (scope, role, text, metadata) and known ids."""
@@ -365,27 +368,25 @@ class SqliteDb(SqliteUsage):
         """The scope's best matches for these terms (given each term's document count), best first.
 
         Two passes. The term index's top postings per term give the candidates, scored exactly
-        (postings.rank; the impacts a cut term's read missed are looked up for the candidates that
-        could still reach the top); then each of the best RERANK_CANDIDATES gains a share of its
-        neighbours' scores (NEIGHBOUR_BOOST), so a turn inside a stretch of conversation that
-        matches the question climbs above an isolated turn that shares a word with it by chance.
+        (postings.rank; a cut term's impacts in them are looked up); then each of the best
+        RERANK_CANDIDATES gains a share of its neighbours' scores (NEIGHBOUR_BOOST), so a turn inside
+        a stretch of conversation that matches the question climbs above an isolated turn that
+        shares a word with it by chance.
         """
-        scope = postings.scope_key(user_id)
-        rows = [r for t in terms for r in self._scoped(user_id, _TOP_SQL, (scope, t, postings.CANDIDATES_PER_WORD))]
+        rows = [r for t in terms for r in self._scoped(user_id, _TOP_SQL, (t, postings.CANDIDATES_PER_WORD))]
         found = postings.candidates(rows, terms)
         size = self._size(user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
-        if need := postings.to_look_up(found, weights, keep):
-            marks = ", ".join("?" * len(need))
-            for term in found.floor:
-                for t, mem, impact in self._scoped(
-                    user_id,
-                    "SELECT t.term, t.mem, t.impact FROM memory_terms t CROSS JOIN memories m ON m.rowid = t.mem "
-                    f"WHERE m.user_id = ? AND t.scope = ? AND t.term = ? AND t.mem IN ({marks})",
-                    (scope, term, *need),
-                ):
-                    found.impacts[mem][t] = impact
+        if found.cut:
+            mems = list(found.impacts)
+            for t, mem, impact in self._scoped(
+                user_id,
+                "SELECT t.term, t.mem, t.impact FROM memory_terms t WHERE t.scope = ? "
+                f"AND t.term IN ({', '.join('?' * len(found.cut))}) AND t.mem IN ({', '.join('?' * len(mems))})",
+                (*found.cut, *mems),
+            ):
+                found.impacts[mem][t] = impact
         score = dict(postings.rank(found, weights, keep))
         if not score:
             return []
