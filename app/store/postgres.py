@@ -119,17 +119,20 @@ _DOCS_UPSERT = """
     ON CONFLICT (user_id, term) DO UPDATE
     SET docs = memory_term_docs.docs + excluded.docs, own = memory_term_docs.own + excluded.own
 """
-# Per question term, its postings of highest impact in the scope: one range scan of memory_terms_impact each.
-TOP_SQL = """
-    SELECT k.term, t.seq, t.impact FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
-        SELECT t.seq, t.impact FROM memory_terms t
-        WHERE t.scope = $1 AND t.term = k.term ORDER BY t.impact DESC, t.seq DESC LIMIT $3
-    ) t
-"""
-# The impacts of cut terms (more postings than were read) in the candidates.
-LOOKUP_SQL = """
+# Each question term's postings of highest impact in the scope (one range scan of memory_terms_impact
+# each) are the candidates; a term in more memories than were read ($4) has its impact in each
+# candidate looked up by primary key, so every candidate is scored over all of the question's terms.
+CANDIDATES_SQL = """
+    WITH top AS MATERIALIZED (
+        SELECT k.term, x.seq, x.impact FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
+            SELECT t.seq, t.impact FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term
+            ORDER BY t.impact DESC, t.seq DESC LIMIT $3
+        ) x
+    )
+    SELECT * FROM top
+    UNION
     SELECT t.term, t.seq, t.impact FROM memory_terms t
-    WHERE t.scope = $1 AND t.term = ANY($2::bigint[]) AND t.seq = ANY($3::bigint[])
+    WHERE t.scope = $1 AND t.term = ANY($4::bigint[]) AND t.seq IN (SELECT seq FROM top)
 """
 DOCS_SQL = "SELECT m.term, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($2::bigint[])"
 # The best candidates' rows, with the seqs of the scope's turns just before and after each.
@@ -391,15 +394,13 @@ class PostgresStore(PostgresUsage):
         """The scope's best matches for these terms, best first: the same two passes as SqliteDb._ranked."""
         if not terms:
             return []
-        rows = await self._scoped(conn, user_id, TOP_SQL, list(terms), postings.CANDIDATES_PER_WORD)
-        found = postings.candidates(rows, terms)
+        read = postings.CANDIDATES_PER_WORD
+        cut = [t for t in terms if docs.get(t, 0) > read]
+        rows = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), read, cut)
         size = await self._scope_size(conn, user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
-        if found.cut:
-            for t, seq, impact in await self._scoped(conn, user_id, LOOKUP_SQL, found.cut, list(found.impacts)):
-                found.impacts[seq][t] = impact
-        score = dict(postings.rank(found, weights, keep))
+        score = dict(postings.rank(rows, weights, keep))
         if not score:
             return []
         rows = await self._scoped(conn, user_id, ROWS_SQL, list(score))

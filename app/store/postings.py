@@ -4,8 +4,8 @@ Each memory posts one row per distinct word stem of its text and context: (scope
 impact), where the impact is the word's BM25 term-frequency part in that memory (its own text
 weighted over its context, SEARCH_WEIGHTS). A search reads, per question word, the postings of
 highest impact (an index range scan, CANDIDATES_PER_WORD rows at most), scores the union of those
-memories exactly (impact times the word's IDF in the scope; a cut word's impacts in the candidates
-are looked up by key), and never touches the rest of the scope. A word in no more than
+memories exactly (every question word's impact in each of them, looked up by key, times the
+word's IDF in the scope), and never touches the rest of the scope. A word in no more than
 CANDIDATES_PER_WORD memories of a scope brings all of them, so a small scope is ranked over every
 match.
 """
@@ -86,32 +86,17 @@ def idf(docs: int, size: int) -> float:
     return math.log(1 + (max(size, docs) - docs + 0.5) / (docs + 0.5))
 
 
-@dataclass
-class Candidates:
-    """What the top-impact reads found: per memory the impacts read so far, and which terms were cut."""
+def rank(rows: Iterable[tuple[int, int, float]], weights: Mapping[int, float], keep: int) -> list[tuple[int, float]]:
+    """The best `keep` memories with their scores, best first (ties: the newer memory).
 
-    impacts: dict[int, dict[int, float]]  # memory -> term -> impact
-    cut: list[int]  # terms with more postings than were read: their impacts in the candidates are looked up
-
-
-def candidates(rows: Iterable[tuple[int, int, float]], terms: Iterable[int]) -> Candidates:
-    """Gather the (term, memory, impact) rows of the top-impact reads of `terms`."""
-    impacts: dict[int, dict[int, float]] = {}
-    read: Counter[int] = Counter()
-    for term, mem, impact in rows:
-        impacts.setdefault(mem, {})[term] = impact
-        read[term] += 1
-    return Candidates(impacts, [t for t in terms if read[t] >= CANDIDATES_PER_WORD])
-
-
-def rank(found: Candidates, weights: Mapping[int, float], keep: int) -> list[tuple[int, float]]:
-    """The best `keep` memories with their scores (each term's impact times its IDF), best first.
-
-    Ties go to the newer memory.
+    `rows` are the (term, memory, impact) postings of the question's terms in the candidates; a
+    memory's score is the sum of each term's impact in it times the term's IDF (`weights`).
     """
-    scored = [(sum(weights[t] * v for t, v in i.items()), mem) for mem, i in found.impacts.items()]
-    scored.sort(reverse=True)
-    return [(m, s) for s, m in scored[:keep] if s > 0]
+    score: dict[int, float] = {}
+    for term, mem, impact in rows:
+        score[mem] = score.get(mem, 0.0) + weights[term] * impact
+    ranked = sorted(((s, m) for m, s in score.items()), reverse=True)
+    return [(m, s) for s, m in ranked[:keep] if s > 0]
 
 
 def boosted(score: Mapping[int, float], around: Iterable[tuple[int, Any, Any]]) -> dict[int, float]:

@@ -113,11 +113,24 @@ _DOCS_UPSERT = (
     "INSERT INTO memory_term_docs (user_id, term, docs, own) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (user_id, term) DO UPDATE SET docs = docs + excluded.docs, own = own + excluded.own"
 )
-# A term's postings of highest impact in a scope: one range scan of memory_terms_impact.
-_TOP_SQL = (
+# Each term's postings of highest impact in a scope (one range scan of memory_terms_impact each) are
+# the candidates; a term in more memories than were read has its impact in each candidate looked up
+# by primary key, so every candidate is scored over all of the question's terms.
+_TOP = (
     "SELECT t.term, t.mem, t.impact FROM memory_terms t WHERE t.scope = ? AND t.term = ? "
     "ORDER BY t.impact DESC, t.mem DESC LIMIT ?"
 )
+
+
+def _candidates_sql(n: int, cut: int) -> str:
+    """The postings of `n` terms in the union of their top postings, `cut` of them looked up."""
+    tops = " UNION ALL ".join([f"SELECT * FROM ({_TOP})"] * n)
+    if not cut:
+        return tops
+    return (
+        f"WITH top AS MATERIALIZED ({tops}) SELECT * FROM top UNION SELECT t.term, t.mem, t.impact FROM memory_terms t "
+        f"WHERE t.scope = ? AND t.term IN ({', '.join('?' * cut)}) AND t.mem IN (SELECT mem FROM top)"
+    )
 
 
 def _post(db: sqlite3.Connection, posted: Posted) -> None:
@@ -368,26 +381,21 @@ class SqliteDb(SqliteUsage):
         """The scope's best matches for these terms (given each term's document count), best first.
 
         Two passes. The term index's top postings per term give the candidates, scored exactly
-        (postings.rank; a cut term's impacts in them are looked up); then each of the best
+        (postings.rank, over every term's impact in each); then each of the best
         RERANK_CANDIDATES gains a share of its neighbours' scores (NEIGHBOUR_BOOST), so a turn inside
         a stretch of conversation that matches the question climbs above an isolated turn that
         shares a word with it by chance.
         """
-        rows = [r for t in terms for r in self._scoped(user_id, _TOP_SQL, (t, postings.CANDIDATES_PER_WORD))]
-        found = postings.candidates(rows, terms)
+        if not terms:
+            return []
+        scope, read = postings.scope_key(user_id), postings.CANDIDATES_PER_WORD
+        cut = [t for t in terms if docs.get(t, 0) > read]
+        tops = [p for t in terms for p in (scope, t, read)][1:]  # _scoped binds the first scope
+        rows = self._scoped(user_id, _candidates_sql(len(terms), len(cut)), (*tops, *((scope, *cut) if cut else ())))
         size = self._size(user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
-        if found.cut:
-            mems = list(found.impacts)
-            for t, mem, impact in self._scoped(
-                user_id,
-                "SELECT t.term, t.mem, t.impact FROM memory_terms t WHERE t.scope = ? "
-                f"AND t.term IN ({', '.join('?' * len(found.cut))}) AND t.mem IN ({', '.join('?' * len(mems))})",
-                (*found.cut, *mems),
-            ):
-                found.impacts[mem][t] = impact
-        score = dict(postings.rank(found, weights, keep))
+        score = dict(postings.rank(rows, weights, keep))
         if not score:
             return []
         rows = self._scoped(
