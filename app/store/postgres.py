@@ -45,7 +45,7 @@ async def _m003_postings(conn: Any) -> None:
         ALTER TABLE memories DROP COLUMN tsv;
         CREATE TABLE memory_terms (
             scope BIGINT NOT NULL, term BIGINT NOT NULL, seq BIGINT NOT NULL, impact DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (scope, term, seq)
+            PRIMARY KEY (scope, term, seq) INCLUDE (impact)  -- a lookup reads the index alone
         );
         CREATE INDEX memory_terms_impact ON memory_terms (scope, term, impact DESC, seq DESC);
         CREATE TABLE memory_term_docs (
@@ -131,8 +131,12 @@ CANDIDATES_SQL = """
     )
     SELECT * FROM top
     UNION
-    SELECT t.term, t.seq, t.impact FROM memory_terms t
-    WHERE t.scope = $1 AND t.term = ANY($4::bigint[]) AND t.seq IN (SELECT seq FROM top)
+    -- Each lookup a primary-key probe: LIMIT keeps the planner from turning them into a join that
+    -- reads every posting of the word.
+    SELECT k.term, c.seq, x.impact FROM unnest($4::bigint[]) AS k(term)
+    CROSS JOIN (SELECT DISTINCT seq FROM top) c CROSS JOIN LATERAL (
+        SELECT t.impact FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term AND t.seq = c.seq LIMIT 1
+    ) x
 """
 DOCS_SQL = "SELECT m.term, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($2::bigint[])"
 # The best candidates' rows, with the seqs of the scope's turns just before and after each.
