@@ -56,17 +56,15 @@ def _select(
 async def _search(c: Context, scope: str, query: str, limit: int) -> tuple[list[memory.Recalled], dict[str, float]]:
     """The scope's best matches for `query`, and each query word's share of its information there."""
     assert c.store is not None
-    found = await ranking.search(c.store, scope, query, limit)
+    read = await c.store.recall(scope, query, max(limit, ranking.POOL))
+    found = ranking.rerank(read.found, query)[:limit]
     if not found:
         return [], {}
-    words = relevance.query_words(query)
-    size, docs = await c.store.word_docs(scope, list(words))
-    around = await c.store.neighbours(scope, [m.id for m, _ in found])
     recalled = [
-        memory.Recalled(m.content, m.role, m.created_at, m.id, around.get(m.id, ""), ranking.speaker(m))
+        memory.Recalled(m.content, m.role, m.created_at, m.id, read.around.get(m.id, ""), ranking.speaker(m))
         for m, _ in found
     ]
-    return recalled, relevance.weights(words, docs, size, relevance.names(query))
+    return recalled, relevance.weights(relevance.query_words(query), read.docs, read.size, relevance.names(query))
 
 
 def _new_turn(dialect: Dialect, body: dict[str, Any]) -> str | None:

@@ -1,10 +1,9 @@
-"""What goes into the full-text index for a memory, and how a question becomes a query."""
+"""How text becomes words: for the term index (app/store/postings.py), questions and relevance."""
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import snowballstemmer
@@ -25,15 +24,15 @@ STOPWORDS = frozenset(
 MAX_TERMS = 32
 
 
-def scope_token(user_id: str) -> str:
-    """The token that puts a scope into the full-text index's access path."""
-    return "s" + hashlib.blake2b(user_id.encode(), digest_size=10).hexdigest()
+def words(text: str) -> list[str]:
+    """Every word of a text, lower-cased, in order (what a memory's length is counted in)."""
+    return _WORD.findall(text.lower())
 
 
 def terms(text: str, limit: int | None = MAX_TERMS) -> list[str]:
     """The distinct, meaningful words of a text, in order (the first `limit` of them; None: all)."""
     seen: dict[str, None] = {}
-    for word in _WORD.findall(text.lower()):
+    for word in words(text):
         if word not in STOPWORDS and word not in seen:
             seen[word] = None
             if len(seen) == limit:
@@ -41,43 +40,14 @@ def terms(text: str, limit: int | None = MAX_TERMS) -> list[str]:
     return list(seen)
 
 
-_STEMMER = snowballstemmer.stemmer("porter")  # the same Porter algorithm as FTS5's tokenizer
+_STEMMER = snowballstemmer.stemmer("porter")
 
 
+# Stemming is pure Python and a text's words are mostly words seen before: every memory written is stemmed.
+@functools.lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    """A word as the full-text index stores it (FTS5 `porter` stem)."""
+    """A word's stem as the term index stores it (Porter)."""
     return _STEMMER.stemWord(word)
-
-
-def query_words(
-    text: str, common: dict[str, int] | None = None, generic_docs: int = 0, stem_of: Callable[[str], str] = stem
-) -> list[str]:
-    """The words of a question worth searching for (the common-term rule).
-
-    Words whose stem (`stem_of`, as the index stems) is in `common` (stem -> document count, the
-    index's most frequent terms) are left out: they match most rows, so they cost the most to rank
-    and tell the least. When every word is common, the rarest one stays unless even it is in more
-    than `generic_docs` rows.
-    """
-    words = terms(text)
-    if common:
-        rare = [w for w in words if stem_of(w) not in common]
-        if not rare and words:
-            rarest = min(words, key=lambda w: common[stem_of(w)])
-            rare = [rarest] if common[stem_of(rarest)] <= generic_docs else []
-        words = rare
-    return words
-
-
-def match_expression(
-    user_id: str, text: str, common: dict[str, int] | None = None, generic_docs: int = 0
-) -> str | None:
-    """An FTS5 MATCH expression: the scope token AND any of the query's words (see query_words)."""
-    words = query_words(text, common, generic_docs)
-    if not words:
-        return None
-    anyof = " OR ".join(f'"{w}"' for w in words)
-    return f"scope : {scope_token(user_id)} AND ({anyof})"
 
 
 def date_words(created_at: float) -> str:

@@ -7,8 +7,9 @@ Run by hand from the repository root (needs `pip install -r bench/requirements.t
 It creates a throw-away database on the server, builds the store's schema and loads `--rows`
 memories into one scope, then runs the store's own SQL (app/store/postgres.py) through each
 driver with a pool of the store's size: capture = one transaction of LATEST_SQL + INSERT_SQL for
-a two-turn batch (what the writer does after a chat), search = search_sql + AROUND_SQL for a
-three-word question. Each is timed one at a time (p50/p95 latency) and eight at a time
+a two-turn batch (the memory rows a chat's capture writes; its term-index postings are left out),
+search = CANDIDATES_SQL (the candidates' postings) + ROWS_SQL (the best 50 candidates' rows and
+neighbours) for a three-word question. Each is timed one at a time (p50/p95 latency) and eight at a time
 (operations per second). The database is dropped at the end.
 """
 
@@ -30,17 +31,16 @@ import asyncpg
 import psycopg_pool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from app.store import NewMemory, as_stored
+from app import textindex
+from app.store import RERANK_CANDIDATES, NewMemory, as_stored, postings
 from app.store.postgres import (
-    AROUND_SQL,
+    CANDIDATES_SQL,
     INSERT_SQL,
     LATEST_SQL,
     POOL_SIZE,
-    RERANK_CANDIDATES,
+    ROWS_SQL,
     PostgresStore,
     insert_args,
-    search_sql,
-    tsquery,
 )
 
 WORDS = (
@@ -48,9 +48,6 @@ WORDS = (
     "invoice travel berlin piano lesson garden tomato recipe pasta marathon training knee doctor sister "
     "birthday gift camera lens hiking trail weather rain budget rent landlord python rust compiler cache"
 ).split()
-
-
-ROWS = 20_000  # the scope's size (IDF's N); set from --rows
 
 
 def sentence(rng: random.Random, n: int = 12) -> str:
@@ -64,6 +61,20 @@ def to_psycopg(sql: str) -> str:
 
 def named(args: tuple[Any, ...]) -> dict[str, Any]:
     return {f"p{i}": v for i, v in enumerate(args, start=1)}
+
+
+def top_args(scope: str, words: list[str]) -> tuple[Any, ...]:
+    """CANDIDATES_SQL's parameters for a question of these words."""
+    return (
+        postings.scope_key(scope),
+        [postings.term_key(textindex.stem(w)) for w in words],
+        postings.CANDIDATES_PER_WORD,
+    )
+
+
+def best(rows: list[Any]) -> list[int]:
+    """The candidates' seqs (the ranking's arithmetic is the same Python for both drivers)."""
+    return list(dict.fromkeys(r[1] for r in rows))[:RERANK_CANDIDATES]
 
 
 def batch_args(items: list[NewMemory], previous: dict[str, str]) -> list[list[Any]]:
@@ -83,8 +94,8 @@ class Asyncpg:
 
     async def search(self, scope: str, words: list[str]) -> int:
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(search_sql(len(words)), scope, words, ROWS, RERANK_CANDIDATES, tsquery(words))
-            await conn.fetch(AROUND_SQL, scope, [r[8] for r in rows])
+            rows = await conn.fetch(CANDIDATES_SQL, *top_args(scope, words))
+            await conn.fetch(ROWS_SQL, scope, best(rows))
         return len(rows)
 
     async def close(self) -> None:
@@ -107,13 +118,9 @@ class Psycopg:
 
     async def search(self, scope: str, words: list[str]) -> int:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                to_psycopg(search_sql(len(words))),
-                named((scope, words, ROWS, RERANK_CANDIDATES, tsquery(words))),
-                prepare=True,
-            )
+            cur = await conn.execute(to_psycopg(CANDIDATES_SQL), named(top_args(scope, words)), prepare=True)
             rows = await cur.fetchall()
-            cur = await conn.execute(to_psycopg(AROUND_SQL), named((scope, [r[8] for r in rows])), prepare=True)
+            cur = await conn.execute(to_psycopg(ROWS_SQL), named((scope, best(rows))), prepare=True)
             await cur.fetchall()
         return len(rows)
 
@@ -192,8 +199,6 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("-n", type=int, default=1000, help="operations per measurement")
     args = parser.parse_args()
-    global ROWS
-    ROWS = args.rows
     asyncio.run(run(args.server, args.rows, args.n))
 
 

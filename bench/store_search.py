@@ -8,8 +8,9 @@ Each `--db` (default: a temporary SQLite file and a temporary database on the lo
 server, both removed afterwards) gets the same data: `--rows` memories in scope bench-100k plus
 as many again spread over 99 other scopes, Zipf-distributed pseudo-words (proxy_bench's TextGen),
 written with the store's own add_many in 5,000-row batches. Then `--queries` 4-word questions
-(limit 5, the memory API's search) run one at a time through the store interface; the table
-gives p50/p95/p99 in milliseconds and the build rate.
+run one at a time through the store interface: `search` (limit 5, the memory API's search) and
+`recall` (limit 20, what a chat reads: the matches, the turns around them, the word counts); the
+table gives p50/p95/p99 in milliseconds of each, the build rate and the store's size on disk.
 """
 
 from __future__ import annotations
@@ -58,19 +59,24 @@ async def build(url: str, rows: int) -> float:
     return 2 * rows / (time.perf_counter() - t0)
 
 
-async def measure(url: str, queries: int) -> list[float]:
+async def measure(url: str, queries: int) -> tuple[list[float], list[float], int]:
+    """Search and recall latencies (ms) over the same questions, and the store's size on disk in bytes."""
     gen = TextGen()  # the data's vocabulary (it depends on the seed)
     questions = [gen.query(4) for _ in range(queries + 50)]
     store = await open_store(url)
     try:
         for q in questions[:50]:  # warm caches
             await store.search(SCOPE, q, 5)
-        out = []
+            await store.recall(SCOPE, q, 20)
+        search, recall = [], []
         for q in questions[50:]:
             t0 = time.perf_counter()
             await store.search(SCOPE, q, 5)
-            out.append((time.perf_counter() - t0) * 1000)
-        return out
+            t1 = time.perf_counter()
+            await store.recall(SCOPE, q, 20)
+            search.append((t1 - t0) * 1000)
+            recall.append((time.perf_counter() - t1) * 1000)
+        return search, recall, (await store.stats())["bytes"]
     finally:
         await store.close()
 
@@ -90,12 +96,14 @@ async def run(urls: list[str], rows: int, queries: int, built: bool) -> None:
         results = []
         for url in urls:
             rate = 0.0 if built else await build(url, rows)
-            lat = await measure(url, queries)
-            q = statistics.quantiles(lat, n=100)
-            results.append(("postgresql" if url.startswith("postgres") else "sqlite", rate, q[49], q[94], q[98]))
-        print(f"{'backend':<12}{'build rows/s':>13}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}")
-        for name, rate, p50, p95, p99 in results:
-            print(f"{name:<12}{rate:>13,.0f}{p50:>8.2f}{p95:>8.2f}{p99:>8.2f}")
+            search, recall, size = await measure(url, queries)
+            name = "postgresql" if url.startswith("postgres") else "sqlite"
+            for call, lat in (("search", search), ("recall", recall)):
+                q = statistics.quantiles(lat, n=100)
+                results.append((name, call, rate, size / 1e6, q[49], q[94], q[98]))
+        print(f"{'backend':<12}{'call':<8}{'build rows/s':>13}{'MB':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}")
+        for name, call, rate, mb, p50, p95, p99 in results:
+            print(f"{name:<12}{call:<8}{rate:>13,.0f}{mb:>8,.0f}{p50:>8.2f}{p95:>8.2f}{p99:>8.2f}")
     finally:
         tmp.cleanup()
         for name in made:

@@ -47,10 +47,10 @@ async def test_chat_succeeds_with_memory_error_when_search_raises(
         seeded = await p.client.post("/v1/memories", json={"content": f"walrus facts {m}-memo"})
         assert seeded.status_code == 201
 
-        def broken_search(*args: object, **kwargs: object) -> list:
+        def broken_recall(*args: object, **kwargs: object) -> list:
             raise RuntimeError("index is corrupt: secret-detail")
 
-        monkeypatch.setattr(p.ctx.store, "search", broken_search)
+        monkeypatch.setattr(p.ctx.store, "recall", broken_recall)
         r = await p.client.post(path_for(anthropic), json=chat_body(f"walrus {m}", anthropic=anthropic, stream=stream))
         assert r.status_code == 200, r.text
         assert r.headers["x-memory-error"]

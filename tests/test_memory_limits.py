@@ -28,7 +28,7 @@ def jsonl(records: list[dict]) -> bytes:
 
 async def test_huge_import_keeps_health_and_other_scopes_writes_responsive(tmp_path: Path, store_url: str) -> None:
     m = marker()
-    # The 150k lines of the probe; PostgreSQL writes ~1-2k rows/s here (tsvector + GIN), so fewer.
+    # The 150k lines of the probe; PostgreSQL writes ~1k rows/s here (the term index), so fewer.
     lines = 30_000 if store_url.startswith("postgresql") else 150_000
     filler = "x" * (120 if lines > 100_000 else 700)
     body = b"".join(

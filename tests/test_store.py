@@ -240,11 +240,14 @@ async def test_forget_leaves_no_index_entries_sqlite(sqlite_store: SqliteStore, 
     assert await sqlite_store.forget("gone") == 7
     conn = sqlite3.connect(str(db_path))
     try:
-        n_fts = conn.execute("SELECT count(*) FROM memories_fts").fetchone()[0]
         n_rows = conn.execute("SELECT count(*) FROM memories").fetchone()[0]
+        terms = conn.execute("SELECT count(*), count(DISTINCT mem) FROM memory_terms").fetchone()
+        counted = conn.execute("SELECT DISTINCT user_id FROM memory_term_docs").fetchall()
     finally:
         conn.close()
-    assert n_fts == n_rows == 1
+    assert n_rows == 1
+    assert terms == (6, 1)  # "kept", "fact" and its date's four words: the one memory left
+    assert counted == [("stay",)]
 
 
 async def test_forget_purges_canary_from_db_and_wal_bytes(sqlite_store: SqliteStore, db_path: Path) -> None:
@@ -303,27 +306,52 @@ async def test_search_stems_words(store: MemoryStore) -> None:
     assert [x.id for x, _ in await store.search("a", "deployment fails", 10)] == [m.id]
 
 
-async def test_common_terms_are_left_out_of_searches(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.store import postgres, sqlite
+async def test_a_frequent_words_postings_are_read_by_impact_up_to_the_budget(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.store import postings
 
-    for module in (sqlite, postgres):
-        monkeypatch.setattr(module, "COMMON_TERM_DOCS", 5)
-        monkeypatch.setattr(module, "GENERIC_TERM_DOCS", 8)
-        monkeypatch.setattr(module, "COMMON_REFRESH_ROWS", 1)
+    monkeypatch.setattr(postings, "CANDIDATES_PER_WORD", 3)
     store = await open_store(store_url)
     try:
-        items = [NewMemory("a", "user", f"deploy note number {i}") for i in range(10)]
-        await store.add_many([*items, NewMemory("a", "user", "deploy the kiwi service")])
-        # The counts are re-read after the write (on PostgreSQL in the background): poll for a while.
-        for _ in range(100):
-            hits = await store.search("a", "how do we deploy kiwi", 3)
-            if [m.content for m, _ in hits] == ["deploy the kiwi service"]:
-                break
-            await asyncio.sleep(0.05)
-        assert [m.content for m, _ in hits] == ["deploy the kiwi service"]
-        assert await store.search("a", "deploy", 3) == []  # only a generic word: nothing worth ranking
+        notes = [NewMemory("a", "user", f"deploy note {i} " + "filler " * i, created_at=1e9 + 2 * i) for i in range(10)]
+        chatter = [NewMemory("a", "user", f"unrelated chatter {i}", created_at=1e9 + 2 * i + 1) for i in range(10)]
+        # Last, after a turn that shares no word with the question: no neighbour of it scores, cut or not.
+        quiet = NewMemory("a", "user", "more chatter", created_at=1.5e9)
+        kiwi = NewMemory("a", "user", "deploy the kiwi service with a long tail " + "filler " * 20, created_at=2e9)
+        await store.add_many([*sorted([*notes, *chatter], key=lambda m: m.created_at), quiet, kiwi])
+        # Only the three highest-impact postings of "deploy" are read: the shortest notes, which say it most.
+        assert [m.content for m, _ in await store.search("a", "deploy", 10)] == [n.content for n in notes[:3]]
+        # A memory found through a rare word still gets the frequent word's share: its score is exact.
+        hits = await store.search("a", "deploy kiwi", 3)
+        assert hits[0][0].content == kiwi.content
+        monkeypatch.setattr(postings, "CANDIDATES_PER_WORD", 1000)
+        exact = await store.search("a", "deploy kiwi", 3)
+        assert (hits[0][0].id, round(hits[0][1], 9)) == (exact[0][0].id, round(exact[0][1], 9))
     finally:
         await store.close()
+
+
+async def test_both_backends_rank_alike(pg_database: str, tmp_path: Path) -> None:
+    await reset_schema(pg_database)
+    turns = [
+        "we moved the postgres primary to the new rack",
+        "replication lag spiked after the move",
+        "the cat knocked the router off the desk",
+        "postgres replication is healthy again",
+        "lunch was a kiwi salad",
+        "the replication slot filled the disk on the primary",
+    ]
+    results = []
+    for url in (str(tmp_path / "m.db"), pg_database):
+        store = await open_store(url)
+        try:
+            await store.add_many([NewMemory("a", "user", t, created_at=1e9 + i) for i, t in enumerate(turns)])
+            found = await store.search("a", "postgres replication primary", 10)
+            results.append([(m.content, round(s, 9)) for m, s in found])
+        finally:
+            await store.close()
+    assert results[0] == results[1] and len(results[0]) == 6  # the cat turn by its context
 
 
 # --- export --------------------------------------------------------------------------------------
@@ -492,19 +520,22 @@ async def test_credentials_stay_out_of_stats(pg_url: str) -> None:
 # --- what recall's relevance gate reads ----------------------------------------------------------
 
 
-async def test_word_docs_counts_the_scopes_memories_holding_each_word(store: MemoryStore) -> None:
+async def test_recall_counts_the_scopes_memories_holding_each_word(store: MemoryStore) -> None:
     await add(store, "a", "the zebrafish tank needs cleaning", at=1e9)
     await add(store, "a", "zebrafish eat flakes", at=1e9 + 1)
     await add(store, "a", "the kiln is hot", at=1e9 + 2)
     await add(store, "b", "zebrafish zebrafish kiln", at=1e9 + 3)
-    assert await store.word_docs("a", ["zebrafish", "kiln", "walrus"]) == (3, {"zebrafish": 2, "kiln": 1, "walrus": 0})
+    read = await store.recall("a", "zebrafish kiln walrus", 5)
+    assert (read.size, read.docs) == (3, {"zebrafish": 2, "kiln": 1, "walrus": 0})
     await add(store, "a", "another kiln story", at=1e9 + 4)  # the size is kept up to date
-    assert await store.word_docs("a", ["kiln"]) == (4, {"kiln": 2})
+    read = await store.recall("a", "kiln", 5)
+    assert (read.size, read.docs) == (4, {"kiln": 2})
     assert await store.forget("a") == 4
-    assert await store.word_docs("a", ["kiln"]) == (0, {"kiln": 0})
+    read = await store.recall("a", "kiln", 5)
+    assert (read.found, read.size, read.docs) == ([], 0, {"kiln": 0})
 
 
-async def test_word_docs_stop_counting_at_the_cap(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_recall_stops_counting_at_the_cap(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from app.store import postgres, sqlite
 
     for module in (sqlite, postgres):
@@ -512,23 +543,103 @@ async def test_word_docs_stop_counting_at_the_cap(store_url: str, monkeypatch: p
     store = await open_store(store_url)
     try:
         await store.add_many([NewMemory("a", "user", f"kiln note {i}", created_at=1e9 + i) for i in range(5)])
-        assert await store.word_docs("a", ["kiln", "note", "walrus"]) == (5, {"kiln": 3, "note": 3, "walrus": 0})
+        read = await store.recall("a", "kiln note walrus", 5)
+        assert (read.size, read.docs) == (5, {"kiln": 3, "note": 3, "walrus": 0})
     finally:
         await store.close()
 
 
-async def test_word_docs_counts_a_memorys_own_text_not_its_context(store: MemoryStore) -> None:
+async def test_recall_counts_a_memorys_own_text_not_its_context(store: MemoryStore) -> None:
     await add(store, "a", "the walrus story", at=1e9)
     await add(store, "a", "next turn without the animal", at=1e9 + 1)  # its context quotes the walrus turn
-    assert await store.word_docs("a", ["walrus"]) == (2, {"walrus": 1})
+    read = await store.recall("a", "walrus", 5)
+    assert (read.size, read.docs) == (2, {"walrus": 1})
+    assert len(read.found) == 2  # the search itself finds a turn by its context too
 
 
-async def test_neighbours_are_the_turns_around_each_memory_in_its_scope(store: MemoryStore) -> None:
-    first = await add(store, "a", "first turn", at=1e9)
-    await add(store, "b", "another scope's turn", at=1e9 + 1)
-    second = await add(store, "a", "second turn", at=1e9 + 2)
-    third = await add(store, "a", "third turn", at=1e9 + 3)
-    around = await store.neighbours("a", [first.id, second.id, third.id])
-    assert around == {first.id: "\nsecond turn", second.id: "first turn\nthird turn", third.id: "second turn\n"}
-    assert await store.neighbours("b", [first.id]) == {}  # another scope's ids give nothing
-    assert await store.neighbours("a", []) == {}
+async def test_recall_gives_the_turns_around_each_match_in_its_scope(store: MemoryStore) -> None:
+    first = await add(store, "a", "first turn kiwi", at=1e9)
+    await add(store, "b", "another scope's kiwi turn", at=1e9 + 1)
+    second = await add(store, "a", "second turn kiwi", at=1e9 + 2)
+    third = await add(store, "a", "third turn kiwi", at=1e9 + 3)
+    read = await store.recall("a", "kiwi", 5)
+    assert {m.id for m, _ in read.found} == {first.id, second.id, third.id}
+    assert read.around == {
+        first.id: "\nsecond turn kiwi",
+        second.id: "first turn kiwi\nthird turn kiwi",
+        third.id: "second turn kiwi\n",
+    }
+    assert [s for _, s in read.found] == sorted((s for _, s in read.found), reverse=True)
+
+
+async def test_deleting_a_turn_reindexes_the_next_one(store: MemoryStore) -> None:
+    gone = await add(store, "a", "the walrus story", at=1e9)
+    await add(store, "a", "next turn without the animal", at=1e9 + 1)  # found by its context (the walrus turn)
+    assert len(await store.search("a", "walrus", 5)) == 2
+    assert await store.delete("a", gone.id)
+    assert await store.search("a", "walrus", 5) == []
+    assert (await store.recall("a", "walrus", 5)).docs == {"walrus": 0}
+
+
+# --- migrating an existing store onto the term index ---------------------------------------------
+
+
+async def test_sqlite_store_of_the_full_text_era_is_migrated_onto_the_term_index(db_path: Path) -> None:
+    from app.store import sqlite as backend
+
+    db_path.parent.mkdir(parents=True)  # the schema as it was: migrations 1-3, FTS5
+    conn = sqlite3.connect(str(db_path), isolation_level=None)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL)")
+    for version, migration in enumerate(backend.MIGRATIONS[:3], start=1):
+        migration(conn)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, migration.__name__))
+    for i, (text, context) in enumerate([("the walrus story", "1 May"), ("next turn", "2 May\nthe walrus story")]):
+        conn.execute(
+            "INSERT INTO memories (rowid, id, user_id, role, content, content_hash, created_at) "
+            "VALUES (?, ?, 'a', 'user', ?, ?, ?)",
+            (i + 1, f"mem_{i}", text, f"h{i}", 1e9 + i),
+        )
+        conn.execute(
+            "INSERT INTO memories_fts (rowid, content, context, scope) VALUES (?, ?, ?, 'x')", (i + 1, text, context)
+        )
+    conn.close()
+    store = SqliteStore(str(db_path))
+    try:
+        assert [m.id for m, _ in await store.search("a", "walrus", 5)] == ["mem_0", "mem_1"]
+        assert (await store.recall("a", "walrus", 5)).docs == {"walrus": 1}
+        tables = {r[0] for r in store.db._conn().execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "memories_fts" not in tables and "memory_terms" in tables
+    finally:
+        await store.close()
+
+
+async def test_postgres_store_of_the_tsvector_era_is_migrated_onto_the_term_index(pg_url: str) -> None:
+    from app.store.postgres import MIGRATIONS as PG_MIGRATIONS
+
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ)"
+        )
+        for version, (name, step) in enumerate(PG_MIGRATIONS[:2], start=1):
+            assert isinstance(step, str)
+            await conn.execute(step)
+            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+        for i, (text, context) in enumerate([("the walrus story", "1 May"), ("next turn", "2 May\nthe walrus story")]):
+            await conn.execute(
+                "INSERT INTO memories (id, user_id, role, content, content_hash, created_at, context) "
+                "VALUES ($1, 'a', 'user', $2, $3, $4, $5)",
+                f"mem_{i}",
+                text,
+                f"h{i}",
+                1e9 + i,
+                context,
+            )
+    finally:
+        await conn.close()
+    store = await open_store(pg_url)
+    try:
+        assert [m.id for m, _ in await store.search("a", "walrus", 5)] == ["mem_0", "mem_1"]
+        assert (await store.recall("a", "walrus", 5)).docs == {"walrus": 1}
+    finally:
+        await store.close()

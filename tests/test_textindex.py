@@ -1,22 +1,15 @@
-"""Query shaping: stopwords, stems, and leaving out terms too common to be worth ranking."""
+"""How text becomes words: every word (for lengths), the meaningful ones (for the index and questions), stems."""
 
 from __future__ import annotations
 
 from app import textindex
 
 
-def test_stem_matches_the_index_tokenizer():
+def test_stem_is_porter():
     assert [textindex.stem(w) for w in ("running", "databases", "happily")] == ["run", "databas", "happili"]
 
 
-def test_common_terms_are_left_out_of_the_query():
-    expr = textindex.match_expression("s", "python decorator caching", {"python": 50_000}, 40_000)
-    assert '"python"' not in expr and '"decorator"' in expr and '"caching"' in expr
-    assert expr.startswith(f"scope : {textindex.scope_token('s')} AND (")
-
-
-def test_all_common_keeps_the_rarest_unless_generic():
-    common = {"python": 50_000, "code": 20_000}
-    assert textindex.match_expression("s", "python code", common, 40_000).endswith('("code")')
-    assert textindex.match_expression("s", "python code", {"python": 50_000, "code": 45_000}, 40_000) is None
-    assert '"python"' in textindex.match_expression("s", "python code", None)
+def test_words_keep_everything_terms_only_the_meaningful_ones_once():
+    text = "The cat's bowl: the CAT ate, didn't it?"
+    assert textindex.words(text) == ["the", "cat", "s", "bowl", "the", "cat", "ate", "didn", "t", "it"]
+    assert textindex.terms(text) == ["cat", "bowl", "ate"]

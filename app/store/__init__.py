@@ -6,7 +6,7 @@ import builtins
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,9 +16,6 @@ from app.store.usage import Mode, UsageFilter, UsageRecord
 
 SEARCH_WEIGHTS = (1.0, 0.5)  # content, context (neighbouring turns, date)
 NEIGHBOUR_CHARS = 600  # how much of each neighbouring turn goes into a memory's context
-COMMON_TERM_DOCS = 10_000  # a term in more rows than this is left out of searches (see textindex)
-GENERIC_TERM_DOCS = 40_000  # … and a query of only such terms searches nothing past this
-COMMON_REFRESH_ROWS = 5_000  # re-read the common terms after this many new rows (or 10% growth)
 RERANK_CANDIDATES = 50  # second pass: how many first-pass matches are re-scored
 NEIGHBOUR_BOOST = 0.3  # second pass: share of the adjacent turns' scores a candidate gains
 # Recall's relevance gate counts a word's memories in a scope up to this many: past it the word is
@@ -60,6 +57,16 @@ class Memory:
 Found = list[tuple[Memory, float]]
 
 
+@dataclass(frozen=True)
+class Recall:
+    """One recall's read of a scope: the best matches, the turns around them, and the scope's word counts."""
+
+    found: Found  # best first, each with the store's score
+    around: dict[str, str]  # memory id -> the start of the scope's turns just before and after it
+    size: int  # memories in the scope
+    docs: dict[str, int]  # question word -> memories holding it in their own text (up to WORD_DOCS_CAP)
+
+
 class InvalidCursor(ValueError):
     """A pagination cursor this server did not issue."""
 
@@ -75,8 +82,7 @@ class MemoryStore(Protocol):
     async def delete(self, user_id: str, memory_id: str) -> bool: ...
     async def forget(self, user_id: str) -> int: ...
     async def search(self, user_id: str, query: str, limit: int) -> Found: ...
-    async def word_docs(self, user_id: str, words: Sequence[str]) -> tuple[int, dict[str, int]]: ...
-    async def neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]: ...
+    async def recall(self, user_id: str, query: str, limit: int) -> Recall: ...
     def export(self, user_id: str) -> AsyncIterator[Memory]: ...
     async def stats(self) -> dict[str, Any]: ...
     async def add_usage(self, records: builtins.list[UsageRecord]) -> None: ...

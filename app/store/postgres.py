@@ -1,60 +1,72 @@
-"""The PostgreSQL backend: asyncpg with a pool, tsvector/GIN search, numbered migrations under an advisory lock.
+"""The PostgreSQL backend: asyncpg with a pool, the term index (app/store/postings.py), numbered migrations
+under an advisory lock.
 
-Ranking mirrors SQLite's: a turn's own words weigh more than its context (date, previous turn)
-(weights A and B of one tsvector), the neighbour re-rank, and the common-term rule (terms in
-more than COMMON_TERM_DOCS rows are left out of a query, counted with ts_stat).
+Search reads the same postings and scores them with the same arithmetic as SQLite, so both backends
+rank alike.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
 import orjson
-import snowballstemmer
 
 from app import textindex
 from app.proxy import redact_url
 from app.store import (
-    COMMON_REFRESH_ROWS,
-    COMMON_TERM_DOCS,
     EXPORT_PAGE,
-    GENERIC_TERM_DOCS,
-    NEIGHBOUR_BOOST,
     NEIGHBOUR_CHARS,
     RERANK_CANDIDATES,
-    SEARCH_WEIGHTS,
     WORD_DOCS_CAP,
     Found,
     InvalidCursor,
     Memory,
     NewMemory,
+    Recall,
     as_stored,
     content_hash,
     metadata_text,
+    postings,
 )
 from app.store.postgres_usage import M002_USAGE, PostgresUsage
 
 POOL_SIZE = 10
-FREQUENT_TERM_DOCS = 500  # lexemes in more rows than this have their counts kept (see within_budget)
-MATCH_BUDGET = 2000  # rows one search ranks at most, by those counts
 MIGRATION_LOCK = 0x6D656D6F7279  # pg_advisory_lock key: "memory"; instances starting together take turns
-TEXT_CONFIG = "english"  # the Snowball English stemmer and stopwords
-_STEMMER = snowballstemmer.stemmer("english")  # what `english` does to a word, for the common-term rule
-# ts_rank_cd weights for the labels {D, C, B, A}: A is the turn, B its context.
-RANK_WEIGHTS = "{0, 0, %s, %s}" % (SEARCH_WEIGHTS[1], SEARCH_WEIGHTS[0])  # noqa: UP031 - a Postgres array literal
+Posted = list[tuple[int, str, list[postings.Posting]]]  # (memory seq, scope, its postings)
 
-# The scope as a word of the index (weight D, which ranks 0): a search asks the GIN index for
-# "this scope AND any of the words" at once, never for every row of a large scope.
-SCOPE_TOKEN_SQL = "'s' || left(md5({}), 20)"
-MIGRATIONS: list[tuple[str, str]] = [
+
+async def _m003_postings(conn: Any) -> None:
+    # The term index replaces the tsvector and its GIN index: postings read in impact order, so a
+    # search never ranks a whole scope.
+    await conn.execute(
+        """
+        ALTER TABLE memories DROP COLUMN tsv;
+        CREATE TABLE memory_terms (
+            scope BIGINT NOT NULL, term BIGINT NOT NULL, seq BIGINT NOT NULL, impact DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (scope, term, seq) INCLUDE (impact)  -- a lookup reads the index alone
+        );
+        CREATE INDEX memory_terms_impact ON memory_terms (scope, term, impact DESC, seq DESC);
+        CREATE TABLE memory_term_docs (
+            user_id TEXT NOT NULL, term BIGINT NOT NULL, docs INTEGER NOT NULL, own INTEGER NOT NULL,
+            PRIMARY KEY (user_id, term)
+        );
+        """
+    )
+    last = 0
+    while rows := await conn.fetch(
+        "SELECT seq, user_id, content, context FROM memories WHERE seq > $1 ORDER BY seq LIMIT 5000", last
+    ):
+        await _post(conn, [(r[0], r[1], postings.postings(r[2], r[3])) for r in rows])
+        last = rows[-1][0]
+
+
+Migration = str | Callable[[Any], Awaitable[None]]  # SQL, or a step that needs Python (the term index's backfill)
+MIGRATIONS: list[tuple[str, Migration]] = [
     (
         "m001_initial",
-        f"""
+        """
         CREATE TABLE memories (
             seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             id TEXT NOT NULL UNIQUE,
@@ -64,12 +76,12 @@ MIGRATIONS: list[tuple[str, str]] = [
             content_hash TEXT NOT NULL,
             created_at DOUBLE PRECISION NOT NULL,
             model TEXT,
-            metadata TEXT NOT NULL DEFAULT '{{}}',
+            metadata TEXT NOT NULL DEFAULT '{}',
             context TEXT NOT NULL DEFAULT '',
             tsv TSVECTOR GENERATED ALWAYS AS (
-                setweight(to_tsvector('{TEXT_CONFIG}', content), 'A')
-                || setweight(to_tsvector('{TEXT_CONFIG}', context), 'B')
-                || setweight(to_tsvector('simple', {SCOPE_TOKEN_SQL.format("user_id")}), 'D')
+                setweight(to_tsvector('english', content), 'A')
+                || setweight(to_tsvector('english', context), 'B')
+                || setweight(to_tsvector('simple', 's' || left(md5(user_id), 20)), 'D')
             ) STORED,
             CONSTRAINT memories_dedup UNIQUE (user_id, content_hash)
         );
@@ -79,6 +91,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     M002_USAGE,
+    ("m003_postings", _m003_postings),
 ]
 _COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
 _N = 9  # columns in _COLUMNS: where whatever a query selects after them starts
@@ -91,7 +104,7 @@ INSERT_SQL = """
         AS t(id, user_id, role, content, content_hash, created_at, model, metadata, context, ord)
     ORDER BY ord
     ON CONFLICT DO NOTHING
-    RETURNING id
+    RETURNING id, seq
 """
 # The latest turn of each scope: the first new turn's neighbour.
 LATEST_SQL = f"""
@@ -100,47 +113,38 @@ LATEST_SQL = f"""
 """
 
 
-@functools.cache
-def search_sql(n: int) -> str:
-    """The first pass for a question of `n` words: BM25's shape over a tsvector.
-
-    Each word's ts_rank in a turn (its frequency there, weighted A over B, over 1 + log(length))
-    times the word's inverse document frequency in the scope ($3 = the scope's size). The GIN index
-    alone finds the matches (the scope token AND any word): the scope filter is applied to the
-    materialized matches, so the planner never intersects them with every row of a large scope.
-    """
-    terms = ", ".join(f"to_tsquery('{TEXT_CONFIG}', ($2::text[])[{i}]) AS q{i}" for i in range(1, n + 1))
-    ranks = ", ".join(f"ts_rank('{RANK_WEIGHTS}', m.tsv, t.q{i}, 1) AS tf{i}" for i in range(1, n + 1))
-    idf = ", ".join(
-        f"ln(1 + ($3::float8 - count(*) FILTER (WHERE m.tf{i} > 0) + 0.5) "
-        f"/ (count(*) FILTER (WHERE m.tf{i} > 0) + 0.5)) AS w{i}"
-        for i in range(1, n + 1)
+_DOCS_UPSERT = """
+    INSERT INTO memory_term_docs (user_id, term, docs, own)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::int[])
+    ON CONFLICT (user_id, term) DO UPDATE
+    SET docs = memory_term_docs.docs + excluded.docs, own = memory_term_docs.own + excluded.own
+"""
+# Each question term's postings of highest impact in the scope (one range scan of memory_terms_impact
+# each) are the candidates; a term in more memories than were read ($4) has its impact in each
+# candidate looked up by primary key, so every candidate is scored over all of the question's terms.
+CANDIDATES_SQL = """
+    WITH top AS MATERIALIZED (
+        SELECT k.term, x.seq, x.impact FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
+            SELECT t.seq, t.impact FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term
+            ORDER BY t.impact DESC, t.seq DESC LIMIT $3
+        ) x
     )
-    score = " + ".join(f"df.w{i} * m.tf{i}" for i in range(1, n + 1))
-    return f"""
-        WITH t AS MATERIALIZED (SELECT {terms}),
-        hits AS MATERIALIZED (
-            SELECT m.seq, m.user_id, {ranks} FROM memories m, t
-            WHERE m.tsv @@ (to_tsquery('simple', {SCOPE_TOKEN_SQL.format("$1::text")})
-                && to_tsquery('{TEXT_CONFIG}', $5))
-        ),
-        df AS MATERIALIZED (SELECT {idf} FROM hits m WHERE m.user_id = $1),
-        top AS MATERIALIZED (
-            SELECT m.seq, {score} AS score FROM hits m, df WHERE m.user_id = $1 ORDER BY score DESC LIMIT $4
-        )
-        SELECT {_COLUMNS}, top.score, m.seq FROM top JOIN memories m ON m.seq = top.seq
-        WHERE m.user_id = $1 ORDER BY top.score DESC
-    """
-
-
-# Per word, the scope's memories whose own text holds it (weight A, up to WORD_DOCS_CAP); a word the `english`
-# configuration drops (a stop word) holds no information there: it counts as in every memory.
-WORD_DOCS_SQL = f"""
-    SELECT w, CASE WHEN numnode(q) = 0 THEN $3::bigint ELSE (SELECT count(*) FROM (
-        SELECT 1 FROM memories m WHERE m.user_id = $1
-            AND m.tsv @@ (to_tsquery('simple', {SCOPE_TOKEN_SQL.format("$1::text")}) && q) LIMIT $4
-    ) c) END
-    FROM unnest($2::text[]) AS w, LATERAL (SELECT to_tsquery('{TEXT_CONFIG}', quote_literal(w) || ':A') AS q) t
+    SELECT * FROM top
+    UNION
+    -- Each lookup a primary-key probe: LIMIT keeps the planner from turning them into a join that
+    -- reads every posting of the word.
+    SELECT k.term, c.seq, x.impact FROM unnest($4::bigint[]) AS k(term)
+    CROSS JOIN (SELECT DISTINCT seq FROM top) c CROSS JOIN LATERAL (
+        SELECT t.impact FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term AND t.seq = c.seq LIMIT 1
+    ) x
+"""
+DOCS_SQL = "SELECT m.term, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($2::bigint[])"
+# The best candidates' rows, with the seqs of the scope's turns just before and after each.
+ROWS_SQL = f"""
+    SELECT {_COLUMNS}, m.seq,
+        (SELECT max(p.seq) FROM memories p WHERE p.user_id = m.user_id AND p.seq < m.seq),
+        (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)
+    FROM memories m WHERE m.user_id = $1 AND m.seq = ANY($2::bigint[])
 """
 NEIGHBOURS_SQL = f"""
     SELECT m.id,
@@ -149,12 +153,6 @@ NEIGHBOURS_SQL = f"""
         coalesce((SELECT left(x.content, {NEIGHBOUR_CHARS}) FROM memories x WHERE x.seq =
             (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)), '')
     FROM memories m WHERE m.user_id = $1 AND m.id = ANY($2::text[])
-"""
-AROUND_SQL = """
-    SELECT m.seq,
-        (SELECT max(p.seq) FROM memories p WHERE p.user_id = m.user_id AND p.seq < m.seq),
-        (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)
-    FROM memories m WHERE m.user_id = $1 AND m.seq = ANY($2::bigint[])
 """
 
 
@@ -186,28 +184,39 @@ def _row(r: asyncpg.Record) -> Memory:
     return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
 
 
-def _stem(word: str) -> str:
-    return _STEMMER.stemWord(word)
+async def _post(conn: Any, posted: Posted) -> None:
+    """Add memories' postings to the term index and their counts to the scopes' document counts."""
+    rows = [(postings.scope_key(u), p.term, seq, p.impact) for seq, u, ps in posted for p in ps]
+    await conn.execute(
+        "INSERT INTO memory_terms (scope, term, seq, impact) "
+        "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[])",
+        *(zip(*rows, strict=True) if rows else ([], [], [], [])),
+    )
+    await _count(conn, postings.doc_totals((u, ps) for _, u, ps in posted))
 
 
-def tsquery(words: list[str]) -> str:
-    """A to_tsquery text matching any of the words (each quoted: \\w+ words hold no quote or backslash)."""
-    return " | ".join(f"'{w}'" for w in words)
+async def _unpost(conn: Any, posted: Posted) -> None:
+    """Take memories' postings out of the term index and their counts out of the document counts."""
+    rows = [(postings.scope_key(u), p.term, seq) for seq, u, ps in posted for p in ps]
+    await conn.execute(
+        "DELETE FROM memory_terms WHERE (scope, term, seq) IN "
+        "(SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]))",
+        *(zip(*rows, strict=True) if rows else ([], [], [])),
+    )
+    totals = postings.doc_totals(((u, ps) for _, u, ps in posted), sign=-1)
+    await _count(conn, totals)
+    await conn.execute(
+        "DELETE FROM memory_term_docs WHERE docs <= 0 AND (user_id, term) IN "
+        "(SELECT * FROM unnest($1::text[], $2::bigint[]))",
+        [t[0] for t in totals],
+        [t[1] for t in totals],
+    )
 
 
-def within_budget(words: list[str], term_docs: dict[str, int]) -> list[str]:
-    """Leave out the most frequent words until the rows they match fit MATCH_BUDGET.
-
-    Ranking costs PostgreSQL per matching row (SQLite's FTS5 ranks from its index), so a question
-    of frequent words would otherwise rank most of a large scope. The words left out are the ones
-    BM25 weighs least; a question of nothing but such words searches nothing, as SQLite does past
-    GENERIC_TERM_DOCS.
-    """
-    docs = {w: term_docs.get(_stem(w), 0) for w in words}
-    kept = sorted(words, key=lambda w: docs[w])
-    while kept and sum(docs[w] for w in kept) > MATCH_BUDGET:
-        kept.pop()
-    return [w for w in words if w in kept]
+async def _count(conn: Any, totals: Iterable[tuple[str, int, int, int]]) -> None:
+    columns = list(zip(*totals, strict=True))
+    if columns:
+        await conn.execute(_DOCS_UPSERT, *columns)
 
 
 class PostgresStore(PostgresUsage):
@@ -216,17 +225,11 @@ class PostgresStore(PostgresUsage):
     def __init__(self, url: str, pool: asyncpg.Pool) -> None:
         self.url = url
         self._pool = pool
-        self.common_terms: dict[str, int] = {}
-        self.term_docs: dict[str, int] = {}  # lexeme -> rows, for lexemes in more than FREQUENT_TERM_DOCS
-        self._rows_at_refresh = 0
-        self._rows_since_refresh = 0
-        self._refresh: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._refresh.set_result(None)
         self._sizes: dict[str, int] = {}  # memories per scope, for IDF; another instance's writes drift it a little
 
     @classmethod
     async def open(cls, url: str) -> PostgresStore:
-        """Connect a pool, run pending migrations (one instance at a time) and read the common terms."""
+        """Connect a pool and run pending migrations (one instance at a time)."""
         pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, command_timeout=60)
         store = cls(url, pool)
         try:
@@ -234,8 +237,6 @@ class PostgresStore(PostgresUsage):
         except BaseException:
             await pool.close()
             raise
-        # ts_stat reads every row: on a large table that takes seconds, which start-up need not wait for.
-        store._refresh_in_background()
         return store
 
     async def _migrate(self) -> None:
@@ -247,10 +248,10 @@ class PostgresStore(PostgresUsage):
                     "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
                 )
                 done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-                for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+                for version, (name, step) in enumerate(MIGRATIONS, start=1):
                     if version not in done:
                         async with conn.transaction():
-                            await conn.execute(sql)
+                            await (conn.execute(step) if isinstance(step, str) else step(conn))
                             await conn.execute(
                                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
                             )
@@ -258,10 +259,13 @@ class PostgresStore(PostgresUsage):
                 await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
 
     async def _scoped(self, conn: Any, user_id: str, sql: str, *params: Any) -> list[asyncpg.Record]:
-        """The one door for scoped reads: the SQL must filter on `m.user_id = $1`."""
-        if "m.user_id = $1" not in sql:
-            raise AssertionError("scoped SQL must filter on m.user_id = $1")
-        return await conn.fetch(sql, user_id, *params)
+        """The one door for scoped reads: the SQL must filter on `m.user_id = $1` (memories and their
+        counts) or `t.scope = $1` (postings, keyed by the scope's hash)."""
+        if "m.user_id = $1" in sql:
+            return await conn.fetch(sql, user_id, *params)
+        if "t.scope = $1" in sql:
+            return await conn.fetch(sql, postings.scope_key(user_id), *params)
+        raise AssertionError("scoped SQL must filter on m.user_id = $1 or t.scope = $1")
 
     async def add_many(self, items: list[NewMemory]) -> list[Memory]:
         """Insert memories in one transaction, skipping duplicates (scope, role, text, metadata) and known ids.
@@ -273,26 +277,18 @@ class PostgresStore(PostgresUsage):
         memories = [as_stored(item) for item in items]
         async with self._pool.acquire() as conn, conn.transaction():
             previous = dict(await conn.fetch(LATEST_SQL, list({m.user_id for m in memories})))
-            inserted = await conn.fetch(INSERT_SQL, *insert_args(items, memories, previous))
-        kept = {r[0] for r in inserted}
-        added = []
-        for m in memories:
-            if m.id in kept:  # once: a batch may name one id twice
-                kept.discard(m.id)
-                added.append(m)
-        for m in added:
+            args = insert_args(items, memories, previous)
+            seqs = dict(await conn.fetch(INSERT_SQL, *args))
+            contexts = dict(zip(args[0], args[8], strict=True))
+            added = []
+            for m in memories:
+                if m.id in seqs:  # once: a batch may name one id twice
+                    added.append((seqs.pop(m.id), m))
+            await _post(conn, [(seq, m.user_id, postings.postings(m.content, contexts[m.id])) for seq, m in added])
+        for _, m in added:
             if m.user_id in self._sizes:
                 self._sizes[m.user_id] += 1
-        self._rows_since_refresh += len(added)
-        if self._rows_since_refresh >= max(COMMON_REFRESH_ROWS, self._rows_at_refresh // 10):
-            self._refresh_in_background()
-        return added
-
-    def _refresh_in_background(self) -> None:
-        """Start a refresh of the term counts unless one is running: writes never wait for ts_stat's scan."""
-        if self._refresh.done():
-            self._rows_since_refresh = 0  # counted from now; the refresh itself re-reads the total
-            self._refresh = asyncio.create_task(self.refresh_common_terms(), name="memory-common-terms")
+        return [m for _, m in added]
 
     async def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]:
         """Newest first; `cursor` is the opaque value of a previous page's `next_cursor`."""
@@ -337,52 +333,54 @@ class PostgresStore(PostgresUsage):
         """Delete one memory of this scope; the next turn's context, which quoted it, is recomputed."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await self._scoped(
-                conn, user_id, "DELETE FROM memories m WHERE m.user_id = $1 AND m.id = $2 RETURNING m.seq", memory_id
+                conn,
+                user_id,
+                "DELETE FROM memories m WHERE m.user_id = $1 AND m.id = $2 RETURNING m.seq, m.content, m.context",
+                memory_id,
             )
             if not rows:
                 return False
             self._sizes.pop(user_id, None)
+            seq, content, context = rows[0]
+            await _unpost(conn, [(seq, user_id, postings.postings(content, context))])
             following = await self._scoped(
                 conn,
                 user_id,
-                "SELECT m.seq, m.created_at FROM memories m WHERE m.user_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT 1",
-                rows[0][0],
+                "SELECT m.seq, m.created_at, m.content, m.context FROM memories m WHERE m.user_id = $1 AND m.seq > $2 "
+                "ORDER BY m.seq LIMIT 1",
+                seq,
             )
             if following:
-                seq, created_at = following[0]
+                seq, created_at, content, context = following[0]
+                before = await self._scoped(
+                    conn,
+                    user_id,
+                    f"SELECT left(m.content, {NEIGHBOUR_CHARS}) FROM memories m WHERE m.user_id = $1 AND m.seq < $2 "
+                    "ORDER BY m.seq DESC LIMIT 1",
+                    seq,
+                )
+                fresh = "\n".join([textindex.date_words(created_at), *(r[0] for r in before)])
                 await self._scoped(
                     conn,
                     user_id,
-                    "UPDATE memories m SET context = $3 || coalesce((SELECT E'\\n' || left(p.content, "
-                    f"{NEIGHBOUR_CHARS}) FROM memories p WHERE p.user_id = $1 AND p.seq < $2 "
-                    "ORDER BY p.seq DESC LIMIT 1), '') WHERE m.user_id = $1 AND m.seq = $2 RETURNING m.seq",
+                    "UPDATE memories m SET context = $3 WHERE m.user_id = $1 AND m.seq = $2 RETURNING m.seq",
                     seq,
-                    textindex.date_words(created_at),
+                    fresh,
                 )
+                await _unpost(conn, [(seq, user_id, postings.postings(content, context))])
+                await _post(conn, [(seq, user_id, postings.postings(content, fresh))])
         return True
 
     async def forget(self, user_id: str) -> int:
-        """Delete every memory of a scope, then VACUUM so the freed rows' space is reclaimed."""
-        rows = await self._scoped(self._pool, user_id, "DELETE FROM memories m WHERE m.user_id = $1 RETURNING m.seq")
+        """Delete every memory of a scope with its postings, then VACUUM so the freed rows' space is reclaimed."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await self._scoped(conn, user_id, "DELETE FROM memories m WHERE m.user_id = $1 RETURNING m.seq")
+            await conn.execute("DELETE FROM memory_terms WHERE scope = $1", postings.scope_key(user_id))
+            await conn.execute("DELETE FROM memory_term_docs WHERE user_id = $1", user_id)
         self._sizes.pop(user_id, None)
         if rows:
-            await self._pool.execute("VACUUM memories")
+            await self._pool.execute("VACUUM memories, memory_terms, memory_term_docs")
         return len(rows)
-
-    async def refresh_common_terms(self) -> None:
-        """Re-read the document counts of frequent lexemes (ts_stat: a scan of the index column)."""
-        async with self._pool.acquire() as conn:
-            total = await conn.fetchval("SELECT count(*) FROM memories")
-            counts: dict[str, int] = {}
-            floor = min(FREQUENT_TERM_DOCS, COMMON_TERM_DOCS)
-            if total > floor:
-                rows = await conn.fetch(
-                    "SELECT word, ndoc FROM ts_stat('SELECT tsv FROM memories') WHERE ndoc > $1", floor
-                )
-                counts = {r[0]: r[1] for r in rows}
-        self.term_docs = counts
-        self.common_terms = {t: n for t, n in counts.items() if n > COMMON_TERM_DOCS}
-        self._rows_at_refresh = total
 
     async def _scope_size(self, conn: Any, user_id: str) -> int:
         """How many memories a scope holds (IDF's N), counted once and then kept up to date by this instance."""
@@ -391,38 +389,48 @@ class PostgresStore(PostgresUsage):
             self._sizes[user_id] = rows[0][0]
         return self._sizes[user_id]
 
-    async def search(self, user_id: str, query: str, limit: int) -> Found:
-        """Best matches within the scope, with a positive relevance score (two passes, as on SQLite)."""
-        words = within_budget(textindex.query_words(query, self.common_terms, GENERIC_TERM_DOCS, _stem), self.term_docs)
-        if not words:
+    async def _docs(self, conn: Any, user_id: str, terms: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """Per term, the scope's memories holding it anywhere and in their own text."""
+        rows = await self._scoped(conn, user_id, DOCS_SQL, list(terms)) if terms else []
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    async def _ranked(self, conn: Any, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int) -> Found:
+        """The scope's best matches for these terms, best first: the same two passes as SqliteDb._ranked."""
+        if not terms:
             return []
-        async with self._pool.acquire() as conn:
-            size = await self._scope_size(conn, user_id)
-            rows = await self._scoped(
-                conn, user_id, search_sql(len(words)), words, size, max(limit, RERANK_CANDIDATES), tsquery(words)
-            )
-            if not rows:
-                return []
-            score = {r[_N + 1]: r[_N] for r in rows}
-            around = await self._scoped(conn, user_id, AROUND_SQL, list(score))
-        final = {
-            seq: score[seq] + NEIGHBOUR_BOOST * (score.get(prev, 0.0) + score.get(nxt, 0.0))
-            for seq, prev, nxt in around
-        }
-        ranked = sorted(rows, key=lambda r: final[r[_N + 1]], reverse=True)
-        return [(_row(r), final[r[_N + 1]]) for r in ranked[:limit]]
+        read = postings.CANDIDATES_PER_WORD
+        cut = [t for t in terms if docs.get(t, 0) > read]
+        rows = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), read, cut)
+        size = await self._scope_size(conn, user_id)
+        weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
+        keep = max(limit, RERANK_CANDIDATES)
+        score = dict(postings.rank(rows, weights, keep))
+        if not score:
+            return []
+        rows = await self._scoped(conn, user_id, ROWS_SQL, list(score))
+        final = postings.boosted(score, ((r[_N], r[_N + 1], r[_N + 2]) for r in rows))
+        ranked = sorted(rows, key=lambda r: (final[r[_N]], r[_N]), reverse=True)
+        return [(_row(r), final[r[_N]]) for r in ranked[:limit]]
 
-    async def word_docs(self, user_id: str, words: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """The scope's size and, per word, how many of its memories (up to WORD_DOCS_CAP) hold it in their text."""
+    async def search(self, user_id: str, query: str, limit: int) -> Found:
+        """Best matches within the scope, with a positive relevance score (see SqliteDb._ranked)."""
+        terms = list(set(postings.question_terms(query).values()))
         async with self._pool.acquire() as conn:
-            size = await self._scope_size(conn, user_id)
-            rows = await self._scoped(conn, user_id, WORD_DOCS_SQL, words, size, WORD_DOCS_CAP) if words else []
-        return size, {r[0]: r[1] for r in rows}
+            docs = await self._docs(conn, user_id, terms)
+            return await self._ranked(conn, user_id, terms, {t: d for t, (d, _) in docs.items()}, limit)
 
-    async def neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
-        """For each memory, the start of the scope's turns just before and after it (the conversation around it)."""
-        rows = await self._scoped(self._pool, user_id, NEIGHBOURS_SQL, memory_ids) if memory_ids else []
-        return {r[0]: f"{r[1]}\n{r[2]}" for r in rows}
+    async def recall(self, user_id: str, query: str, limit: int) -> Recall:
+        """What recall reads for a question, in one call: the best matches and what the relevance gate needs."""
+        words = postings.question_terms(query)
+        terms = list(set(words.values()))
+        async with self._pool.acquire() as conn:
+            docs = await self._docs(conn, user_id, terms)
+            found = await self._ranked(conn, user_id, terms, {t: d for t, (d, _) in docs.items()}, limit)
+            ids = [m.id for m, _ in found]
+            near = await self._scoped(conn, user_id, NEIGHBOURS_SQL, ids) if ids else []
+            size = await self._scope_size(conn, user_id)
+        own = {w: min(docs.get(t, (0, 0))[1], WORD_DOCS_CAP) for w, t in words.items()}
+        return Recall(found, {r[0]: f"{r[1]}\n{r[2]}" for r in near}, size, own)
 
     async def export(self, user_id: str) -> AsyncIterator[Memory]:
         """Every memory of a scope, oldest first, read a page at a time."""
@@ -446,7 +454,10 @@ class PostgresStore(PostgresUsage):
         """Counts per scope (an operator's view, not scoped)."""
         rows = await self._pool.fetch("SELECT user_id, count(*) FROM memories GROUP BY user_id ORDER BY 2 DESC")
         scopes = {r[0]: r[1] for r in rows}
-        size = await self._pool.fetchval("SELECT pg_total_relation_size('memories')")
+        size = await self._pool.fetchval(
+            "SELECT sum(pg_total_relation_size(t::regclass))::bigint "
+            "FROM unnest(ARRAY['memories', 'memory_terms', 'memory_term_docs']) t"
+        )
         return {
             "backend": "postgresql",
             "path": redact_url(self.url),
@@ -460,8 +471,5 @@ class PostgresStore(PostgresUsage):
         await self._pool.fetchval("SELECT 1 FROM schema_migrations LIMIT 1")
 
     async def close(self) -> None:
-        """Stop a refresh still running, then close the pool's connections."""
-        self._refresh.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._refresh
+        """Close the pool's connections."""
         await self._pool.close()

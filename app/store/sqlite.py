@@ -1,4 +1,5 @@
-"""The SQLite backend: WAL, FTS5 and numbered migrations, behind the async store interface.
+"""The SQLite backend: WAL, the term index (app/store/postings.py) and numbered migrations, behind the
+async store interface.
 
 `SqliteDb` holds the SQL and runs on the store's own threads; `SqliteStore` is the async facade
 the app calls, so no caller sees the thread pool.
@@ -23,27 +24,24 @@ import orjson
 
 from app import textindex
 from app.store import (
-    COMMON_REFRESH_ROWS,
-    COMMON_TERM_DOCS,
     EXPORT_PAGE,
-    GENERIC_TERM_DOCS,
-    NEIGHBOUR_BOOST,
     NEIGHBOUR_CHARS,
     RERANK_CANDIDATES,
-    SEARCH_WEIGHTS,
     WORD_DOCS_CAP,
     Found,
     InvalidCursor,
     Memory,
     NewMemory,
+    Recall,
     as_stored,
     content_hash,
     metadata_text,
+    postings,
 )
 from app.store.sqlite_usage import SqliteUsage, m003_usage
 from app.store.usage import Mode, UsageFilter, UsageRecord
 
-try:  # a current SQLite (FTS5 secure-delete) where the wheel exists
+try:  # a current SQLite where the wheel exists
     import pysqlite3.dbapi2 as sqlite3
 except ImportError:  # pragma: no cover - platforms without the wheel
     import sqlite3
@@ -51,7 +49,6 @@ except ImportError:  # pragma: no cover - platforms without the wheel
 T = TypeVar("T")
 STORE_THREADS = 4  # the store's own threads, each with one connection for the life of the store
 ExportPage = list[tuple[Memory, tuple[float, int]]]  # memories with their (created_at, rowid) positions
-BM25_WEIGHTS = ", ".join(str(w) for w in (*SEARCH_WEIGHTS, 0.0))  # the scope token column never scores
 
 
 def _m001_initial(db: sqlite3.Connection) -> None:
@@ -85,7 +82,77 @@ def _m002_vocabulary(db: sqlite3.Connection) -> None:
     db.execute("CREATE VIRTUAL TABLE memories_vocab USING fts5vocab(memories_fts, 'row')")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_vocabulary, m003_usage]
+def _m004_postings(db: sqlite3.Connection) -> None:
+    # The term index replaces FTS5: postings read in impact order, so a search never ranks a whole scope.
+    db.execute("ALTER TABLE memories ADD COLUMN context TEXT NOT NULL DEFAULT ''")
+    db.execute(
+        "CREATE TABLE memory_terms (scope INTEGER NOT NULL, term INTEGER NOT NULL, mem INTEGER NOT NULL, "
+        "impact REAL NOT NULL, PRIMARY KEY (scope, term, mem)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX memory_terms_impact ON memory_terms (scope, term, impact DESC, mem DESC)")
+    db.execute(
+        "CREATE TABLE memory_term_docs (user_id TEXT NOT NULL, term INTEGER NOT NULL, docs INTEGER NOT NULL, "
+        "own INTEGER NOT NULL, PRIMARY KEY (user_id, term)) WITHOUT ROWID"
+    )
+    last = 0
+    while rows := db.execute(
+        "SELECT m.rowid, m.user_id, m.content, f.context FROM memories m JOIN memories_fts f ON f.rowid = m.rowid "
+        "WHERE m.rowid > ? ORDER BY m.rowid LIMIT 5000",
+        (last,),
+    ).fetchall():
+        db.executemany("UPDATE memories SET context = ? WHERE rowid = ?", ((r[3], r[0]) for r in rows))
+        _post(db, [(r[0], r[1], postings.postings(r[2], r[3])) for r in rows])
+        last = rows[-1][0]
+    db.execute("DROP TABLE memories_vocab")
+    db.execute("DROP TABLE memories_fts")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_vocabulary, m003_usage, _m004_postings]
+Posted = list[tuple[int, str, list[postings.Posting]]]  # (memory rowid, scope, its postings)
+_DOCS_UPSERT = (
+    "INSERT INTO memory_term_docs (user_id, term, docs, own) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (user_id, term) DO UPDATE SET docs = docs + excluded.docs, own = own + excluded.own"
+)
+# Each term's postings of highest impact in a scope (one range scan of memory_terms_impact each) are
+# the candidates; a term in more memories than were read has its impact in each candidate looked up
+# by primary key, so every candidate is scored over all of the question's terms.
+_TOP = (
+    "SELECT t.term, t.mem, t.impact FROM memory_terms t WHERE t.scope = ? AND t.term = ? "
+    "ORDER BY t.impact DESC, t.mem DESC LIMIT ?"
+)
+
+
+def _candidates_sql(n: int, cut: int) -> str:
+    """The postings of `n` terms in the union of their top postings, `cut` of them looked up."""
+    tops = " UNION ALL ".join([f"SELECT * FROM ({_TOP})"] * n)
+    if not cut:
+        return tops
+    return (
+        f"WITH top AS MATERIALIZED ({tops}) SELECT * FROM top UNION SELECT t.term, t.mem, t.impact FROM memory_terms t "
+        f"WHERE t.scope = ? AND t.term IN ({', '.join('?' * cut)}) AND t.mem IN (SELECT mem FROM top)"
+    )
+
+
+def _post(db: sqlite3.Connection, posted: Posted) -> None:
+    """Add memories' postings to the term index and their counts to the scopes' document counts."""
+    db.executemany(
+        "INSERT INTO memory_terms (scope, term, mem, impact) VALUES (?, ?, ?, ?)",
+        ((postings.scope_key(u), p.term, rowid, p.impact) for rowid, u, ps in posted for p in ps),
+    )
+    db.executemany(_DOCS_UPSERT, postings.doc_totals((u, ps) for _, u, ps in posted))
+
+
+def _unpost(db: sqlite3.Connection, posted: Posted) -> None:
+    """Take memories' postings out of the term index and their counts out of the document counts."""
+    db.executemany(
+        "DELETE FROM memory_terms WHERE scope = ? AND term = ? AND mem = ?",
+        ((postings.scope_key(u), p.term, rowid) for rowid, u, ps in posted for p in ps),
+    )
+    totals = postings.doc_totals(((u, ps) for _, u, ps in posted), sign=-1)
+    db.executemany(_DOCS_UPSERT, totals)
+    db.executemany("DELETE FROM memory_term_docs WHERE user_id = ? AND term = ? AND docs <= 0", (t[:2] for t in totals))
+
+
 _COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
 _N = 9  # columns in _COLUMNS: where whatever a query selects after them starts
 
@@ -115,10 +182,13 @@ def _context(db: sqlite3.Connection, user_id: str, rowid: int, created_at: float
 
 
 def _reindex(db: sqlite3.Connection, user_id: str, rowid: int) -> None:
-    """Recompute one memory's neighbour context after a neighbour came or went."""
-    row = db.execute("SELECT created_at FROM memories WHERE rowid = ?", (rowid,)).fetchone()
+    """Recompute one memory's neighbour context, and its postings, after a neighbour came or went."""
+    row = db.execute("SELECT created_at, content, context FROM memories WHERE rowid = ?", (rowid,)).fetchone()
     if row is not None:
-        db.execute("UPDATE memories_fts SET context = ? WHERE rowid = ?", (_context(db, user_id, rowid, row[0]), rowid))
+        context = _context(db, user_id, rowid, row[0])
+        _unpost(db, [(rowid, user_id, postings.postings(row[1], row[2]))])
+        db.execute("UPDATE memories SET context = ? WHERE rowid = ?", (context, rowid))
+        _post(db, [(rowid, user_id, postings.postings(row[1], context))])
 
 
 def _row(r: tuple[Any, ...]) -> Memory:
@@ -139,9 +209,6 @@ class SqliteDb(SqliteUsage):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._migrate()
-        self.common_terms: dict[str, int] = {}
-        self._rows_since_refresh = 0
-        self.refresh_common_terms()
         self._sizes: dict[str, int] = {}  # memories per scope, for IDF: counted once, then kept up to date
 
     def _conn(self) -> sqlite3.Connection:
@@ -188,10 +255,13 @@ class SqliteDb(SqliteUsage):
                     )
 
     def _scoped(self, user_id: str, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
-        """The one door for scoped statements: the SQL must filter on `m.user_id = ?` first."""
-        if "m.user_id = ?" not in sql:
-            raise AssertionError("scoped SQL must filter on m.user_id = ?")
-        return self._conn().execute(sql, (user_id, *params))
+        """The one door for scoped statements: the SQL must filter first on `m.user_id = ?` (memories and
+        their counts) or `t.scope = ?` (postings, keyed by the scope's hash)."""
+        if "m.user_id = ?" in sql:
+            return self._conn().execute(sql, (user_id, *params))
+        if "t.scope = ?" in sql:
+            return self._conn().execute(sql, (postings.scope_key(user_id), *params))
+        raise AssertionError("scoped SQL must filter on m.user_id = ? or t.scope = ?")
 
     def add_many(self, items: list[NewMemory]) -> list[Memory]:
         """Insert memories in one transaction, skipping duplicates (scope, role, text, metadata) and known ids."""
@@ -199,28 +269,19 @@ class SqliteDb(SqliteUsage):
             return []
         with self._transaction() as db:
             rows = [r for r in (self._insert_row(db, item) for item in items) if r is not None]
-            for rowid, memory in rows:
-                db.execute(
-                    "INSERT INTO memories_fts (rowid, content, context, scope) VALUES (?, ?, ?, ?)",
-                    (
-                        rowid,
-                        memory.content,
-                        _context(db, memory.user_id, rowid, memory.created_at),
-                        textindex.scope_token(memory.user_id),
-                    ),
-                )
+            _post(db, [(rowid, m.user_id, ps) for rowid, m, ps in rows])
+            for _, memory, _ in rows:
                 if memory.user_id in self._sizes:
                     self._sizes[memory.user_id] += 1
-        self._rows_since_refresh += len(rows)
-        if self._rows_since_refresh >= max(COMMON_REFRESH_ROWS, self._rows_at_refresh // 10):
-            self.refresh_common_terms()
-        return [memory for _, memory in rows]
+        return [memory for _, memory, _ in rows]
 
-    def _insert_row(self, db: sqlite3.Connection, item: NewMemory) -> tuple[int, Memory] | None:
+    def _insert_row(self, db: sqlite3.Connection, item: NewMemory) -> tuple[int, Memory, list[postings.Posting]] | None:
         memory = as_stored(item)
+        # A new row takes the largest rowid: the scope's latest turn is the one before it.
+        context = _context(db, item.user_id, 1 << 62, item.created_at)
         cur = db.execute(
-            "INSERT OR IGNORE INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata, "
+            "context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 memory.id,
                 item.user_id,
@@ -230,9 +291,10 @@ class SqliteDb(SqliteUsage):
                 item.created_at,
                 item.model,
                 metadata_text(item.metadata),
+                context,
             ),
         )
-        return (cur.lastrowid, memory) if cur.rowcount else None
+        return (cur.lastrowid, memory, postings.postings(item.content, context)) if cur.rowcount else None
 
     def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]:
         """Newest first; `cursor` is the opaque value of a previous page's `next_cursor`."""
@@ -276,12 +338,14 @@ class SqliteDb(SqliteUsage):
         """Delete one memory of this scope with its index entry; False when absent."""
         with self._transaction() as db:
             row = self._scoped(
-                user_id, "SELECT m.rowid FROM memories m WHERE m.user_id = ? AND m.id = ?", (memory_id,)
+                user_id,
+                "SELECT m.rowid, m.content, m.context FROM memories m WHERE m.user_id = ? AND m.id = ?",
+                (memory_id,),
             ).fetchone()
             if row:
                 self._sizes.pop(user_id, None)
                 following = _neighbour(db, user_id, row[0], before=False)
-                db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row[0],))
+                _unpost(db, [(row[0], user_id, postings.postings(row[1], row[2]))])
                 db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
                 if following is not None:  # its context quoted the deleted text
                     _reindex(db, user_id, following[0])
@@ -292,85 +356,89 @@ class SqliteDb(SqliteUsage):
     def forget(self, user_id: str) -> int:
         """Delete every memory and index entry of a scope, and purge the bytes from the files."""
         with self._transaction() as db:
-            rowids = [r for (r,) in self._scoped(user_id, "SELECT m.rowid FROM memories m WHERE m.user_id = ?")]
-            db.executemany("DELETE FROM memories_fts WHERE rowid = ?", ((r,) for r in rowids))
+            (count,) = self._scoped(user_id, "SELECT count(*) FROM memories m WHERE m.user_id = ?").fetchone()
+            db.execute("DELETE FROM memory_terms WHERE scope = ?", (postings.scope_key(user_id),))
+            db.execute("DELETE FROM memory_term_docs WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
             self._sizes.pop(user_id, None)
         self._purge()
-        return len(rowids)
+        return count
 
     def _purge(self) -> None:
-        """Leave no deleted bytes behind: merge away old FTS segments (old SQLite), empty the WAL."""
+        """Leave no deleted bytes behind in the WAL (secure_delete zeroes them in the database file)."""
         db = self._conn()
         with self._write_lock:
-            if sqlite3.sqlite_version_info < (3, 42):
-                db.execute("INSERT INTO memories_fts(memories_fts) VALUES ('optimize')")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def refresh_common_terms(self) -> None:
-        """Re-read which terms are in more than COMMON_TERM_DOCS rows (a scan of the term list)."""
-        db = self._conn()
-        rows = db.execute("SELECT term, doc FROM memories_vocab WHERE doc > ?", (COMMON_TERM_DOCS,))
-        self.common_terms = dict(rows.fetchall())
-        self._rows_at_refresh = db.execute("SELECT coalesce(max(rowid), 0) FROM memories").fetchone()[0]
-        self._rows_since_refresh = 0
-
-    def search(self, user_id: str, query: str, limit: int) -> Found:
-        """Best matches within the scope, with a positive relevance score.
-
-        Two passes. BM25 over the turn (weighted above) and its context (date, neighbouring turns)
-        picks candidates; then each candidate gains a share of its neighbours' scores
-        (NEIGHBOUR_BOOST), so a turn inside a stretch of conversation that matches the question
-        climbs above an isolated turn that shares a word with it by chance.
-        """
-        expr = textindex.match_expression(user_id, query, self.common_terms, GENERIC_TERM_DOCS)
-        if expr is None:
-            return []
-        rows = self._scoped(
-            user_id,
-            # CROSS JOIN keeps the full-text match as the outer loop: the planner would otherwise
-            # walk every row of the scope and re-run the MATCH for each one (quadratic).
-            f"SELECT {_COLUMNS}, -bm25(memories_fts, {BM25_WEIGHTS}) AS score, m.rowid FROM memories_fts "
-            "CROSS JOIN memories m ON m.rowid = memories_fts.rowid "
-            "WHERE m.user_id = ? AND memories_fts MATCH ? ORDER BY score DESC LIMIT ?",
-            (expr, max(limit, RERANK_CANDIDATES)),
-        ).fetchall()
-        if not rows:
-            return []
-        score = {r[_N + 1]: r[_N] for r in rows}
-        marks = ", ".join("?" * len(rows))
-        around = self._scoped(
-            user_id,
-            "SELECT m.rowid, "
-            "(SELECT max(p.rowid) FROM memories p WHERE p.user_id = m.user_id AND p.rowid < m.rowid), "
-            "(SELECT min(n.rowid) FROM memories n WHERE n.user_id = m.user_id AND n.rowid > m.rowid) "
-            f"FROM memories m WHERE m.user_id = ? AND m.rowid IN ({marks})",
-            list(score),
-        ).fetchall()
-        final = {
-            rowid: score[rowid] + NEIGHBOUR_BOOST * (score.get(prev, 0.0) + score.get(nxt, 0.0))
-            for rowid, prev, nxt in around
-        }
-        rows.sort(key=lambda r: final[r[_N + 1]], reverse=True)
-        return [(_row(r), final[r[_N + 1]]) for r in rows[:limit]]
-
-    def word_docs(self, user_id: str, words: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """The scope's size and, per word, how many of its memories (up to WORD_DOCS_CAP) hold it in their text."""
+    def _size(self, user_id: str) -> int:
+        """How many memories a scope holds (IDF's N): counted once, then kept up to date."""
         if user_id not in self._sizes:
             count = self._scoped(user_id, "SELECT count(*) FROM memories m WHERE m.user_id = ?")
             self._sizes[user_id] = count.fetchone()[0]
-        token = textindex.scope_token(user_id)
-        docs = {}
-        for word in words:
-            docs[word] = self._scoped(
-                user_id,
-                "SELECT count(*) FROM (SELECT 1 FROM memories_fts CROSS JOIN memories m "
-                "ON m.rowid = memories_fts.rowid WHERE m.user_id = ? AND memories_fts MATCH ? LIMIT ?)",
-                (f'scope : {token} AND content : "{word}"', WORD_DOCS_CAP),
-            ).fetchone()[0]
-        return self._sizes[user_id], docs
+        return self._sizes[user_id]
 
-    def neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
+    def _ranked(self, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int) -> Found:
+        """The scope's best matches for these terms (given each term's document count), best first.
+
+        Two passes. The term index's top postings per term give the candidates, scored exactly
+        (postings.rank, over every term's impact in each); then each of the best
+        RERANK_CANDIDATES gains a share of its neighbours' scores (NEIGHBOUR_BOOST), so a turn inside
+        a stretch of conversation that matches the question climbs above an isolated turn that
+        shares a word with it by chance.
+        """
+        if not terms:
+            return []
+        scope, read = postings.scope_key(user_id), postings.CANDIDATES_PER_WORD
+        cut = [t for t in terms if docs.get(t, 0) > read]
+        tops = [p for t in terms for p in (scope, t, read)][1:]  # _scoped binds the first scope
+        rows = self._scoped(user_id, _candidates_sql(len(terms), len(cut)), (*tops, *((scope, *cut) if cut else ())))
+        size = self._size(user_id)
+        weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
+        keep = max(limit, RERANK_CANDIDATES)
+        score = dict(postings.rank(rows, weights, keep))
+        if not score:
+            return []
+        rows = self._scoped(
+            user_id,
+            f"SELECT {_COLUMNS}, m.rowid, "
+            "(SELECT max(p.rowid) FROM memories p WHERE p.user_id = m.user_id AND p.rowid < m.rowid), "
+            "(SELECT min(n.rowid) FROM memories n WHERE n.user_id = m.user_id AND n.rowid > m.rowid) "
+            # `+` keeps the planner on the rowids: the scope's index would walk the whole scope.
+            f"FROM memories m WHERE +m.user_id = ? AND m.rowid IN ({', '.join('?' * len(score))})",
+            list(score),
+        ).fetchall()
+        final = postings.boosted(score, ((r[_N], r[_N + 1], r[_N + 2]) for r in rows))
+        rows.sort(key=lambda r: (final[r[_N]], r[_N]), reverse=True)
+        return [(_row(r), final[r[_N]]) for r in rows[:limit]]
+
+    def _docs(self, user_id: str, terms: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """Per term, the scope's memories holding it anywhere and in their own text."""
+        terms = list(terms)
+        if not terms:
+            return {}
+        rows = self._scoped(
+            user_id,
+            "SELECT m.term, m.docs, m.own FROM memory_term_docs m "
+            f"WHERE m.user_id = ? AND m.term IN ({', '.join('?' * len(terms))})",
+            terms,
+        )
+        return {t: (docs, own) for t, docs, own in rows}
+
+    def search(self, user_id: str, query: str, limit: int) -> Found:
+        """Best matches within the scope, with a positive relevance score (see _ranked)."""
+        terms = set(postings.question_terms(query).values())
+        docs = self._docs(user_id, terms)
+        return self._ranked(user_id, list(terms), {t: d for t, (d, _) in docs.items()}, limit)
+
+    def recall(self, user_id: str, query: str, limit: int) -> Recall:
+        """What recall reads for a question, in one call: the best matches and what the relevance gate needs."""
+        words = postings.question_terms(query)
+        docs = self._docs(user_id, set(words.values()))
+        found = self._ranked(user_id, list(set(words.values())), {t: d for t, (d, _) in docs.items()}, limit)
+        own = {w: min(docs.get(t, (0, 0))[1], WORD_DOCS_CAP) for w, t in words.items()}
+        return Recall(found, self._neighbours(user_id, [m.id for m, _ in found]), self._size(user_id), own)
+
+    def _neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
         """For each memory, the start of the scope's turns just before and after it (the conversation around it)."""
         if not memory_ids:
             return {}
@@ -467,13 +535,9 @@ class SqliteStore:
         """See SqliteDb.search."""
         return await self._run(self.db.search, user_id, query, limit)
 
-    async def word_docs(self, user_id: str, words: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """See SqliteDb.word_docs."""
-        return await self._run(self.db.word_docs, user_id, words)
-
-    async def neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
-        """See SqliteDb.neighbours."""
-        return await self._run(self.db.neighbours, user_id, memory_ids)
+    async def recall(self, user_id: str, query: str, limit: int) -> Recall:
+        """See SqliteDb.recall."""
+        return await self._run(self.db.recall, user_id, query, limit)
 
     async def export(self, user_id: str) -> AsyncIterator[Memory]:
         """Every memory of a scope, oldest first, read a page at a time."""

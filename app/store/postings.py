@@ -1,0 +1,118 @@
+"""The impact-ordered term index both backends search: what a memory posts per word, and how candidates score.
+
+Each memory posts one row per distinct word stem of its text and context: (scope, term, memory,
+impact), where the impact is the word's BM25 term-frequency part in that memory (its own text
+weighted over its context, SEARCH_WEIGHTS). A search reads, per question word, the postings of
+highest impact (an index range scan, CANDIDATES_PER_WORD rows at most), scores the union of those
+memories exactly (every question word's impact in each of them, looked up by key, times the
+word's IDF in the scope), and never touches the rest of the scope. A word in no more than
+CANDIDATES_PER_WORD memories of a scope brings all of them, so a small scope is ranked over every
+match.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app import textindex
+from app.store import NEIGHBOUR_BOOST, SEARCH_WEIGHTS
+
+CANDIDATES_PER_WORD = 50  # postings read per question word: the bound on a search's work
+K1 = 1.2  # BM25's term-frequency saturation
+B = 0.75  # BM25's length normalisation
+# A typical memory's length in words (its text and context together): BM25 normalises against the
+# average length, fixed here so that an impact, once written, never changes.
+AVERAGE_LENGTH = 64.0
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+@functools.lru_cache(maxsize=10_000)
+def scope_key(user_id: str) -> int:
+    """A scope as the index stores it (a signed 64-bit hash)."""
+    return _hash64(user_id)
+
+
+@functools.lru_cache(maxsize=200_000)
+def term_key(stem: str) -> int:
+    """A word stem as the index stores it (a signed 64-bit hash)."""
+    return _hash64(stem)
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One word of a memory: its term key, its impact, and whether the memory's own text holds it."""
+
+    term: int
+    impact: float
+    own: bool
+
+
+def _counts(text: str) -> tuple[Counter[str], int]:
+    words = textindex.words(text)
+    return Counter(textindex.stem(w) for w in words if w not in textindex.STOPWORDS), len(words)
+
+
+def postings(content: str, context: str) -> list[Posting]:
+    """The postings of a memory with this text and context, one per distinct stem.
+
+    BM25 as FTS5 computes it: a word's frequency is its count in each field times the field's
+    weight, saturated against the memory's whole length.
+    """
+    (own, own_length), (near, near_length) = _counts(content), _counts(context)
+    norm = K1 * (1 - B + B * (own_length + near_length) / AVERAGE_LENGTH)
+    out = []
+    for stem in own.keys() | near.keys():
+        tf = SEARCH_WEIGHTS[0] * own[stem] + SEARCH_WEIGHTS[1] * near[stem]
+        out.append(Posting(term_key(stem), tf * (K1 + 1) / (tf + norm), stem in own))
+    return out
+
+
+def question_terms(query: str) -> dict[str, int]:
+    """A question's meaningful words (as typed, lower-cased) with their term keys."""
+    return {w: term_key(textindex.stem(w)) for w in textindex.terms(query)}
+
+
+def idf(docs: int, size: int) -> float:
+    """BM25's inverse document frequency of a term in `docs` of a scope's `size` memories (always positive)."""
+    return math.log(1 + (max(size, docs) - docs + 0.5) / (docs + 0.5))
+
+
+def rank(rows: Iterable[tuple[int, int, float]], weights: Mapping[int, float], keep: int) -> list[tuple[int, float]]:
+    """The best `keep` memories with their scores, best first (ties: the newer memory).
+
+    `rows` are the (term, memory, impact) postings of the question's terms in the candidates; a
+    memory's score is the sum of each term's impact in it times the term's IDF (`weights`).
+    """
+    score: dict[int, float] = {}
+    for term, mem, impact in rows:
+        score[mem] = score.get(mem, 0.0) + weights[term] * impact
+    ranked = sorted(((s, m) for m, s in score.items()), reverse=True)
+    return [(m, s) for s, m in ranked[:keep] if s > 0]
+
+
+def boosted(score: Mapping[int, float], around: Iterable[tuple[int, Any, Any]]) -> dict[int, float]:
+    """Each memory's score plus NEIGHBOUR_BOOST of its neighbours' (memory, before, after), where they scored."""
+    return {m: score[m] + NEIGHBOUR_BOOST * (score.get(p, 0.0) + score.get(n, 0.0)) for m, p, n in around}
+
+
+def doc_totals(items: Iterable[tuple[str, list[Posting]]], sign: int = 1) -> list[tuple[str, int, int, int]]:
+    """Per (scope, term), the change in memories holding it and in those holding it in their own text.
+
+    Sorted, so concurrent writers update the counts in the same order (no deadlock on PostgreSQL).
+    """
+    docs: Counter[tuple[str, int]] = Counter()
+    own: Counter[tuple[str, int]] = Counter()
+    for user_id, posted in items:
+        for p in posted:
+            docs[user_id, p.term] += sign
+            own[user_id, p.term] += sign * p.own
+    return [(u, t, docs[u, t], own[u, t]) for u, t in sorted(docs)]
