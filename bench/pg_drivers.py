@@ -69,6 +69,7 @@ def top_args(scope: str, words: list[str]) -> tuple[Any, ...]:
         postings.scope_key(scope),
         [postings.term_key(textindex.stem(w)) for w in words],
         postings.CANDIDATES_PER_WORD,
+        False,  # no cut words: the candidates' packed postings are not read
     )
 
 
@@ -78,7 +79,7 @@ def best(rows: list[Any]) -> list[int]:
 
 
 def batch_args(items: list[NewMemory], previous: dict[str, str]) -> list[list[Any]]:
-    return insert_args(items, [as_stored(i) for i in items], previous)
+    return insert_args(items, [as_stored(i) for i in items], previous, [])
 
 
 class Asyncpg:

@@ -1,13 +1,15 @@
 """The impact-ordered term index both backends search: what a memory posts per word, and how candidates score.
 
-Each memory posts one row per distinct word stem of its text and context: (scope, term, memory,
-impact), where the impact is the word's BM25 term-frequency part in that memory (its own text
-weighted over its context, SEARCH_WEIGHTS). A search reads, per question word, the postings of
-highest impact (an index range scan, CANDIDATES_PER_WORD rows at most), scores the union of those
-memories exactly (every question word's impact in each of them, looked up by key, times the
-word's IDF in the scope), and never touches the rest of the scope. A word in no more than
-CANDIDATES_PER_WORD memories of a scope brings all of them, so a small scope is ranked over every
-match.
+Each memory posts one row per distinct word stem of its text and context: (scope, term, impact,
+memory), where the impact is the word's BM25 term-frequency part in that memory (its own text
+weighted over its context, SEARCH_WEIGHTS), quantised to IMPACT_SCALE steps. The same postings,
+packed, sit on the memory's own row (`pack`): the one B-tree of postings is keyed in impact order
+for reading, and a memory's weight for any word is read from its row. A search reads, per question
+word, the postings of highest impact (an index range scan, CANDIDATES_PER_WORD rows at most),
+scores the union of those memories exactly (every question word's impact in each of them, from
+their packed postings, times the word's IDF in the scope), and never touches the rest of the scope.
+A word in no more than CANDIDATES_PER_WORD memories of a scope brings all of them, so a small scope
+is ranked over every match.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +32,11 @@ B = 0.75  # BM25's length normalisation
 # A typical memory's length in words (its text and context together): BM25 normalises against the
 # average length, fixed here so that an impact, once written, never changes.
 AVERAGE_LENGTH = 64.0
+# Impacts are stored as integers of this many steps per unit (below 2.2 = K1 + 1, so they fit 15
+# bits): a small integer key is 2 bytes on disk where a float is 8, and ranks as the float did.
+IMPACT_SCALE = 10_000
+_OWN = 1 << 15  # in a packed posting's 16-bit field: the memory's own text holds the word
+_ENTRY = struct.Struct(">qH")  # a packed posting: term key, impact (with the _OWN bit)
 
 
 def _hash64(text: str) -> int:
@@ -49,10 +57,10 @@ def term_key(stem: str) -> int:
 
 @dataclass(frozen=True)
 class Posting:
-    """One word of a memory: its term key, its impact, and whether the memory's own text holds it."""
+    """One word of a memory: its term key, its impact (IMPACT_SCALE steps), whether its own text holds it."""
 
     term: int
-    impact: float
+    impact: int
     own: bool
 
 
@@ -72,7 +80,37 @@ def postings(content: str, context: str) -> list[Posting]:
     out = []
     for stem in own.keys() | near.keys():
         tf = SEARCH_WEIGHTS[0] * own[stem] + SEARCH_WEIGHTS[1] * near[stem]
-        out.append(Posting(term_key(stem), tf * (K1 + 1) / (tf + norm), stem in own))
+        impact = max(1, round(IMPACT_SCALE * tf * (K1 + 1) / (tf + norm)))
+        out.append(Posting(term_key(stem), impact, stem in own))
+    return out
+
+
+def pack(posted: Iterable[Posting]) -> bytes:
+    """A memory's postings as its row stores them: 10 bytes each (term key, impact with the own-text bit)."""
+    return b"".join(_ENTRY.pack(p.term, p.impact | (_OWN if p.own else 0)) for p in posted)
+
+
+def unpack(packed: bytes) -> list[Posting]:
+    """The postings `pack` stored."""
+    return [Posting(t, v & ~_OWN, bool(v & _OWN)) for t, v in _ENTRY.iter_unpack(packed)]
+
+
+def _at(packed: bytes, key: bytes) -> int:
+    """Where an entry with this term key starts in packed postings, or -1."""
+    at = packed.find(key)
+    while at > 0 and at % _ENTRY.size:  # a match straddling two entries: look further
+        at = packed.find(key, at + 1)
+    return at
+
+
+def looked_up(rows: Iterable[tuple[int, bytes]], terms: Iterable[int]) -> list[tuple[int, int, int]]:
+    """The (term, memory, impact) of each of `terms` in each (memory, packed postings) row that holds it."""
+    keys = [(t, t.to_bytes(8, "big", signed=True)) for t in terms]
+    out = []
+    for mem, packed in rows:
+        for term, key in keys:
+            if (at := _at(packed, key)) >= 0:
+                out.append((term, mem, _ENTRY.unpack_from(packed, at)[1] & ~_OWN))
     return out
 
 
@@ -89,12 +127,13 @@ def idf(docs: int, size: int) -> float:
 def rank(rows: Iterable[tuple[int, int, float]], weights: Mapping[int, float], keep: int) -> list[tuple[int, float]]:
     """The best `keep` memories with their scores, best first (ties: the newer memory).
 
-    `rows` are the (term, memory, impact) postings of the question's terms in the candidates; a
-    memory's score is the sum of each term's impact in it times the term's IDF (`weights`).
+    `rows` are the (term, memory, impact) postings of the question's terms in the candidates (a
+    posting read twice counts once); a memory's score is the sum of each term's impact in it times
+    the term's IDF (`weights`).
     """
     score: dict[int, float] = {}
-    for term, mem, impact in rows:
-        score[mem] = score.get(mem, 0.0) + weights[term] * impact
+    for (term, mem), impact in {(t, m): i for t, m, i in rows}.items():
+        score[mem] = score.get(mem, 0.0) + weights[term] * impact / IMPACT_SCALE
     ranked = sorted(((s, m) for m, s in score.items()), reverse=True)
     return [(m, s) for s, m in ranked[:keep] if s > 0]
 
