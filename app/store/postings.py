@@ -20,8 +20,7 @@ import math
 import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from app import textindex
 from app.store import NEIGHBOUR_BOOST, SEARCH_WEIGHTS
@@ -55,8 +54,7 @@ def term_key(stem: str) -> int:
     return _hash64(stem)
 
 
-@dataclass(frozen=True)
-class Posting:
+class Posting(NamedTuple):
     """One word of a memory: its term key, its impact (IMPACT_SCALE steps), whether its own text holds it."""
 
     term: int
@@ -64,9 +62,17 @@ class Posting:
     own: bool
 
 
-def _counts(text: str) -> tuple[Counter[str], int]:
+@functools.lru_cache(maxsize=200_000)
+def _word_key(word: str) -> int | None:
+    """A word's term key, None for a stopword (every memory written looks up each of its words)."""
+    return None if word in textindex.STOPWORDS else term_key(textindex.stem(word))
+
+
+def _counts(text: str) -> tuple[Counter[int | None], int]:
     words = textindex.words(text)
-    return Counter(textindex.stem(w) for w in words if w not in textindex.STOPWORDS), len(words)
+    counts = Counter(map(_word_key, words))
+    counts.pop(None, None)
+    return counts, len(words)
 
 
 def postings(content: str, context: str) -> list[Posting]:
@@ -77,11 +83,11 @@ def postings(content: str, context: str) -> list[Posting]:
     """
     (own, own_length), (near, near_length) = _counts(content), _counts(context)
     norm = K1 * (1 - B + B * (own_length + near_length) / AVERAGE_LENGTH)
+    weight_own, weight_near, scale = SEARCH_WEIGHTS[0], SEARCH_WEIGHTS[1], IMPACT_SCALE * (K1 + 1)
     out = []
-    for stem in own.keys() | near.keys():
-        tf = SEARCH_WEIGHTS[0] * own[stem] + SEARCH_WEIGHTS[1] * near[stem]
-        impact = max(1, round(IMPACT_SCALE * tf * (K1 + 1) / (tf + norm)))
-        out.append(Posting(term_key(stem), impact, stem in own))
+    for key in own.keys() | near.keys():
+        tf = weight_own * own[key] + weight_near * near[key]
+        out.append(Posting(key, max(1, round(scale * tf / (tf + norm))), key in own))  # type: ignore[arg-type]
     return out
 
 
@@ -151,7 +157,6 @@ def doc_totals(items: Iterable[tuple[str, list[Posting]]], sign: int = 1) -> lis
     docs: Counter[tuple[str, int]] = Counter()
     own: Counter[tuple[str, int]] = Counter()
     for user_id, posted in items:
-        for p in posted:
-            docs[user_id, p.term] += sign
-            own[user_id, p.term] += sign * p.own
-    return [(u, t, docs[u, t], own[u, t]) for u, t in sorted(docs)]
+        docs.update([(user_id, p.term) for p in posted])
+        own.update([(user_id, p.term) for p in posted if p.own])
+    return [(u, t, sign * n, sign * own[u, t]) for (u, t), n in sorted(docs.items())]
