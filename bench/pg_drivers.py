@@ -69,13 +69,12 @@ def top_args(scope: str, words: list[str]) -> tuple[Any, ...]:
         postings.scope_key(scope),
         [postings.term_key(textindex.stem(w)) for w in words],
         postings.CANDIDATES_PER_WORD,
-        False,  # no cut words: the candidates' packed postings are not read
     )
 
 
 def best(rows: list[Any]) -> list[int]:
     """The candidates' seqs (the ranking's arithmetic is the same Python for both drivers)."""
-    return list(dict.fromkeys(r[1] for r in rows))[:RERANK_CANDIDATES]
+    return list(dict.fromkeys(r[0] for r in rows))[:RERANK_CANDIDATES]
 
 
 def batch_args(items: list[NewMemory], previous: dict[str, str]) -> list[list[Any]]:

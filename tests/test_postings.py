@@ -39,12 +39,6 @@ def test_rank_sums_impact_times_idf_best_first() -> None:
     assert postings.rank(rows, {1: 2.0, 2: 1.0}, 1) == [(11, pytest.approx(2.1))]
 
 
-def test_rank_counts_a_posting_read_twice_once() -> None:
-    # A cut word's posting can come both from its top postings and from the candidate's packed ones.
-    rows = [(1, 10, 9000), (1, 10, 9000), (2, 10, 5000)]
-    assert postings.rank(rows, {1: 1.0, 2: 1.0}, 5) == [(10, pytest.approx(1.4))]
-
-
 def test_impacts_are_small_positive_integers() -> None:
     got = postings.postings("kiwi " * 50 + "pie", "kiwi " * 500)
     assert all(isinstance(p.impact, int) and 0 < p.impact < 1 << 15 for p in got)

@@ -151,18 +151,20 @@ _DOCS_UPSERT = """
     SET docs = memory_term_docs.docs + excluded.docs, own = memory_term_docs.own + excluded.own
 """
 # Each question term's postings of highest impact in the scope (one range scan of memory_terms_impact
-# each) are the candidates (rows with a term); when a term is in more memories than were read ($4),
-# each candidate's packed postings come too (rows without one), where its impact is read.
+# each), and the turn after each (whose context quotes it), are the candidates: their packed postings.
 CANDIDATES_SQL = """
     WITH top AS MATERIALIZED (
-        SELECT k.term, x.seq, x.impact FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
-            SELECT t.seq, t.impact FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term
+        SELECT DISTINCT x.seq FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
+            SELECT t.seq FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term
             ORDER BY t.impact DESC, t.seq DESC LIMIT $3
         ) x
     )
-    SELECT term, seq, impact, NULL::bytea FROM top
-    UNION ALL
-    SELECT NULL, m.seq, NULL, m.terms FROM memories m WHERE $4 AND m.seq IN (SELECT seq FROM top)
+    SELECT m.seq, m.terms FROM memories m WHERE m.seq IN (
+        SELECT seq FROM top
+        UNION
+        SELECT (SELECT min(n.seq) FROM memories n WHERE n.user_id = c.user_id AND n.seq > c.seq)
+        FROM memories c WHERE c.seq IN (SELECT seq FROM top)
+    )
 """
 DOCS_SQL = "SELECT m.term, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($2::bigint[])"
 # The best candidates' rows, with the seqs of the scope's turns just before and after each.
@@ -217,7 +219,7 @@ def _row(r: asyncpg.Record) -> Memory:
 
 async def _insert_postings(conn: Any, posted: Posted) -> None:
     # In key order: a batch's postings of one scope and term land on the same index pages one after another.
-    rows = sorted((postings.scope_key(u), p.term, p.impact, seq) for seq, u, ps in posted for p in ps)
+    rows = sorted((postings.scope_key(u), p.term, p.impact, seq) for seq, u, ps in posted for p in ps if p.own)
     await conn.execute(
         "INSERT INTO memory_terms (scope, term, impact, seq) "
         "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::bigint[])",
@@ -233,7 +235,7 @@ async def _post(conn: Any, posted: Posted) -> None:
 
 async def _unpost(conn: Any, posted: Posted) -> None:
     """Take memories' postings out of the term index and their counts out of the document counts."""
-    rows = [(postings.scope_key(u), p.term, p.impact, seq) for seq, u, ps in posted for p in ps]
+    rows = [(postings.scope_key(u), p.term, p.impact, seq) for seq, u, ps in posted for p in ps if p.own]
     await conn.execute(
         "DELETE FROM memory_terms WHERE (scope, term, impact, seq) IN "
         "(SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::bigint[]))",
@@ -436,11 +438,8 @@ class PostgresStore(PostgresUsage):
         """The scope's best matches for these terms, best first: the same two passes as SqliteDb._ranked."""
         if not terms:
             return []
-        read = postings.CANDIDATES_PER_WORD
-        cut = [t for t in terms if docs.get(t, 0) > read]
-        rows = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), read, bool(cut))
-        tops = [r[:3] for r in rows if r[0] is not None]
-        tops += postings.looked_up(((r[1], r[3]) for r in rows if r[0] is None), cut)
+        packed = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), postings.CANDIDATES_PER_WORD)
+        tops = postings.looked_up(packed, terms)
         size = await self._scope_size(conn, user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)

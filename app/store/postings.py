@@ -1,15 +1,18 @@
 """The impact-ordered term index both backends search: what a memory posts per word, and how candidates score.
 
-Each memory posts one row per distinct word stem of its text and context: (scope, term, impact,
-memory), where the impact is the word's BM25 term-frequency part in that memory (its own text
-weighted over its context, SEARCH_WEIGHTS), quantised to IMPACT_SCALE steps. The same postings,
-packed, sit on the memory's own row (`pack`): the one B-tree of postings is keyed in impact order
-for reading, and a memory's weight for any word is read from its row. A search reads, per question
-word, the postings of highest impact (an index range scan, CANDIDATES_PER_WORD rows at most),
-scores the union of those memories exactly (every question word's impact in each of them, from
-their packed postings, times the word's IDF in the scope), and never touches the rest of the scope.
-A word in no more than CANDIDATES_PER_WORD memories of a scope brings all of them, so a small scope
-is ranked over every match.
+A memory has one posting per distinct word stem of its text and context: (term, impact), where the
+impact is the word's BM25 term-frequency part in that memory (its own text weighted over its
+context, SEARCH_WEIGHTS), quantised to IMPACT_SCALE steps. All of them, packed, sit on the memory's
+own row (`pack`); the postings of its own text's words also go into the scope's one B-tree of
+postings, keyed (scope, term, impact, memory) for reading in impact order. A word that only the
+context holds is the previous turn's own word, so the index needs it once, not twice.
+
+A search reads, per question word, the postings of highest impact (an index range scan,
+CANDIDATES_PER_WORD rows at most); those memories and the turn after each (whose context quotes
+them) are the candidates, scored exactly (every question word's impact in each, from their packed
+postings, times the word's IDF in the scope); the rest of the scope is never touched. A word in no
+more than CANDIDATES_PER_WORD memories' own text brings all of them and the turns after them, so a
+small scope is ranked over every match.
 """
 
 from __future__ import annotations
@@ -133,12 +136,11 @@ def idf(docs: int, size: int) -> float:
 def rank(rows: Iterable[tuple[int, int, float]], weights: Mapping[int, float], keep: int) -> list[tuple[int, float]]:
     """The best `keep` memories with their scores, best first (ties: the newer memory).
 
-    `rows` are the (term, memory, impact) postings of the question's terms in the candidates (a
-    posting read twice counts once); a memory's score is the sum of each term's impact in it times
-    the term's IDF (`weights`).
+    `rows` are the (term, memory, impact) postings of the question's terms in the candidates; a
+    memory's score is the sum of each term's impact in it times the term's IDF (`weights`).
     """
     score: dict[int, float] = {}
-    for (term, mem), impact in {(t, m): i for t, m, i in rows}.items():
+    for term, mem, impact in rows:
         score[mem] = score.get(mem, 0.0) + weights[term] * impact / IMPACT_SCALE
     ranked = sorted(((s, m) for m, s in score.items()), reverse=True)
     return [(m, s) for s, m in ranked[:keep] if s > 0]

@@ -140,8 +140,8 @@ _DOCS_UPSERT = (
     "INSERT INTO memory_term_docs (user_id, term, docs, own) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (user_id, term) DO UPDATE SET docs = docs + excluded.docs, own = own + excluded.own"
 )
-# Each term's postings of highest impact in a scope (one range scan of the postings' key each) are
-# the candidates.
+# Each term's postings of highest impact in a scope (one range scan of the postings' key each), and
+# the turn after each (whose context quotes it), are the candidates.
 _TOP = (
     "SELECT t.term, t.mem, t.impact FROM memory_terms t WHERE t.scope = ? AND t.term = ? "
     "ORDER BY t.impact DESC, t.mem DESC LIMIT ?"
@@ -153,9 +153,17 @@ def _candidates_sql(n: int) -> str:
     return " UNION ALL ".join([f"SELECT * FROM ({_TOP})"] * n)
 
 
+# The packed postings of memories (a JSON array of rowids) and of the scope's turn after each.
+_PACKED = (
+    "SELECT m.rowid, m.terms FROM memories m WHERE +m.user_id = ? AND m.rowid IN (SELECT c.value FROM json_each(?) c "
+    "UNION SELECT (SELECT min(n.rowid) FROM memories n WHERE n.user_id = ?1 AND n.rowid > c.value) "
+    "FROM json_each(?2) c)"
+)
+
+
 def _insert_postings(db: sqlite3.Connection, posted: Posted) -> None:
     # In key order: a batch's postings of one scope and term land on the same pages one after another.
-    rows = sorted((postings.scope_key(u), p.term, p.impact, rowid) for rowid, u, ps in posted for p in ps)
+    rows = sorted((postings.scope_key(u), p.term, p.impact, rowid) for rowid, u, ps in posted for p in ps if p.own)
     db.executemany("INSERT INTO memory_terms (scope, term, impact, mem) VALUES (?, ?, ?, ?)", rows)
 
 
@@ -169,7 +177,7 @@ def _unpost(db: sqlite3.Connection, posted: Posted) -> None:
     """Take memories' postings out of the term index and their counts out of the document counts."""
     db.executemany(
         "DELETE FROM memory_terms WHERE scope = ? AND term = ? AND impact = ? AND mem = ?",
-        ((postings.scope_key(u), p.term, p.impact, rowid) for rowid, u, ps in posted for p in ps),
+        ((postings.scope_key(u), p.term, p.impact, rowid) for rowid, u, ps in posted for p in ps if p.own),
     )
     totals = postings.doc_totals(((u, ps) for _, u, ps in posted), sign=-1)
     db.executemany(_DOCS_UPSERT, totals)
@@ -406,9 +414,9 @@ class SqliteDb(SqliteUsage):
     def _ranked(self, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int) -> Found:
         """The scope's best matches for these terms (given each term's document count), best first.
 
-        Two passes. The term index's top postings per term give the candidates, scored exactly
-        (postings.rank, over every term's impact in each: a term in more memories than were read
-        has its impacts read from the candidates' packed postings); then each of the best
+        Two passes. The term index's top postings per term, and the turn after each, give the
+        candidates, scored exactly (postings.rank, over every term's impact in each, read from their
+        packed postings); then each of the best
         RERANK_CANDIDATES gains a share of its neighbours' scores (NEIGHBOUR_BOOST), so a turn inside
         a stretch of conversation that matches the question climbs above an isolated turn that
         shares a word with it by chance.
@@ -416,16 +424,9 @@ class SqliteDb(SqliteUsage):
         if not terms:
             return []
         scope, read = postings.scope_key(user_id), postings.CANDIDATES_PER_WORD
-        cut = [t for t in terms if docs.get(t, 0) > read]
         tops = [p for t in terms for p in (scope, t, read)][1:]  # _scoped binds the first scope
-        rows = self._scoped(user_id, _candidates_sql(len(terms)), tops).fetchall()
-        if cut:
-            mems = list({r[1] for r in rows})
-            # `+` keeps the planner on the rowids: the scope's index would walk the whole scope.
-            marks = ", ".join("?" * len(mems))
-            sql = f"SELECT m.rowid, m.terms FROM memories m WHERE +m.user_id = ? AND m.rowid IN ({marks})"
-            packed = self._scoped(user_id, sql, mems)
-            rows += postings.looked_up(packed, cut)
+        mems = {r[1] for r in self._scoped(user_id, _candidates_sql(len(terms)), tops)}
+        rows = postings.looked_up(self._scoped(user_id, _PACKED, (orjson.dumps(list(mems)).decode(),)), terms)
         size = self._size(user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
