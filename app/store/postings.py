@@ -17,6 +17,7 @@ small scope is ranked over every match.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import math
@@ -104,22 +105,25 @@ def unpack(packed: bytes) -> list[Posting]:
     return [Posting(t, v & ~_OWN, bool(v & _OWN)) for t, v in _ENTRY.iter_unpack(packed)]
 
 
-def _at(packed: bytes, key: bytes) -> int:
-    """Where an entry with this term key starts in packed postings, or -1."""
-    at = packed.find(key)
-    while at > 0 and at % _ENTRY.size:  # a match straddling two entries: look further
-        at = packed.find(key, at + 1)
-    return at
-
-
 def looked_up(rows: Iterable[tuple[int, bytes]], terms: Iterable[int]) -> list[tuple[int, int, int]]:
     """The (term, memory, impact) of each of `terms` in each (memory, packed postings) row that holds it."""
-    keys = [(t, t.to_bytes(8, "big", signed=True)) for t in terms]
-    out = []
+    mems: list[int] = []
+    ends: list[int] = []
+    parts: list[bytes] = []
     for mem, packed in rows:
-        for term, key in keys:
-            if (at := _at(packed, key)) >= 0:
-                out.append((term, mem, _ENTRY.unpack_from(packed, at)[1] & ~_OWN))
+        mems.append(mem)
+        parts.append(packed)
+        ends.append((ends[-1] if ends else 0) + len(packed))
+    # One search per term through all rows at once: every row is whole entries, so entries stay aligned.
+    joined = b"".join(parts)
+    out = []
+    for term in terms:
+        key = term.to_bytes(8, "big", signed=True)
+        at = joined.find(key)
+        while at >= 0:
+            if at % _ENTRY.size == 0:  # else a match straddling two entries
+                out.append((term, mems[bisect.bisect_right(ends, at)], _ENTRY.unpack_from(joined, at)[1] & ~_OWN))
+            at = joined.find(key, at + 1)
     return out
 
 

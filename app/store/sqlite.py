@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - platforms without the wheel
 
 T = TypeVar("T")
 STORE_THREADS = 4  # the store's own threads, each with one connection for the life of the store
+MMAP_BYTES = 1 << 30  # how much of the database file each connection maps (address space, not memory)
 ExportPage = list[tuple[Memory, tuple[float, int]]]  # memories with their (created_at, rowid) positions
 
 
@@ -153,11 +154,12 @@ def _candidates_sql(n: int) -> str:
     return " UNION ALL ".join([f"SELECT * FROM ({_TOP})"] * n)
 
 
-# The packed postings of memories (a JSON array of rowids) and of the scope's turn after each.
+# The packed postings of memories (a JSON array of rowids) and of the scope's turn after each (a
+# memory can come twice: as a candidate and as the turn after another).
 _PACKED = (
-    "SELECT m.rowid, m.terms FROM memories m WHERE +m.user_id = ? AND m.rowid IN (SELECT c.value FROM json_each(?) c "
-    "UNION SELECT (SELECT min(n.rowid) FROM memories n WHERE n.user_id = ?1 AND n.rowid > c.value) "
-    "FROM json_each(?2) c)"
+    "SELECT m.rowid, m.terms FROM json_each(?2) c JOIN memories m ON m.rowid = c.value WHERE +m.user_id = ?1 "
+    "UNION ALL SELECT m.rowid, m.terms FROM json_each(?2) c JOIN memories m ON m.rowid = "
+    "(SELECT min(n.rowid) FROM memories n WHERE n.user_id = ?1 AND n.rowid > c.value)"
 )
 
 
@@ -254,6 +256,8 @@ class SqliteDb(SqliteUsage):
             conn.execute("PRAGMA busy_timeout=5000")
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute("PRAGMA foreign_keys=ON")
+            # Search reads a few hundred candidates' rows at random: mapped, each is a memory read, not a read call.
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -426,7 +430,8 @@ class SqliteDb(SqliteUsage):
         scope, read = postings.scope_key(user_id), postings.CANDIDATES_PER_WORD
         tops = [p for t in terms for p in (scope, t, read)][1:]  # _scoped binds the first scope
         mems = {r[1] for r in self._scoped(user_id, _candidates_sql(len(terms)), tops)}
-        rows = postings.looked_up(self._scoped(user_id, _PACKED, (orjson.dumps(list(mems)).decode(),)), terms)
+        packed = dict(self._scoped(user_id, _PACKED, (orjson.dumps(list(mems)).decode(),)).fetchall())
+        rows = postings.looked_up(packed.items(), terms)
         size = self._size(user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
