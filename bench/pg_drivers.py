@@ -69,6 +69,7 @@ def top_args(scope: str, words: list[str]) -> tuple[Any, ...]:
         postings.scope_key(scope),
         [postings.term_key(textindex.stem(w)) for w in words],
         postings.CANDIDATES_PER_WORD,
+        scope,
     )
 
 

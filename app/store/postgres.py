@@ -151,7 +151,8 @@ _DOCS_UPSERT = """
     SET docs = memory_term_docs.docs + excluded.docs, own = memory_term_docs.own + excluded.own
 """
 # Each question term's postings of highest impact in the scope (one range scan of memory_terms_impact
-# each), and the turn after each (whose context quotes it), are the candidates: their packed postings.
+# each), and the scope's ($4) turn after each (whose context quotes it), are the candidates: their
+# packed postings.
 CANDIDATES_SQL = """
     WITH top AS MATERIALIZED (
         SELECT DISTINCT x.seq FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
@@ -159,12 +160,11 @@ CANDIDATES_SQL = """
             ORDER BY t.impact DESC, t.seq DESC LIMIT $3
         ) x
     )
-    SELECT m.seq, m.terms FROM memories m WHERE m.seq IN (
+    SELECT m.seq, m.terms FROM memories m WHERE m.seq = ANY(ARRAY(
         SELECT seq FROM top
         UNION
-        SELECT (SELECT min(n.seq) FROM memories n WHERE n.user_id = c.user_id AND n.seq > c.seq)
-        FROM memories c WHERE c.seq IN (SELECT seq FROM top)
-    )
+        SELECT (SELECT min(n.seq) FROM memories n WHERE n.user_id = $4 AND n.seq > top.seq) FROM top
+    ))
 """
 DOCS_SQL = "SELECT m.term, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($2::bigint[])"
 # The best candidates' rows, with the seqs of the scope's turns just before and after each.
@@ -438,7 +438,8 @@ class PostgresStore(PostgresUsage):
         """The scope's best matches for these terms, best first: the same two passes as SqliteDb._ranked."""
         if not terms:
             return []
-        packed = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), postings.CANDIDATES_PER_WORD)
+        read = postings.CANDIDATES_PER_WORD
+        packed = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), read, user_id)
         tops = postings.looked_up(packed, terms)
         size = await self._scope_size(conn, user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
