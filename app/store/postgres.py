@@ -63,9 +63,10 @@ async def _m003_postings(conn: Any) -> None:
 
 
 async def _m004_packed_postings(conn: Any) -> None:
-    # Writes: one B-tree of postings instead of two. Each memory's postings move onto its own row
-    # (packed), where search reads a candidate's impacts; the postings table keeps only the impact
-    # order (quantised impacts), so it needs no primary key. The index is built after the backfill.
+    # Writes: one B-tree of postings instead of two, half the rows. Each memory's postings move onto
+    # its own row (packed), where search reads a candidate's impacts; the postings table keeps the
+    # impact order (quantised) of each memory's own words only, with no primary key. The index is
+    # built after the backfill.
     await conn.execute(
         """
         ALTER TABLE memories ADD COLUMN terms BYTEA NOT NULL DEFAULT '';

@@ -109,9 +109,9 @@ def _m004_postings(db: sqlite3.Connection) -> None:
 
 
 def _m005_packed_postings(db: sqlite3.Connection) -> None:
-    # Writes: one B-tree of postings instead of two. Each memory's postings move onto its own row
-    # (packed), where search reads a candidate's impacts; the postings table keeps only the impact
-    # order (quantised impacts), which is its key, so it needs no second index.
+    # Writes: one B-tree of postings instead of two, half the rows. Each memory's postings move onto
+    # its own row (packed), where search reads a candidate's impacts; the postings table keeps the
+    # impact order (quantised) of each memory's own words only, as its key, with no second index.
     db.execute("ALTER TABLE memories ADD COLUMN terms BLOB NOT NULL DEFAULT x''")
     db.execute("DROP TABLE memory_terms")
     db.execute(_POSTINGS_TABLE)
