@@ -69,16 +69,17 @@ def top_args(scope: str, words: list[str]) -> tuple[Any, ...]:
         postings.scope_key(scope),
         [postings.term_key(textindex.stem(w)) for w in words],
         postings.CANDIDATES_PER_WORD,
+        scope,
     )
 
 
 def best(rows: list[Any]) -> list[int]:
     """The candidates' seqs (the ranking's arithmetic is the same Python for both drivers)."""
-    return list(dict.fromkeys(r[1] for r in rows))[:RERANK_CANDIDATES]
+    return list(dict.fromkeys(r[0] for r in rows))[:RERANK_CANDIDATES]
 
 
 def batch_args(items: list[NewMemory], previous: dict[str, str]) -> list[list[Any]]:
-    return insert_args(items, [as_stored(i) for i in items], previous)
+    return insert_args(items, [as_stored(i) for i in items], previous, [])
 
 
 class Asyncpg:

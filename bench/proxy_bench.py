@@ -73,7 +73,7 @@ MASTER_KEY = "sk-bench-master-key-0000"
 MODEL = "fake-model"
 SCOPES = {"bench-100k": 100_000, "bench-10k": 10_000, "bench-1k": 1_000}
 N_SCOPES = 1_000
-DB_VERSION = 1
+DB_VERSION = 2  # the cached store's schema: bumped when a migration reshapes the index (2: packed postings)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

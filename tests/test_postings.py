@@ -34,6 +34,36 @@ def test_idf_is_positive_and_falls_with_document_count() -> None:
 
 
 def test_rank_sums_impact_times_idf_best_first() -> None:
-    rows = [(1, 10, 0.9), (1, 11, 0.8), (2, 11, 0.5)]
+    rows = [(1, 10, 9000), (1, 11, 8000), (2, 11, 5000)]  # impacts 0.9, 0.8, 0.5 in IMPACT_SCALE steps
     assert postings.rank(rows, {1: 2.0, 2: 1.0}, 5) == [(11, pytest.approx(2.1)), (10, pytest.approx(1.8))]
     assert postings.rank(rows, {1: 2.0, 2: 1.0}, 1) == [(11, pytest.approx(2.1))]
+
+
+def test_impacts_are_small_positive_integers() -> None:
+    got = postings.postings("kiwi " * 50 + "pie", "kiwi " * 500)
+    assert all(isinstance(p.impact, int) and 0 < p.impact < 1 << 15 for p in got)
+
+
+def test_packed_postings_round_trip_with_the_own_text_mark() -> None:
+    posted = postings.postings("Deploying the kiwi service", "8 May 2023 Monday\nthe kiwi pie")
+    packed = postings.pack(posted)
+    assert len(packed) == 10 * len(posted)
+    assert postings.unpack(packed) == posted
+
+
+def test_looked_up_reads_each_terms_impact_from_packed_postings() -> None:
+    a = postings.postings("kiwi pie", "")
+    b = postings.postings("deploy kiwi kiwi", "")
+    kiwi, pie, absent = (postings.term_key(w) for w in ("kiwi", "pie", "nowher"))
+    got = postings.looked_up([(1, postings.pack(a)), (2, postings.pack(b))], [kiwi, pie, absent])
+    expected = {(p.term, 1, p.impact) for p in a} | {(p.term, 2, p.impact) for p in b if p.term == kiwi}
+    assert set(got) == expected
+
+
+def test_looked_up_skips_a_term_key_straddling_two_entries() -> None:
+    # Entries (term, impact): the 8 bytes at offset 5 are a key no entry has; it must not be read.
+    posted = [postings.Posting(0x0102030405060708, 300, True), postings.Posting(0x1112131415161718, 400, False)]
+    packed = postings.pack(posted)
+    straddling = int.from_bytes(packed[5:13], "big", signed=True)
+    assert postings.looked_up([(1, packed)], [straddling]) == []
+    assert postings.looked_up([(1, packed)], [0x1112131415161718]) == [(0x1112131415161718, 1, 400)]

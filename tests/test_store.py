@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app import textindex
 from app.records import memory_json
-from app.store import InvalidCursor, Memory, MemoryStore, NewMemory, open_store
+from app.store import InvalidCursor, Memory, MemoryStore, NewMemory, open_store, postings
 from app.store.sqlite import MIGRATIONS, SqliteStore, sqlite3
 from tests.backends import reset_schema
 from tests.test_cli import RECALL_FIELDS
@@ -246,7 +247,7 @@ async def test_forget_leaves_no_index_entries_sqlite(sqlite_store: SqliteStore, 
     finally:
         conn.close()
     assert n_rows == 1
-    assert terms == (6, 1)  # "kept", "fact" and its date's four words: the one memory left
+    assert terms == (2, 1)  # "kept" and "fact" (its own words: its date is in its packed postings only)
     assert counted == [("stay",)]
 
 
@@ -309,7 +310,6 @@ async def test_search_stems_words(store: MemoryStore) -> None:
 async def test_a_frequent_words_postings_are_read_by_impact_up_to_the_budget(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.store import postings
 
     monkeypatch.setattr(postings, "CANDIDATES_PER_WORD", 3)
     store = await open_store(store_url)
@@ -320,8 +320,10 @@ async def test_a_frequent_words_postings_are_read_by_impact_up_to_the_budget(
         quiet = NewMemory("a", "user", "more chatter", created_at=1.5e9)
         kiwi = NewMemory("a", "user", "deploy the kiwi service with a long tail " + "filler " * 20, created_at=2e9)
         await store.add_many([*sorted([*notes, *chatter], key=lambda m: m.created_at), quiet, kiwi])
-        # Only the three highest-impact postings of "deploy" are read: the shortest notes, which say it most.
-        assert [m.content for m, _ in await store.search("a", "deploy", 10)] == [n.content for n in notes[:3]]
+        # Only the three highest-impact postings of "deploy" are read: the shortest notes, which say it most,
+        # and with them the turns after them, whose context quotes them.
+        found = {m.content for m, _ in await store.search("a", "deploy", 10)}
+        assert found == {n.content for n in [*notes[:3], *chatter[:3]]}
         # A memory found through a rare word still gets the frequent word's share: its score is exact.
         hits = await store.search("a", "deploy kiwi", 3)
         assert hits[0][0].content == kiwi.content
@@ -609,6 +611,11 @@ async def test_sqlite_store_of_the_full_text_era_is_migrated_onto_the_term_index
         assert (await store.recall("a", "walrus", 5)).docs == {"walrus": 1}
         tables = {r[0] for r in store.db._conn().execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "memories_fts" not in tables and "memory_terms" in tables
+        # The packed postings the migrations wrote are exact: deleting takes every posting back out.
+        assert await store.delete("a", "mem_0")
+        assert await store.search("a", "walrus", 5) == []
+        (count,) = store.db._conn().execute("SELECT count(*) FROM memory_terms").fetchone()
+        assert count == sum(p.own for p in postings.postings("next turn", textindex.date_words(1e9 + 1)))
     finally:
         await store.close()
 
@@ -641,5 +648,14 @@ async def test_postgres_store_of_the_tsvector_era_is_migrated_onto_the_term_inde
     try:
         assert [m.id for m, _ in await store.search("a", "walrus", 5)] == ["mem_0", "mem_1"]
         assert (await store.recall("a", "walrus", 5)).docs == {"walrus": 1}
+        # The packed postings the migrations wrote are exact: deleting takes every posting back out.
+        assert await store.delete("a", "mem_0")
+        assert await store.search("a", "walrus", 5) == []
+        conn = await asyncpg.connect(pg_url)
+        try:
+            count = await conn.fetchval("SELECT count(*) FROM memory_terms")
+        finally:
+            await conn.close()
+        assert count == sum(p.own for p in postings.postings("next turn", textindex.date_words(1e9 + 1)))
     finally:
         await store.close()

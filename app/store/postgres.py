@@ -62,6 +62,36 @@ async def _m003_postings(conn: Any) -> None:
         last = rows[-1][0]
 
 
+async def _m004_packed_postings(conn: Any) -> None:
+    # Writes: one B-tree of postings instead of two, half the rows. Each memory's postings move onto
+    # its own row (packed), where search reads a candidate's impacts; the postings table keeps the
+    # impact order (quantised) of each memory's own words only, with no primary key. The index is
+    # built after the backfill.
+    await conn.execute(
+        """
+        ALTER TABLE memories ADD COLUMN terms BYTEA NOT NULL DEFAULT '';
+        DROP TABLE memory_terms;
+        CREATE TABLE memory_terms (
+            scope BIGINT NOT NULL, term BIGINT NOT NULL, seq BIGINT NOT NULL, impact SMALLINT NOT NULL
+        );
+        """
+    )
+    last = 0
+    while rows := await conn.fetch(
+        "SELECT seq, user_id, content, context FROM memories WHERE seq > $1 ORDER BY seq LIMIT 5000", last
+    ):
+        posted = [(r[0], r[1], postings.postings(r[2], r[3])) for r in rows]
+        await conn.execute(
+            "UPDATE memories SET terms = t.terms FROM unnest($1::bigint[], $2::bytea[]) AS t(seq, terms) "
+            "WHERE memories.seq = t.seq",
+            [seq for seq, _, _ in posted],
+            [postings.pack(ps) for _, _, ps in posted],
+        )
+        await _insert_postings(conn, posted)
+        last = rows[-1][0]
+    await conn.execute(POSTINGS_INDEX)
+
+
 Migration = str | Callable[[Any], Awaitable[None]]  # SQL, or a step that needs Python (the term index's backfill)
 MIGRATIONS: list[tuple[str, Migration]] = [
     (
@@ -92,16 +122,18 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ),
     M002_USAGE,
     ("m003_postings", _m003_postings),
+    ("m004_packed_postings", _m004_packed_postings),
 ]
+POSTINGS_INDEX = "CREATE INDEX memory_terms_impact ON memory_terms (scope, term, impact DESC, seq DESC)"
 _COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
 _N = 9  # columns in _COLUMNS: where whatever a query selects after them starts
 # One statement per batch; rows go in batch order, and a duplicate or a known id is skipped.
 INSERT_SQL = """
-    INSERT INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata, context)
-    SELECT id, user_id, role, content, content_hash, created_at, model, metadata, context
+    INSERT INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata, context, terms)
+    SELECT id, user_id, role, content, content_hash, created_at, model, metadata, context, terms
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::text[],
-                $9::text[]) WITH ORDINALITY
-        AS t(id, user_id, role, content, content_hash, created_at, model, metadata, context, ord)
+                $9::text[], $10::bytea[]) WITH ORDINALITY
+        AS t(id, user_id, role, content, content_hash, created_at, model, metadata, context, terms, ord)
     ORDER BY ord
     ON CONFLICT DO NOTHING
     RETURNING id, seq
@@ -120,23 +152,20 @@ _DOCS_UPSERT = """
     SET docs = memory_term_docs.docs + excluded.docs, own = memory_term_docs.own + excluded.own
 """
 # Each question term's postings of highest impact in the scope (one range scan of memory_terms_impact
-# each) are the candidates; a term in more memories than were read ($4) has its impact in each
-# candidate looked up by primary key, so every candidate is scored over all of the question's terms.
+# each), and the scope's ($4) turn after each (whose context quotes it), are the candidates: their
+# packed postings.
 CANDIDATES_SQL = """
     WITH top AS MATERIALIZED (
-        SELECT k.term, x.seq, x.impact FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
-            SELECT t.seq, t.impact FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term
+        SELECT DISTINCT x.seq FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
+            SELECT t.seq FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term
             ORDER BY t.impact DESC, t.seq DESC LIMIT $3
         ) x
     )
-    SELECT * FROM top
-    UNION
-    -- Each lookup a primary-key probe: LIMIT keeps the planner from turning them into a join that
-    -- reads every posting of the word.
-    SELECT k.term, c.seq, x.impact FROM unnest($4::bigint[]) AS k(term)
-    CROSS JOIN (SELECT DISTINCT seq FROM top) c CROSS JOIN LATERAL (
-        SELECT t.impact FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term AND t.seq = c.seq LIMIT 1
-    ) x
+    SELECT m.seq, m.terms FROM memories m WHERE m.seq = ANY(ARRAY(
+        SELECT seq FROM top
+        UNION
+        SELECT (SELECT min(n.seq) FROM memories n WHERE n.user_id = $4 AND n.seq > top.seq) FROM top
+    ))
 """
 DOCS_SQL = "SELECT m.term, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($2::bigint[])"
 # The best candidates' rows, with the seqs of the scope's turns just before and after each.
@@ -156,8 +185,11 @@ NEIGHBOURS_SQL = f"""
 """
 
 
-def insert_args(items: list[NewMemory], memories: list[Memory], previous: dict[str, str]) -> list[list[Any]]:
-    """INSERT_SQL's columns for a batch; `previous` (scope -> start of its latest turn) is updated as it goes.
+def insert_args(
+    items: list[NewMemory], memories: list[Memory], previous: dict[str, str], posted: list[list[postings.Posting]]
+) -> list[list[Any]]:
+    """INSERT_SQL's columns for a batch; `previous` (scope -> start of its latest turn) is updated as it goes,
+    and each memory's postings are appended to `posted`.
 
     A new turn's context is its date plus the start of the scope's turn before it.
     """
@@ -166,6 +198,7 @@ def insert_args(items: list[NewMemory], memories: list[Memory], previous: dict[s
         before = previous.get(m.user_id)
         date = textindex.date_words(m.created_at)
         contexts.append(f"{date}\n{before}" if before is not None else date)
+        posted.append(postings.postings(m.content, contexts[-1]))
         previous[m.user_id] = m.content[:NEIGHBOUR_CHARS]
     return [
         [m.id for m in memories],
@@ -177,6 +210,7 @@ def insert_args(items: list[NewMemory], memories: list[Memory], previous: dict[s
         [m.model for m in memories],
         [metadata_text(m.metadata) for m in memories],
         contexts,
+        [postings.pack(ps) for ps in posted],
     ]
 
 
@@ -184,24 +218,29 @@ def _row(r: asyncpg.Record) -> Memory:
     return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
 
 
-async def _post(conn: Any, posted: Posted) -> None:
-    """Add memories' postings to the term index and their counts to the scopes' document counts."""
-    rows = [(postings.scope_key(u), p.term, seq, p.impact) for seq, u, ps in posted for p in ps]
+async def _insert_postings(conn: Any, posted: Posted) -> None:
+    # In key order: a batch's postings of one scope and term land on the same index pages one after another.
+    rows = sorted((postings.scope_key(u), p.term, p.impact, seq) for seq, u, ps in posted for p in ps if p.own)
     await conn.execute(
-        "INSERT INTO memory_terms (scope, term, seq, impact) "
-        "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[])",
+        "INSERT INTO memory_terms (scope, term, impact, seq) "
+        "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::bigint[])",
         *(zip(*rows, strict=True) if rows else ([], [], [], [])),
     )
+
+
+async def _post(conn: Any, posted: Posted) -> None:
+    """Add memories' postings to the term index and their counts to the scopes' document counts."""
+    await _insert_postings(conn, posted)
     await _count(conn, postings.doc_totals((u, ps) for _, u, ps in posted))
 
 
 async def _unpost(conn: Any, posted: Posted) -> None:
     """Take memories' postings out of the term index and their counts out of the document counts."""
-    rows = [(postings.scope_key(u), p.term, seq) for seq, u, ps in posted for p in ps]
+    rows = [(postings.scope_key(u), p.term, p.impact, seq) for seq, u, ps in posted for p in ps if p.own]
     await conn.execute(
-        "DELETE FROM memory_terms WHERE (scope, term, seq) IN "
-        "(SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]))",
-        *(zip(*rows, strict=True) if rows else ([], [], [])),
+        "DELETE FROM memory_terms WHERE (scope, term, impact, seq) IN "
+        "(SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::bigint[]))",
+        *(zip(*rows, strict=True) if rows else ([], [], [], [])),
     )
     totals = postings.doc_totals(((u, ps) for _, u, ps in posted), sign=-1)
     await _count(conn, totals)
@@ -277,18 +316,17 @@ class PostgresStore(PostgresUsage):
         memories = [as_stored(item) for item in items]
         async with self._pool.acquire() as conn, conn.transaction():
             previous = dict(await conn.fetch(LATEST_SQL, list({m.user_id for m in memories})))
-            args = insert_args(items, memories, previous)
-            seqs = dict(await conn.fetch(INSERT_SQL, *args))
-            contexts = dict(zip(args[0], args[8], strict=True))
+            posted: list[list[postings.Posting]] = []
+            seqs = dict(await conn.fetch(INSERT_SQL, *insert_args(items, memories, previous, posted)))
             added = []
-            for m in memories:
+            for m, ps in zip(memories, posted, strict=True):
                 if m.id in seqs:  # once: a batch may name one id twice
-                    added.append((seqs.pop(m.id), m))
-            await _post(conn, [(seq, m.user_id, postings.postings(m.content, contexts[m.id])) for seq, m in added])
-        for _, m in added:
+                    added.append((seqs.pop(m.id), m, ps))
+            await _post(conn, [(seq, m.user_id, ps) for seq, m, ps in added])
+        for _, m, _ in added:
             if m.user_id in self._sizes:
                 self._sizes[m.user_id] += 1
-        return [m for _, m in added]
+        return [m for _, m, _ in added]
 
     async def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]:
         """Newest first; `cursor` is the opaque value of a previous page's `next_cursor`."""
@@ -335,23 +373,23 @@ class PostgresStore(PostgresUsage):
             rows = await self._scoped(
                 conn,
                 user_id,
-                "DELETE FROM memories m WHERE m.user_id = $1 AND m.id = $2 RETURNING m.seq, m.content, m.context",
+                "DELETE FROM memories m WHERE m.user_id = $1 AND m.id = $2 RETURNING m.seq, m.terms",
                 memory_id,
             )
             if not rows:
                 return False
             self._sizes.pop(user_id, None)
-            seq, content, context = rows[0]
-            await _unpost(conn, [(seq, user_id, postings.postings(content, context))])
+            seq, packed = rows[0]
+            await _unpost(conn, [(seq, user_id, postings.unpack(packed))])
             following = await self._scoped(
                 conn,
                 user_id,
-                "SELECT m.seq, m.created_at, m.content, m.context FROM memories m WHERE m.user_id = $1 AND m.seq > $2 "
+                "SELECT m.seq, m.created_at, m.content, m.terms FROM memories m WHERE m.user_id = $1 AND m.seq > $2 "
                 "ORDER BY m.seq LIMIT 1",
                 seq,
             )
             if following:
-                seq, created_at, content, context = following[0]
+                seq, created_at, content, packed = following[0]
                 before = await self._scoped(
                     conn,
                     user_id,
@@ -359,16 +397,19 @@ class PostgresStore(PostgresUsage):
                     "ORDER BY m.seq DESC LIMIT 1",
                     seq,
                 )
-                fresh = "\n".join([textindex.date_words(created_at), *(r[0] for r in before)])
+                context = "\n".join([textindex.date_words(created_at), *(r[0] for r in before)])
+                fresh = postings.postings(content, context)
                 await self._scoped(
                     conn,
                     user_id,
-                    "UPDATE memories m SET context = $3 WHERE m.user_id = $1 AND m.seq = $2 RETURNING m.seq",
+                    "UPDATE memories m SET context = $3, terms = $4 WHERE m.user_id = $1 AND m.seq = $2 "
+                    "RETURNING m.seq",
                     seq,
-                    fresh,
+                    context,
+                    postings.pack(fresh),
                 )
-                await _unpost(conn, [(seq, user_id, postings.postings(content, context))])
-                await _post(conn, [(seq, user_id, postings.postings(content, fresh))])
+                await _unpost(conn, [(seq, user_id, postings.unpack(packed))])
+                await _post(conn, [(seq, user_id, fresh)])
         return True
 
     async def forget(self, user_id: str) -> int:
@@ -399,12 +440,12 @@ class PostgresStore(PostgresUsage):
         if not terms:
             return []
         read = postings.CANDIDATES_PER_WORD
-        cut = [t for t in terms if docs.get(t, 0) > read]
-        rows = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), read, cut)
+        packed = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), read, user_id)
+        tops = postings.looked_up(packed, terms)
         size = await self._scope_size(conn, user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
-        score = dict(postings.rank(rows, weights, keep))
+        score = dict(postings.rank(tops, weights, keep))
         if not score:
             return []
         rows = await self._scoped(conn, user_id, ROWS_SQL, list(score))

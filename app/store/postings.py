@@ -1,24 +1,30 @@
 """The impact-ordered term index both backends search: what a memory posts per word, and how candidates score.
 
-Each memory posts one row per distinct word stem of its text and context: (scope, term, memory,
-impact), where the impact is the word's BM25 term-frequency part in that memory (its own text
-weighted over its context, SEARCH_WEIGHTS). A search reads, per question word, the postings of
-highest impact (an index range scan, CANDIDATES_PER_WORD rows at most), scores the union of those
-memories exactly (every question word's impact in each of them, looked up by key, times the
-word's IDF in the scope), and never touches the rest of the scope. A word in no more than
-CANDIDATES_PER_WORD memories of a scope brings all of them, so a small scope is ranked over every
-match.
+A memory has one posting per distinct word stem of its text and context: (term, impact), where the
+impact is the word's BM25 term-frequency part in that memory (its own text weighted over its
+context, SEARCH_WEIGHTS), quantised to IMPACT_SCALE steps. All of them, packed, sit on the memory's
+own row (`pack`); the postings of its own text's words also go into the scope's one B-tree of
+postings, keyed (scope, term, impact, memory) for reading in impact order. A word that only the
+context holds is the previous turn's own word, so the index needs it once, not twice.
+
+A search reads, per question word, the postings of highest impact (an index range scan,
+CANDIDATES_PER_WORD rows at most); those memories and the turn after each (whose context quotes
+them) are the candidates, scored exactly (every question word's impact in each, from their packed
+postings, times the word's IDF in the scope); the rest of the scope is never touched. A word in no
+more than CANDIDATES_PER_WORD memories' own text brings all of them and the turns after them, so a
+small scope is ranked over every match.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import math
+import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from app import textindex
 from app.store import NEIGHBOUR_BOOST, SEARCH_WEIGHTS
@@ -29,6 +35,11 @@ B = 0.75  # BM25's length normalisation
 # A typical memory's length in words (its text and context together): BM25 normalises against the
 # average length, fixed here so that an impact, once written, never changes.
 AVERAGE_LENGTH = 64.0
+# Impacts are stored as integers of this many steps per unit (below 2.2 = K1 + 1, so they fit 15
+# bits): a small integer key is 2 bytes on disk where a float is 8, and ranks as the float did.
+IMPACT_SCALE = 10_000
+_OWN = 1 << 15  # in a packed posting's 16-bit field: the memory's own text holds the word
+_ENTRY = struct.Struct(">qH")  # a packed posting: term key, impact (with the _OWN bit)
 
 
 def _hash64(text: str) -> int:
@@ -47,18 +58,25 @@ def term_key(stem: str) -> int:
     return _hash64(stem)
 
 
-@dataclass(frozen=True)
-class Posting:
-    """One word of a memory: its term key, its impact, and whether the memory's own text holds it."""
+class Posting(NamedTuple):
+    """One word of a memory: its term key, its impact (IMPACT_SCALE steps), whether its own text holds it."""
 
     term: int
-    impact: float
+    impact: int
     own: bool
 
 
-def _counts(text: str) -> tuple[Counter[str], int]:
+@functools.lru_cache(maxsize=200_000)
+def _word_key(word: str) -> int | None:
+    """A word's term key, None for a stopword (every memory written looks up each of its words)."""
+    return None if word in textindex.STOPWORDS else term_key(textindex.stem(word))
+
+
+def _counts(text: str) -> tuple[Counter[int | None], int]:
     words = textindex.words(text)
-    return Counter(textindex.stem(w) for w in words if w not in textindex.STOPWORDS), len(words)
+    counts = Counter(map(_word_key, words))
+    counts.pop(None, None)
+    return counts, len(words)
 
 
 def postings(content: str, context: str) -> list[Posting]:
@@ -69,10 +87,43 @@ def postings(content: str, context: str) -> list[Posting]:
     """
     (own, own_length), (near, near_length) = _counts(content), _counts(context)
     norm = K1 * (1 - B + B * (own_length + near_length) / AVERAGE_LENGTH)
+    weight_own, weight_near, scale = SEARCH_WEIGHTS[0], SEARCH_WEIGHTS[1], IMPACT_SCALE * (K1 + 1)
     out = []
-    for stem in own.keys() | near.keys():
-        tf = SEARCH_WEIGHTS[0] * own[stem] + SEARCH_WEIGHTS[1] * near[stem]
-        out.append(Posting(term_key(stem), tf * (K1 + 1) / (tf + norm), stem in own))
+    for key in own.keys() | near.keys():
+        tf = weight_own * own[key] + weight_near * near[key]
+        out.append(Posting(key, max(1, round(scale * tf / (tf + norm))), key in own))  # type: ignore[arg-type]
+    return out
+
+
+def pack(posted: Iterable[Posting]) -> bytes:
+    """A memory's postings as its row stores them: 10 bytes each (term key, impact with the own-text bit)."""
+    return b"".join(_ENTRY.pack(p.term, p.impact | (_OWN if p.own else 0)) for p in posted)
+
+
+def unpack(packed: bytes) -> list[Posting]:
+    """The postings `pack` stored."""
+    return [Posting(t, v & ~_OWN, bool(v & _OWN)) for t, v in _ENTRY.iter_unpack(packed)]
+
+
+def looked_up(rows: Iterable[tuple[int, bytes]], terms: Iterable[int]) -> list[tuple[int, int, int]]:
+    """The (term, memory, impact) of each of `terms` in each (memory, packed postings) row that holds it."""
+    mems: list[int] = []
+    ends: list[int] = []
+    parts: list[bytes] = []
+    for mem, packed in rows:
+        mems.append(mem)
+        parts.append(packed)
+        ends.append((ends[-1] if ends else 0) + len(packed))
+    # One search per term through all rows at once: every row is whole entries, so entries stay aligned.
+    joined = b"".join(parts)
+    out = []
+    for term in terms:
+        key = term.to_bytes(8, "big", signed=True)
+        at = joined.find(key)
+        while at >= 0:
+            if at % _ENTRY.size == 0:  # else a match straddling two entries
+                out.append((term, mems[bisect.bisect_right(ends, at)], _ENTRY.unpack_from(joined, at)[1] & ~_OWN))
+            at = joined.find(key, at + 1)
     return out
 
 
@@ -94,7 +145,7 @@ def rank(rows: Iterable[tuple[int, int, float]], weights: Mapping[int, float], k
     """
     score: dict[int, float] = {}
     for term, mem, impact in rows:
-        score[mem] = score.get(mem, 0.0) + weights[term] * impact
+        score[mem] = score.get(mem, 0.0) + weights[term] * impact / IMPACT_SCALE
     ranked = sorted(((s, m) for m, s in score.items()), reverse=True)
     return [(m, s) for s, m in ranked[:keep] if s > 0]
 
@@ -112,7 +163,6 @@ def doc_totals(items: Iterable[tuple[str, list[Posting]]], sign: int = 1) -> lis
     docs: Counter[tuple[str, int]] = Counter()
     own: Counter[tuple[str, int]] = Counter()
     for user_id, posted in items:
-        for p in posted:
-            docs[user_id, p.term] += sign
-            own[user_id, p.term] += sign * p.own
-    return [(u, t, docs[u, t], own[u, t]) for u, t in sorted(docs)]
+        docs.update([(user_id, p.term) for p in posted])
+        own.update([(user_id, p.term) for p in posted if p.own])
+    return [(u, t, sign * n, sign * own[u, t]) for (u, t), n in sorted(docs.items())]

@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - platforms without the wheel
 
 T = TypeVar("T")
 STORE_THREADS = 4  # the store's own threads, each with one connection for the life of the store
+MMAP_BYTES = 1 << 30  # how much of the database file each connection maps (address space, not memory)
 ExportPage = list[tuple[Memory, tuple[float, int]]]  # memories with their (created_at, rowid) positions
 
 
@@ -107,46 +108,78 @@ def _m004_postings(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE memories_fts")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_vocabulary, m003_usage, _m004_postings]
+def _m005_packed_postings(db: sqlite3.Connection) -> None:
+    # Writes: one B-tree of postings instead of two, half the rows. Each memory's postings move onto
+    # its own row (packed), where search reads a candidate's impacts; the postings table keeps the
+    # impact order (quantised) of each memory's own words only, as its key, with no second index.
+    db.execute("ALTER TABLE memories ADD COLUMN terms BLOB NOT NULL DEFAULT x''")
+    db.execute("DROP TABLE memory_terms")
+    db.execute(_POSTINGS_TABLE)
+    last = 0
+    while rows := db.execute(
+        "SELECT rowid, user_id, content, context FROM memories WHERE rowid > ? ORDER BY rowid LIMIT 5000", (last,)
+    ).fetchall():
+        posted = [(r[0], r[1], postings.postings(r[2], r[3])) for r in rows]
+        db.executemany("UPDATE memories SET terms = ? WHERE rowid = ?", ((postings.pack(ps), m) for m, _, ps in posted))
+        _insert_postings(db, posted)
+        last = rows[-1][0]
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _m001_initial,
+    _m002_vocabulary,
+    m003_usage,
+    _m004_postings,
+    _m005_packed_postings,
+]
 Posted = list[tuple[int, str, list[postings.Posting]]]  # (memory rowid, scope, its postings)
+_POSTINGS_TABLE = (
+    "CREATE TABLE memory_terms (scope INTEGER NOT NULL, term INTEGER NOT NULL, impact INTEGER NOT NULL, "
+    "mem INTEGER NOT NULL, PRIMARY KEY (scope, term, impact DESC, mem DESC)) WITHOUT ROWID"
+)
 _DOCS_UPSERT = (
     "INSERT INTO memory_term_docs (user_id, term, docs, own) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (user_id, term) DO UPDATE SET docs = docs + excluded.docs, own = own + excluded.own"
 )
-# Each term's postings of highest impact in a scope (one range scan of memory_terms_impact each) are
-# the candidates; a term in more memories than were read has its impact in each candidate looked up
-# by primary key, so every candidate is scored over all of the question's terms.
+# Each term's postings of highest impact in a scope (one range scan of the postings' key each), and
+# the turn after each (whose context quotes it), are the candidates.
 _TOP = (
     "SELECT t.term, t.mem, t.impact FROM memory_terms t WHERE t.scope = ? AND t.term = ? "
     "ORDER BY t.impact DESC, t.mem DESC LIMIT ?"
 )
 
 
-def _candidates_sql(n: int, cut: int) -> str:
-    """The postings of `n` terms in the union of their top postings, `cut` of them looked up."""
-    tops = " UNION ALL ".join([f"SELECT * FROM ({_TOP})"] * n)
-    if not cut:
-        return tops
-    return (
-        f"WITH top AS MATERIALIZED ({tops}) SELECT * FROM top UNION SELECT t.term, t.mem, t.impact FROM memory_terms t "
-        f"WHERE t.scope = ? AND t.term IN ({', '.join('?' * cut)}) AND t.mem IN (SELECT mem FROM top)"
-    )
+def _candidates_sql(n: int) -> str:
+    """The top postings of `n` terms."""
+    return " UNION ALL ".join([f"SELECT * FROM ({_TOP})"] * n)
+
+
+# The packed postings of memories (a JSON array of rowids) and of the scope's turn after each (a
+# memory can come twice: as a candidate and as the turn after another).
+_PACKED = (
+    "SELECT m.rowid, m.terms FROM json_each(?2) c JOIN memories m ON m.rowid = c.value WHERE +m.user_id = ?1 "
+    "UNION ALL SELECT m.rowid, m.terms FROM json_each(?2) c JOIN memories m ON m.rowid = "
+    "(SELECT min(n.rowid) FROM memories n WHERE n.user_id = ?1 AND n.rowid > c.value)"
+)
+
+
+def _insert_postings(db: sqlite3.Connection, posted: Posted) -> None:
+    # In key order: a batch's postings of one scope and term land on the same pages one after another.
+    rows = sorted((postings.scope_key(u), p.term, p.impact, rowid) for rowid, u, ps in posted for p in ps if p.own)
+    db.executemany("INSERT INTO memory_terms (scope, term, impact, mem) VALUES (?, ?, ?, ?)", rows)
 
 
 def _post(db: sqlite3.Connection, posted: Posted) -> None:
     """Add memories' postings to the term index and their counts to the scopes' document counts."""
-    db.executemany(
-        "INSERT INTO memory_terms (scope, term, mem, impact) VALUES (?, ?, ?, ?)",
-        ((postings.scope_key(u), p.term, rowid, p.impact) for rowid, u, ps in posted for p in ps),
-    )
+    _insert_postings(db, posted)
     db.executemany(_DOCS_UPSERT, postings.doc_totals((u, ps) for _, u, ps in posted))
 
 
 def _unpost(db: sqlite3.Connection, posted: Posted) -> None:
     """Take memories' postings out of the term index and their counts out of the document counts."""
     db.executemany(
-        "DELETE FROM memory_terms WHERE scope = ? AND term = ? AND mem = ?",
-        ((postings.scope_key(u), p.term, rowid) for rowid, u, ps in posted for p in ps),
+        "DELETE FROM memory_terms WHERE scope = ? AND term = ? AND impact = ? AND mem = ?",
+        ((postings.scope_key(u), p.term, p.impact, rowid) for rowid, u, ps in posted for p in ps if p.own),
     )
     totals = postings.doc_totals(((u, ps) for _, u, ps in posted), sign=-1)
     db.executemany(_DOCS_UPSERT, totals)
@@ -183,12 +216,13 @@ def _context(db: sqlite3.Connection, user_id: str, rowid: int, created_at: float
 
 def _reindex(db: sqlite3.Connection, user_id: str, rowid: int) -> None:
     """Recompute one memory's neighbour context, and its postings, after a neighbour came or went."""
-    row = db.execute("SELECT created_at, content, context FROM memories WHERE rowid = ?", (rowid,)).fetchone()
+    row = db.execute("SELECT created_at, content, terms FROM memories WHERE rowid = ?", (rowid,)).fetchone()
     if row is not None:
         context = _context(db, user_id, rowid, row[0])
-        _unpost(db, [(rowid, user_id, postings.postings(row[1], row[2]))])
-        db.execute("UPDATE memories SET context = ? WHERE rowid = ?", (context, rowid))
-        _post(db, [(rowid, user_id, postings.postings(row[1], context))])
+        fresh = postings.postings(row[1], context)
+        _unpost(db, [(rowid, user_id, postings.unpack(row[2]))])
+        db.execute("UPDATE memories SET context = ?, terms = ? WHERE rowid = ?", (context, postings.pack(fresh), rowid))
+        _post(db, [(rowid, user_id, fresh)])
 
 
 def _row(r: tuple[Any, ...]) -> Memory:
@@ -222,6 +256,8 @@ class SqliteDb(SqliteUsage):
             conn.execute("PRAGMA busy_timeout=5000")
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute("PRAGMA foreign_keys=ON")
+            # Search reads a few hundred candidates' rows at random: mapped, each is a memory read, not a read call.
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -279,9 +315,10 @@ class SqliteDb(SqliteUsage):
         memory = as_stored(item)
         # A new row takes the largest rowid: the scope's latest turn is the one before it.
         context = _context(db, item.user_id, 1 << 62, item.created_at)
+        posted = postings.postings(item.content, context)
         cur = db.execute(
             "INSERT OR IGNORE INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata, "
-            "context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "context, terms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 memory.id,
                 item.user_id,
@@ -292,9 +329,10 @@ class SqliteDb(SqliteUsage):
                 item.model,
                 metadata_text(item.metadata),
                 context,
+                postings.pack(posted),
             ),
         )
-        return (cur.lastrowid, memory, postings.postings(item.content, context)) if cur.rowcount else None
+        return (cur.lastrowid, memory, posted) if cur.rowcount else None
 
     def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]:
         """Newest first; `cursor` is the opaque value of a previous page's `next_cursor`."""
@@ -339,13 +377,13 @@ class SqliteDb(SqliteUsage):
         with self._transaction() as db:
             row = self._scoped(
                 user_id,
-                "SELECT m.rowid, m.content, m.context FROM memories m WHERE m.user_id = ? AND m.id = ?",
+                "SELECT m.rowid, m.terms FROM memories m WHERE m.user_id = ? AND m.id = ?",
                 (memory_id,),
             ).fetchone()
             if row:
                 self._sizes.pop(user_id, None)
                 following = _neighbour(db, user_id, row[0], before=False)
-                _unpost(db, [(row[0], user_id, postings.postings(row[1], row[2]))])
+                _unpost(db, [(row[0], user_id, postings.unpack(row[1]))])
                 db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
                 if following is not None:  # its context quoted the deleted text
                     _reindex(db, user_id, following[0])
@@ -380,8 +418,9 @@ class SqliteDb(SqliteUsage):
     def _ranked(self, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int) -> Found:
         """The scope's best matches for these terms (given each term's document count), best first.
 
-        Two passes. The term index's top postings per term give the candidates, scored exactly
-        (postings.rank, over every term's impact in each); then each of the best
+        Two passes. The term index's top postings per term, and the turn after each, give the
+        candidates, scored exactly (postings.rank, over every term's impact in each, read from their
+        packed postings); then each of the best
         RERANK_CANDIDATES gains a share of its neighbours' scores (NEIGHBOUR_BOOST), so a turn inside
         a stretch of conversation that matches the question climbs above an isolated turn that
         shares a word with it by chance.
@@ -389,9 +428,10 @@ class SqliteDb(SqliteUsage):
         if not terms:
             return []
         scope, read = postings.scope_key(user_id), postings.CANDIDATES_PER_WORD
-        cut = [t for t in terms if docs.get(t, 0) > read]
         tops = [p for t in terms for p in (scope, t, read)][1:]  # _scoped binds the first scope
-        rows = self._scoped(user_id, _candidates_sql(len(terms), len(cut)), (*tops, *((scope, *cut) if cut else ())))
+        mems = {r[1] for r in self._scoped(user_id, _candidates_sql(len(terms)), tops)}
+        packed = dict(self._scoped(user_id, _PACKED, (orjson.dumps(list(mems)).decode(),)).fetchall())
+        rows = postings.looked_up(packed.items(), terms)
         size = self._size(user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
