@@ -78,8 +78,11 @@ async def _recall(c: Context, scope: str, body: dict[str, Any], dialect: Dialect
     query = await _cpu(size, _query, dialect, body, settings.query_strategy)
     if not query or c.store is None:
         return ()
+    # Twice the notes that can go in are weighed: on the dev set the gate never reached past the
+    # tenth (four times as many gave the same evidence in prompt), and weighing is the costliest
+    # step of recall after the store's read.
     # wait_for gives up on a slow search (the thread finishes on its own; its result is dropped).
-    found, shares = await asyncio.wait_for(_search(c, scope, query, settings.max_results * 4), RECALL_TIMEOUT)
+    found, shares = await asyncio.wait_for(_search(c, scope, query, settings.max_results * 2), RECALL_TIMEOUT)
     chosen = await _cpu(size, _select, dialect, found, shares, body, c)
     if not chosen:
         return ()

@@ -32,11 +32,6 @@ _SENTENCE_END = frozenset(".!?:;\n")
 NEAR_DUPLICATE = 0.8
 
 
-def stems(text: str) -> set[str]:
-    """The stems of a text's meaningful words (as the full-text index stores them)."""
-    return {textindex.stem(w) for w in textindex.terms(text, None)}
-
-
 def query_words(query: str) -> dict[str, str]:
     """A question's meaningful words (as typed, lower-cased) with their stems."""
     return {w: textindex.stem(w) for w in textindex.terms(query)}
@@ -83,10 +78,30 @@ def weights(
     return {stem: v / total for stem, v in raw.items()} if total > 0 else {}
 
 
+def _start(word: str) -> str:
+    # Porter rewrites a word's ending, and a "y" into an "i" anywhere: the first two letters read
+    # with "y" as "i" are the same in a word and in its stem (a stem of one letter: its first).
+    return word[:2].replace("y", "i")
+
+
+def found(text: str, wanted: Set[str]) -> set[str]:
+    """Which of the `wanted` stems a text holds.
+
+    Only the text's words that start as a wanted stem does are stemmed: on the chat path the text
+    is every candidate's and the turns around it, and stemming all of their words cost more than
+    the store's search.
+    """
+    starts = {_start(w) for w in wanted if len(w) > 1}
+    firsts = {w for w in wanted if len(w) == 1}
+    words = set(textindex.words(text)) - textindex.STOPWORDS
+    return {stem for w in words if (_start(w) in starts or w[:1] in firsts) and (stem := textindex.stem(w)) in wanted}
+
+
 def coverage(note: Recalled, shares: Mapping[str, float]) -> float:
     """The share (0 to 1) of the question's information a note covers: its text, date and speaker, then its context."""
-    own = stems(f"{note.content} {textindex.date_words(note.created_at)} {note.speaker}")
-    around = stems(note.context)
+    wanted = shares.keys()
+    own = found(f"{note.content} {textindex.date_words(note.created_at)} {note.speaker}", wanted)
+    around = found(note.context, wanted - own)
     return sum(v if w in own else CONTEXT_SHARE * v if w in around else 0.0 for w, v in shares.items())
 
 
@@ -108,7 +123,7 @@ def relevant(candidates: list[Recalled], shares: Mapping[str, float], min_releva
     for c, score in scored:
         if score < COMPANION_SHARE * min_relevance:
             continue
-        words = stems(c.content)
+        words = set(textindex.words(c.content)) - textindex.STOPWORDS
         if any(_jaccard(words, s) >= NEAR_DUPLICATE for s in seen):
             continue
         kept.append(c)
