@@ -28,6 +28,7 @@ _CALENDAR = frozenset(
 )
 _WORD = re.compile(r"\w+")
 _SENTENCE_END = frozenset(".!?:;\n")
+_BEFORE_WORD = frozenset(" \t\"'([")
 # Two notes whose word sets overlap this much (Jaccard) say the same thing: the later one is dropped.
 NEAR_DUPLICATE = 0.8
 
@@ -42,13 +43,17 @@ def names(query: str) -> frozenset[str]:
 
     A sentence's first word is capitalised whatever it is, so it is never taken for a name.
     """
-    found = set()
+    out = set()
     for m in _WORD.finditer(query):
         word = m.group()
-        before = query[: m.start()].rstrip(" \t\"'([")
-        if word[0].isupper() and before and before[-1] not in _SENTENCE_END:
-            found.add(word.lower())
-    return frozenset(found - _CALENDAR - textindex.STOPWORDS)
+        if not word[0].isupper():
+            continue
+        i = m.start() - 1
+        while i >= 0 and query[i] in _BEFORE_WORD:  # back over the spaces and quotes before it
+            i -= 1
+        if i >= 0 and query[i] not in _SENTENCE_END:
+            out.add(word.lower())
+    return frozenset(out - _CALENDAR - textindex.STOPWORDS)
 
 
 def idf(docs: int, size: int) -> float:
