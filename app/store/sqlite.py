@@ -420,10 +420,9 @@ class SqliteDb(SqliteUsage):
 
         Two passes. The term index's top postings per term, and the turn after each, give the
         candidates, scored exactly (postings.rank, over every term's impact in each, read from their
-        packed postings); then each of the best
-        RERANK_CANDIDATES gains a share of its neighbours' scores (NEIGHBOUR_BOOST), so a turn inside
-        a stretch of conversation that matches the question climbs above an isolated turn that
-        shares a word with it by chance.
+        packed postings); then each of the best RERANK_CANDIDATES gains a share of its neighbours'
+        scores (NEIGHBOUR_BOOST), so a turn inside a stretch of conversation that matches the
+        question climbs above an isolated turn that shares a word with it by chance.
         """
         if not terms:
             return []
