@@ -90,7 +90,8 @@ def postings(content: str, context: str) -> list[Posting]:
     weight_own, weight_near, scale = SEARCH_WEIGHTS[0], SEARCH_WEIGHTS[1], IMPACT_SCALE * (K1 + 1)
     out = []
     for key in own.keys() | near.keys():
-        tf = weight_own * own[key] + weight_near * near[key]
+        # get(): a Counter's missing key costs a Python-level __missing__ call, per posting of every write
+        tf = weight_own * own.get(key, 0) + weight_near * near.get(key, 0)
         out.append(Posting(key, max(1, round(scale * tf / (tf + norm))), key in own))  # type: ignore[arg-type]
     return out
 
@@ -107,6 +108,11 @@ def unpack(packed: bytes) -> list[Posting]:
 
 def looked_up(rows: Iterable[tuple[int, bytes]], terms: Iterable[int]) -> list[tuple[int, int, int]]:
     """The (term, memory, impact) of each of `terms` in each (memory, packed postings) row that holds it."""
+    return [(term, mem, impact) for term, mem, impact, _ in held(rows, terms)]
+
+
+def held(rows: Iterable[tuple[int, bytes]], terms: Iterable[int]) -> list[tuple[int, int, int, bool]]:
+    """`looked_up`, with whether each memory's own text holds the term."""
     mems: list[int] = []
     ends: list[int] = []
     parts: list[bytes] = []
@@ -122,7 +128,8 @@ def looked_up(rows: Iterable[tuple[int, bytes]], terms: Iterable[int]) -> list[t
         at = joined.find(key)
         while at >= 0:
             if at % _ENTRY.size == 0:  # else a match straddling two entries
-                out.append((term, mems[bisect.bisect_right(ends, at)], _ENTRY.unpack_from(joined, at)[1] & ~_OWN))
+                value = _ENTRY.unpack_from(joined, at)[1]
+                out.append((term, mems[bisect.bisect_right(ends, at)], value & ~_OWN, bool(value & _OWN)))
             at = joined.find(key, at + 1)
     return out
 
@@ -160,9 +167,12 @@ def doc_totals(items: Iterable[tuple[str, list[Posting]]], sign: int = 1) -> lis
 
     Sorted, so concurrent writers update the counts in the same order (no deadlock on PostgreSQL).
     """
-    docs: Counter[tuple[str, int]] = Counter()
-    own: Counter[tuple[str, int]] = Counter()
+    # Per scope, then per term: sorting integer keys is several times cheaper than (scope, term) pairs.
+    counts: dict[str, tuple[Counter[int], Counter[int]]] = {}
     for user_id, posted in items:
-        docs.update([(user_id, p.term) for p in posted])
-        own.update([(user_id, p.term) for p in posted if p.own])
-    return [(u, t, sign * n, sign * own[u, t]) for (u, t), n in sorted(docs.items())]
+        docs, own = counts.setdefault(user_id, (Counter(), Counter()))
+        docs.update([p.term for p in posted])
+        own.update([p.term for p in posted if p.own])
+    return [
+        (u, t, sign * docs[t], sign * own.get(t, 0)) for u, (docs, own) in sorted(counts.items()) for t in sorted(docs)
+    ]
