@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import functools
+import heapq
 import os
 import secrets
 import threading
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -49,6 +51,9 @@ except ImportError:  # pragma: no cover - platforms without the wheel
 T = TypeVar("T")
 STORE_THREADS = 4  # the store's own threads, each with one connection for the life of the store
 MMAP_BYTES = 1 << 30  # how much of the database file each connection maps (address space, not memory)
+# Memories written since the last merge (by rowid) that make a write merge their postings into the
+# term index: the bound on the pending memories a search scans on top of its index reads.
+MERGE_ROWS = 4096
 ExportPage = list[tuple[Memory, tuple[float, int]]]  # memories with their (created_at, rowid) positions
 
 
@@ -125,12 +130,22 @@ def _m005_packed_postings(db: sqlite3.Connection) -> None:
         last = rows[-1][0]
 
 
+def _m006_pending_postings(db: sqlite3.Connection) -> None:
+    # Writes: a new memory's postings wait, packed on its own row, until MERGE_ROWS memories have come;
+    # then they go into the term index and the document counts together, in key order, so a merge
+    # writes each page of those B-trees once instead of once per posting. Until then a search reads
+    # them from the rows (_PENDING). Every memory of an existing store is in the index already.
+    db.execute("CREATE TABLE memory_terms_merged (upto INTEGER NOT NULL)")
+    db.execute("INSERT INTO memory_terms_merged SELECT coalesce(max(rowid), 0) FROM memories")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m001_initial,
     _m002_vocabulary,
     m003_usage,
     _m004_postings,
     _m005_packed_postings,
+    _m006_pending_postings,
 ]
 Posted = list[tuple[int, str, list[postings.Posting]]]  # (memory rowid, scope, its postings)
 _POSTINGS_TABLE = (
@@ -161,6 +176,35 @@ _PACKED = (
     "UNION ALL SELECT m.rowid, m.terms FROM json_each(?2) c JOIN memories m ON m.rowid = "
     "(SELECT min(n.rowid) FROM memories n WHERE n.user_id = ?1 AND n.rowid > c.value)"
 )
+
+
+# The packed postings of a scope's memories not yet merged into the term index (by the scope's rowid index).
+_PENDING = (
+    "SELECT m.rowid, m.terms FROM memories m WHERE m.user_id = ? AND m.rowid > (SELECT upto FROM memory_terms_merged)"
+)
+
+
+def _best(rows: Iterable[tuple[int, int, int]], n: int) -> set[int]:
+    """The memories of each term's `n` (term, memory, impact) postings of highest impact (ties: the newer memory)."""
+    per_term: defaultdict[int, list[tuple[int, int]]] = defaultdict(list)
+    for term, mem, impact in rows:
+        per_term[term].append((impact, mem))
+    return {mem for ranked in per_term.values() for _, mem in heapq.nlargest(n, ranked)}
+
+
+def _merged(db: sqlite3.Connection) -> int:
+    """The rowid up to which memories' postings are in the term index; those of the rows after it are pending."""
+    return int(db.execute("SELECT upto FROM memory_terms_merged").fetchone()[0])
+
+
+def _merge(db: sqlite3.Connection) -> None:
+    """Move the pending memories' postings into the term index and the document counts."""
+    rows = db.execute(
+        "SELECT rowid, user_id, terms FROM memories WHERE rowid > ? ORDER BY rowid", (_merged(db),)
+    ).fetchall()
+    if rows:
+        _post(db, [(rowid, u, postings.unpack(packed)) for rowid, u, packed in rows])
+        db.execute("UPDATE memory_terms_merged SET upto = ?", (rows[-1][0],))
 
 
 def _insert_postings(db: sqlite3.Connection, posted: Posted) -> None:
@@ -220,9 +264,12 @@ def _reindex(db: sqlite3.Connection, user_id: str, rowid: int) -> None:
     if row is not None:
         context = _context(db, user_id, rowid, row[0])
         fresh = postings.postings(row[1], context)
-        _unpost(db, [(rowid, user_id, postings.unpack(row[2]))])
+        merged = rowid <= _merged(db)  # else its postings are on its row only
+        if merged:
+            _unpost(db, [(rowid, user_id, postings.unpack(row[2]))])
         db.execute("UPDATE memories SET context = ?, terms = ? WHERE rowid = ?", (context, postings.pack(fresh), rowid))
-        _post(db, [(rowid, user_id, fresh)])
+        if merged:
+            _post(db, [(rowid, user_id, fresh)])
 
 
 def _row(r: tuple[Any, ...]) -> Memory:
@@ -300,12 +347,20 @@ class SqliteDb(SqliteUsage):
         raise AssertionError("scoped SQL must filter on m.user_id = ? or t.scope = ?")
 
     def add_many(self, items: list[NewMemory]) -> list[Memory]:
-        """Insert memories in one transaction, skipping duplicates (scope, role, text, metadata) and known ids."""
+        """Insert memories in one transaction, skipping duplicates (scope, role, text, metadata) and known ids.
+
+        Their postings wait on their rows for the next merge (_m006_pending_postings), which this
+        write runs when MERGE_ROWS memories are pending.
+        """
         if not items:
             return []
         with self._transaction() as db:
             rows = [r for r in (self._insert_row(db, item) for item in items) if r is not None]
-            _post(db, [(rowid, m.user_id, ps) for rowid, m, ps in rows])
+            upto = _merged(db)
+            # A rowid at or below the merge mark (the newest rows were deleted since) is indexed at once.
+            _post(db, [(rowid, m.user_id, ps) for rowid, m, ps in rows if rowid <= upto])
+            if rows and rows[-1][0] - upto >= MERGE_ROWS:
+                _merge(db)
             for _, memory, _ in rows:
                 if memory.user_id in self._sizes:
                     self._sizes[memory.user_id] += 1
@@ -383,7 +438,8 @@ class SqliteDb(SqliteUsage):
             if row:
                 self._sizes.pop(user_id, None)
                 following = _neighbour(db, user_id, row[0], before=False)
-                _unpost(db, [(row[0], user_id, postings.unpack(row[1]))])
+                if row[0] <= _merged(db):  # else its postings are on its row only
+                    _unpost(db, [(row[0], user_id, postings.unpack(row[1]))])
                 db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
                 if following is not None:  # its context quoted the deleted text
                     _reindex(db, user_id, following[0])
@@ -401,6 +457,25 @@ class SqliteDb(SqliteUsage):
             self._sizes.pop(user_id, None)
         self._purge()
         return count
+
+    def merge(self) -> None:
+        """Merge every pending memory's postings into the term index now."""
+        with self._transaction() as db:
+            _merge(db)
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction: a merge committing between two reads must not count a posting twice or not at all."""
+        db = self._conn()
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            db.execute("COMMIT")
+
+    def _pending(self, user_id: str, terms: Iterable[int]) -> builtins.list[tuple[int, int, int, bool]]:
+        """The (term, memory, impact, own text?) of these terms in the scope's memories pending a merge."""
+        return postings.held(self._scoped(user_id, _PENDING).fetchall(), terms)
 
     def _purge(self) -> None:
         """Leave no deleted bytes behind in the WAL (secure_delete zeroes them in the database file)."""
@@ -428,7 +503,9 @@ class SqliteDb(SqliteUsage):
             return []
         scope, read = postings.scope_key(user_id), postings.CANDIDATES_PER_WORD
         tops = [p for t in terms for p in (scope, t, read)][1:]  # _scoped binds the first scope
-        mems = {r[1] for r in self._scoped(user_id, _candidates_sql(len(terms)), tops)}
+        top = self._scoped(user_id, _candidates_sql(len(terms)), tops).fetchall()
+        top += [(t, m, impact) for t, m, impact, own in self._pending(user_id, terms) if own]
+        mems = _best(top, read)
         packed = dict(self._scoped(user_id, _PACKED, (orjson.dumps(list(mems)).decode(),)).fetchall())
         rows = postings.looked_up(packed.items(), terms)
         size = self._size(user_id)
@@ -461,21 +538,28 @@ class SqliteDb(SqliteUsage):
             f"WHERE m.user_id = ? AND m.term IN ({', '.join('?' * len(terms))})",
             terms,
         )
-        return {t: (docs, own) for t, docs, own in rows}
+        counts = {t: (docs, own) for t, docs, own in rows}
+        for t, _, _, own in self._pending(user_id, terms):
+            docs, owned = counts.get(t, (0, 0))
+            counts[t] = (docs + 1, owned + own)
+        return counts
 
     def search(self, user_id: str, query: str, limit: int) -> Found:
         """Best matches within the scope, with a positive relevance score (see _ranked)."""
         terms = set(postings.question_terms(query).values())
-        docs = self._docs(user_id, terms)
-        return self._ranked(user_id, list(terms), {t: d for t, (d, _) in docs.items()}, limit)
+        with self._snapshot():
+            docs = self._docs(user_id, terms)
+            return self._ranked(user_id, list(terms), {t: d for t, (d, _) in docs.items()}, limit)
 
     def recall(self, user_id: str, query: str, limit: int) -> Recall:
         """What recall reads for a question, in one call: the best matches and what the relevance gate needs."""
         words = postings.question_terms(query)
-        docs = self._docs(user_id, set(words.values()))
-        found = self._ranked(user_id, list(set(words.values())), {t: d for t, (d, _) in docs.items()}, limit)
+        with self._snapshot():
+            docs = self._docs(user_id, set(words.values()))
+            found = self._ranked(user_id, list(set(words.values())), {t: d for t, (d, _) in docs.items()}, limit)
+            around = self._neighbours(user_id, [m.id for m, _ in found])
         own = {w: min(docs.get(t, (0, 0))[1], WORD_DOCS_CAP) for w, t in words.items()}
-        return Recall(found, self._neighbours(user_id, [m.id for m, _ in found]), self._size(user_id), own)
+        return Recall(found, around, self._size(user_id), own)
 
     def _neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
         """For each memory, the start of the scope's turns just before and after it (the conversation around it)."""
