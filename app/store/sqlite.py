@@ -52,8 +52,13 @@ T = TypeVar("T")
 STORE_THREADS = 4  # the store's own threads, each with one connection for the life of the store
 MMAP_BYTES = 1 << 30  # how much of the database file each connection maps (address space, not memory)
 # Memories written since the last merge (by rowid) that make a write merge their postings into the
-# term index: the bound on the pending memories a search scans on top of its index reads.
-MERGE_ROWS = 4096
+# term index: larger merges write each page of the index once for more postings.
+MERGE_ROWS = 8192
+# … or one scope's pending memories: a search scans its scope's (about 5 us each) on top of its index reads.
+SCOPE_PENDING = 256
+# WAL pages that make a commit checkpoint (SQLite's default: 1,000): a batch or a merge dirties
+# thousands, and checkpointing after each commit wrote the same hot pages to the database again and again.
+CHECKPOINT_PAGES = 8000
 ExportPage = list[tuple[Memory, tuple[float, int]]]  # memories with their (created_at, rowid) positions
 
 
@@ -148,6 +153,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m006_pending_postings,
 ]
 Posted = list[tuple[int, str, list[postings.Posting]]]  # (memory rowid, scope, its postings)
+Pending = list[tuple[int, int, int, bool]]  # (term, memory, impact, own text?) in memories pending a merge
 _POSTINGS_TABLE = (
     "CREATE TABLE memory_terms (scope INTEGER NOT NULL, term INTEGER NOT NULL, impact INTEGER NOT NULL, "
     "mem INTEGER NOT NULL, PRIMARY KEY (scope, term, impact DESC, mem DESC)) WITHOUT ROWID"
@@ -195,6 +201,16 @@ def _best(rows: Iterable[tuple[int, int, int]], n: int) -> set[int]:
 def _merged(db: sqlite3.Connection) -> int:
     """The rowid up to which memories' postings are in the term index; those of the rows after it are pending."""
     return int(db.execute("SELECT upto FROM memory_terms_merged").fetchone()[0])
+
+
+def _crowded(db: sqlite3.Connection, user_ids: Iterable[str], upto: int) -> bool:
+    """Whether any of these scopes has SCOPE_PENDING memories pending a merge."""
+    row = db.execute(
+        "SELECT 1 FROM json_each(?1) s WHERE "
+        "(SELECT count(*) FROM memories m WHERE m.user_id = s.value AND m.rowid > ?2) >= ?3 LIMIT 1",
+        (orjson.dumps(sorted(set(user_ids))).decode(), upto, SCOPE_PENDING),
+    )
+    return row.fetchone() is not None
 
 
 def _merge(db: sqlite3.Connection) -> None:
@@ -305,6 +321,7 @@ class SqliteDb(SqliteUsage):
             conn.execute("PRAGMA foreign_keys=ON")
             # Search reads a few hundred candidates' rows at random: mapped, each is a memory read, not a read call.
             conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -350,7 +367,7 @@ class SqliteDb(SqliteUsage):
         """Insert memories in one transaction, skipping duplicates (scope, role, text, metadata) and known ids.
 
         Their postings wait on their rows for the next merge (_m006_pending_postings), which this
-        write runs when MERGE_ROWS memories are pending.
+        write runs when MERGE_ROWS memories, or SCOPE_PENDING of one scope, are pending.
         """
         if not items:
             return []
@@ -359,7 +376,7 @@ class SqliteDb(SqliteUsage):
             upto = _merged(db)
             # A rowid at or below the merge mark (the newest rows were deleted since) is indexed at once.
             _post(db, [(rowid, m.user_id, ps) for rowid, m, ps in rows if rowid <= upto])
-            if rows and rows[-1][0] - upto >= MERGE_ROWS:
+            if rows and (rows[-1][0] - upto >= MERGE_ROWS or _crowded(db, (m.user_id for _, m, _ in rows), upto)):
                 _merge(db)
             for _, memory, _ in rows:
                 if memory.user_id in self._sizes:
@@ -473,7 +490,7 @@ class SqliteDb(SqliteUsage):
         finally:
             db.execute("COMMIT")
 
-    def _pending(self, user_id: str, terms: Iterable[int]) -> builtins.list[tuple[int, int, int, bool]]:
+    def _pending(self, user_id: str, terms: Iterable[int]) -> Pending:
         """The (term, memory, impact, own text?) of these terms in the scope's memories pending a merge."""
         return postings.held(self._scoped(user_id, _PENDING).fetchall(), terms)
 
@@ -490,21 +507,22 @@ class SqliteDb(SqliteUsage):
             self._sizes[user_id] = count.fetchone()[0]
         return self._sizes[user_id]
 
-    def _ranked(self, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int) -> Found:
+    def _ranked(self, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int, pending: Pending) -> Found:
         """The scope's best matches for these terms (given each term's document count), best first.
 
-        Two passes. The term index's top postings per term, and the turn after each, give the
-        candidates, scored exactly (postings.rank, over every term's impact in each, read from their
-        packed postings); then each of the best RERANK_CANDIDATES gains a share of its neighbours'
-        scores (NEIGHBOUR_BOOST), so a turn inside a stretch of conversation that matches the
-        question climbs above an isolated turn that shares a word with it by chance.
+        Two passes. The top postings per term (of the term index and the `pending` memories
+        together), and the turn after each, give the candidates, scored exactly (postings.rank,
+        over every term's impact in each, read from their packed postings); then each of the best
+        RERANK_CANDIDATES gains a share of its neighbours' scores (NEIGHBOUR_BOOST), so a turn
+        inside a stretch of conversation that matches the question climbs above an isolated turn
+        that shares a word with it by chance.
         """
         if not terms:
             return []
         scope, read = postings.scope_key(user_id), postings.CANDIDATES_PER_WORD
         tops = [p for t in terms for p in (scope, t, read)][1:]  # _scoped binds the first scope
         top = self._scoped(user_id, _candidates_sql(len(terms)), tops).fetchall()
-        top += [(t, m, impact) for t, m, impact, own in self._pending(user_id, terms) if own]
+        top += [(t, m, impact) for t, m, impact, own in pending if own]
         mems = _best(top, read)
         packed = dict(self._scoped(user_id, _PACKED, (orjson.dumps(list(mems)).decode(),)).fetchall())
         rows = postings.looked_up(packed.items(), terms)
@@ -527,7 +545,7 @@ class SqliteDb(SqliteUsage):
         rows.sort(key=lambda r: (final[r[_N]], r[_N]), reverse=True)
         return [(_row(r), final[r[_N]]) for r in rows[:limit]]
 
-    def _docs(self, user_id: str, terms: Iterable[int]) -> dict[int, tuple[int, int]]:
+    def _docs(self, user_id: str, terms: Iterable[int], pending: Pending) -> dict[int, tuple[int, int]]:
         """Per term, the scope's memories holding it anywhere and in their own text."""
         terms = list(terms)
         if not terms:
@@ -539,7 +557,7 @@ class SqliteDb(SqliteUsage):
             terms,
         )
         counts = {t: (docs, own) for t, docs, own in rows}
-        for t, _, _, own in self._pending(user_id, terms):
+        for t, _, _, own in pending:
             docs, owned = counts.get(t, (0, 0))
             counts[t] = (docs + 1, owned + own)
         return counts
@@ -548,18 +566,20 @@ class SqliteDb(SqliteUsage):
         """Best matches within the scope, with a positive relevance score (see _ranked)."""
         terms = set(postings.question_terms(query).values())
         with self._snapshot():
-            docs = self._docs(user_id, terms)
-            return self._ranked(user_id, list(terms), {t: d for t, (d, _) in docs.items()}, limit)
+            pending = self._pending(user_id, terms)
+            docs = self._docs(user_id, terms, pending)
+            return self._ranked(user_id, list(terms), {t: d for t, (d, _) in docs.items()}, limit, pending)
 
     def recall(self, user_id: str, query: str, limit: int) -> Recall:
         """What recall reads for a question, in one call: the best matches and what the relevance gate needs."""
         words = postings.question_terms(query)
         with self._snapshot():
-            docs = self._docs(user_id, set(words.values()))
-            found = self._ranked(user_id, list(set(words.values())), {t: d for t, (d, _) in docs.items()}, limit)
-            around = self._neighbours(user_id, [m.id for m, _ in found])
+            pending = self._pending(user_id, set(words.values()))
+            docs = self._docs(user_id, set(words.values()), pending)
+            weights = {t: d for t, (d, _) in docs.items()}
+            found = self._ranked(user_id, list(set(words.values())), weights, limit, pending)
         own = {w: min(docs.get(t, (0, 0))[1], WORD_DOCS_CAP) for w, t in words.items()}
-        return Recall(found, around, self._size(user_id), own)
+        return Recall(found, self._neighbours(user_id, [m.id for m, _ in found]), self._size(user_id), own)
 
     def _neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
         """For each memory, the start of the scope's turns just before and after it (the conversation around it)."""
