@@ -357,6 +357,117 @@ async def test_both_backends_rank_alike(pg_database: str, tmp_path: Path) -> Non
     assert results[0] == results[1] and len(results[0]) == 6  # the cat turn by its context
 
 
+# --- postings pending a merge (SQLite) -----------------------------------------------------------
+
+TURNS = [
+    "we moved the postgres primary to the new rack",
+    "replication lag spiked after the move",
+    "the cat knocked the router off the desk",
+    "postgres replication is healthy again",
+    "lunch was a kiwi salad",
+    "the replication slot filled the disk on the primary",
+    "a kiwi fell off the desk next to the router",
+    "postgres vacuum ran long on the primary",
+]
+QUESTIONS = ["postgres replication primary", "kiwi desk", "router cat", "disk lag", "vacuum"]
+
+
+def indexed(store: SqliteStore) -> tuple[int, int]:
+    """(postings in the term index, the rowid up to which memories are merged into it)."""
+    conn = store.db._conn()
+    (count,) = conn.execute("SELECT count(*) FROM memory_terms").fetchone()
+    (upto,) = conn.execute("SELECT upto FROM memory_terms_merged").fetchone()
+    return count, upto
+
+
+async def answers(store: MemoryStore) -> list[tuple[list[tuple[str, float]], dict[str, int]]]:
+    out = []
+    for q in QUESTIONS:
+        found = [(m.content, round(s, 9)) for m, s in await store.search("a", q, 10)]
+        out.append((found, (await store.recall("a", q, 10)).docs))
+    return out
+
+
+async def test_a_merge_changes_no_search_result(sqlite_store: SqliteStore) -> None:
+    await sqlite_store.add_many([NewMemory("a", "user", t, created_at=1e9 + i) for i, t in enumerate(TURNS[:4])])
+    sqlite_store.db.merge()
+    await sqlite_store.add_many([NewMemory("a", "user", t, created_at=2e9 + i) for i, t in enumerate(TURNS[4:])])
+    await add(sqlite_store, "b", "postgres kiwi router", at=3e9)  # another scope's pending memory counts nowhere
+    assert indexed(sqlite_store)[1] == 4  # half merged, half pending
+    before = await answers(sqlite_store)
+    assert {c for found, _ in before for c, _ in found} == set(TURNS)  # pending and merged memories are found
+    sqlite_store.db.merge()
+    assert indexed(sqlite_store)[1] == len(TURNS) + 1
+    assert await answers(sqlite_store) == before
+
+
+async def test_pending_and_merged_memories_rank_as_on_postgresql(pg_database: str, tmp_path: Path) -> None:
+    await reset_schema(pg_database)
+    results = []
+    for url in (str(tmp_path / "m.db"), pg_database):
+        store = await open_store(url)
+        try:
+            await store.add_many([NewMemory("a", "user", t, created_at=1e9 + i) for i, t in enumerate(TURNS[:5])])
+            if isinstance(store, SqliteStore):
+                store.db.merge()
+            await store.add_many([NewMemory("a", "user", t, created_at=2e9 + i) for i, t in enumerate(TURNS[5:])])
+            results.append(await answers(store))
+        finally:
+            await store.close()
+    assert results[0] == results[1]
+
+
+async def test_deleting_a_pending_or_a_merged_memory_takes_its_postings_out(sqlite_store: SqliteStore) -> None:
+    merged = await add(sqlite_store, "a", "the walrus story", at=1e9)
+    await add(sqlite_store, "a", "unrelated chatter", at=1e9 + 1)
+    sqlite_store.db.merge()
+    pending = await add(sqlite_store, "a", "the narwhal story", at=1e9 + 2)
+    await add(sqlite_store, "a", "more chatter", at=1e9 + 3)  # its context quotes the narwhal turn
+    postings_before, _ = indexed(sqlite_store)
+    assert await sqlite_store.delete("a", pending.id)
+    assert await sqlite_store.search("a", "narwhal", 5) == []
+    assert (await sqlite_store.recall("a", "narwhal", 5)).docs == {"narwhal": 0}
+    assert indexed(sqlite_store)[0] == postings_before  # nothing of it was in the index
+    assert await sqlite_store.delete("a", merged.id)
+    assert await sqlite_store.search("a", "walrus", 5) == []
+    assert (await sqlite_store.recall("a", "walrus", 5)).docs == {"walrus": 0}
+    sqlite_store.db.merge()
+    remaining = [m async for m in sqlite_store.export("a")]
+    own = [p for m in remaining for p in postings.postings(m.content, "") if p.own]
+    assert indexed(sqlite_store)[0] == len(own)  # the two left, each posted once
+
+
+async def test_a_write_merges_past_the_store_or_scope_bound(
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.store import sqlite as backend
+
+    monkeypatch.setattr(backend, "MERGE_ROWS", 6)
+    monkeypatch.setattr(backend, "SCOPE_PENDING", 3)
+    for i in range(2):
+        await add(sqlite_store, "a", f"kiln note {i}", at=1e9 + i)
+    assert indexed(sqlite_store) == (0, 0)
+    await add(sqlite_store, "a", "kiln note 2", at=1e9 + 2)  # the scope's third pending memory
+    assert indexed(sqlite_store) == (9, 3)
+    for i in range(5):
+        await add(sqlite_store, f"s{i}", "kiln note", at=1e9 + 3 + i)  # five scopes, one each
+    assert indexed(sqlite_store) == (9, 3)
+    await add(sqlite_store, "s5", "kiln note", at=1e9 + 9)  # the sixth memory since the merge
+    assert indexed(sqlite_store) == (9 + 6 * 2, 9)
+
+
+async def test_a_rowid_below_the_merge_mark_is_indexed_at_once(sqlite_store: SqliteStore) -> None:
+    await add(sqlite_store, "a", "first turn", at=1e9)
+    newest = await add(sqlite_store, "a", "second turn", at=1e9 + 1)
+    sqlite_store.db.merge()
+    assert await sqlite_store.delete("a", newest.id)
+    again = await add(sqlite_store, "a", "the walrus turn", at=1e9 + 2)  # takes the deleted row's rowid
+    assert indexed(sqlite_store) == (2 + 2, 2)
+    assert [m.id for m, _ in await sqlite_store.search("a", "walrus", 5)] == [again.id]
+    assert await sqlite_store.delete("a", again.id)
+    assert indexed(sqlite_store) == (2, 2)
+
+
 # --- export --------------------------------------------------------------------------------------
 
 
