@@ -23,7 +23,7 @@ import hashlib
 import math
 import struct
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from app import textindex
@@ -103,7 +103,13 @@ def pack(posted: Iterable[Posting]) -> bytes:
 
 def unpack(packed: bytes) -> list[Posting]:
     """The postings `pack` stored."""
-    return [Posting(t, v & ~_OWN, bool(v & _OWN)) for t, v in _ENTRY.iter_unpack(packed)]
+    return [Posting._make(e) for e in entries(packed)]
+
+
+def entries(packed: bytes) -> list[tuple[int, int, bool]]:
+    """The (term, impact, own) postings `pack` stored, as plain tuples: what a merge reads by the hundred
+    thousand (the garbage collector stops tracking a tuple of numbers, never a NamedTuple)."""
+    return [(t, v & ~_OWN, bool(v & _OWN)) for t, v in _ENTRY.iter_unpack(packed)]
 
 
 def looked_up(rows: Iterable[tuple[int, bytes]], terms: Iterable[int]) -> list[tuple[int, int, int]]:
@@ -162,7 +168,9 @@ def boosted(score: Mapping[int, float], around: Iterable[tuple[int, Any, Any]]) 
     return {m: score[m] + NEIGHBOUR_BOOST * (score.get(p, 0.0) + score.get(n, 0.0)) for m, p, n in around}
 
 
-def doc_totals(items: Iterable[tuple[str, list[Posting]]], sign: int = 1) -> list[tuple[str, int, int, int]]:
+def doc_totals(
+    items: Iterable[tuple[str, Sequence[tuple[int, int, bool]]]], sign: int = 1
+) -> list[tuple[str, int, int, int]]:
     """Per (scope, term), the change in memories holding it and in those holding it in their own text.
 
     Sorted, so concurrent writers update the counts in the same order (no deadlock on PostgreSQL).
@@ -171,8 +179,8 @@ def doc_totals(items: Iterable[tuple[str, list[Posting]]], sign: int = 1) -> lis
     counts: dict[str, tuple[Counter[int], Counter[int]]] = {}
     for user_id, posted in items:
         docs, own = counts.setdefault(user_id, (Counter(), Counter()))
-        docs.update([p.term for p in posted])
-        own.update([p.term for p in posted if p.own])
+        docs.update([term for term, _, _ in posted])
+        own.update([term for term, _, mine in posted if mine])
     return [
         (u, t, sign * docs[t], sign * own.get(t, 0)) for u, (docs, own) in sorted(counts.items()) for t in sorted(docs)
     ]

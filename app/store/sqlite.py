@@ -152,7 +152,8 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m005_packed_postings,
     _m006_pending_postings,
 ]
-Posted = list[tuple[int, str, list[postings.Posting]]]  # (memory rowid, scope, its postings)
+# (memory rowid, scope, its postings as Posting or plain (term, impact, own) tuples)
+Posted = Sequence[tuple[int, str, Sequence[tuple[int, int, bool]]]]
 Pending = list[tuple[int, int, int, bool]]  # (term, memory, impact, own text?) in memories pending a merge
 _POSTINGS_TABLE = (
     "CREATE TABLE memory_terms (scope INTEGER NOT NULL, term INTEGER NOT NULL, impact INTEGER NOT NULL, "
@@ -219,13 +220,13 @@ def _merge(db: sqlite3.Connection) -> None:
         "SELECT rowid, user_id, terms FROM memories WHERE rowid > ? ORDER BY rowid", (_merged(db),)
     ).fetchall()
     if rows:
-        _post(db, [(rowid, u, postings.unpack(packed)) for rowid, u, packed in rows])
+        _post(db, [(rowid, u, postings.entries(packed)) for rowid, u, packed in rows])
         db.execute("UPDATE memory_terms_merged SET upto = ?", (rows[-1][0],))
 
 
 def _insert_postings(db: sqlite3.Connection, posted: Posted) -> None:
     # In key order: a batch's postings of one scope and term land on the same pages one after another.
-    rows = sorted((postings.scope_key(u), p.term, p.impact, rowid) for rowid, u, ps in posted for p in ps if p.own)
+    rows = sorted((postings.scope_key(u), t, impact, rowid) for rowid, u, ps in posted for t, impact, own in ps if own)
     db.executemany("INSERT INTO memory_terms (scope, term, impact, mem) VALUES (?, ?, ?, ?)", rows)
 
 
@@ -239,7 +240,7 @@ def _unpost(db: sqlite3.Connection, posted: Posted) -> None:
     """Take memories' postings out of the term index and their counts out of the document counts."""
     db.executemany(
         "DELETE FROM memory_terms WHERE scope = ? AND term = ? AND impact = ? AND mem = ?",
-        ((postings.scope_key(u), p.term, p.impact, rowid) for rowid, u, ps in posted for p in ps if p.own),
+        ((postings.scope_key(u), t, impact, rowid) for rowid, u, ps in posted for t, impact, own in ps if own),
     )
     totals = postings.doc_totals(((u, ps) for _, u, ps in posted), sign=-1)
     db.executemany(_DOCS_UPSERT, totals)
