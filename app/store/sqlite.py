@@ -376,7 +376,7 @@ class SqliteDb(SqliteUsage):
             rows = [r for r in (self._insert_row(db, item) for item in items) if r is not None]
             upto = _merged(db)
             # A rowid at or below the merge mark (the newest rows were deleted since) is indexed at once.
-            _post(db, [(rowid, m.user_id, ps) for rowid, m, ps in rows if rowid <= upto])
+            _post(db, [(rowid, m.user_id, postings.entries(packed)) for rowid, m, packed in rows if rowid <= upto])
             if rows and (rows[-1][0] - upto >= MERGE_ROWS or _crowded(db, (m.user_id for _, m, _ in rows), upto)):
                 _merge(db)
             for _, memory, _ in rows:
@@ -384,11 +384,13 @@ class SqliteDb(SqliteUsage):
                     self._sizes[memory.user_id] += 1
         return [memory for _, memory, _ in rows]
 
-    def _insert_row(self, db: sqlite3.Connection, item: NewMemory) -> tuple[int, Memory, list[postings.Posting]] | None:
+    def _insert_row(self, db: sqlite3.Connection, item: NewMemory) -> tuple[int, Memory, bytes] | None:
+        """Insert one memory with its packed postings (the Posting objects die at once: none piles up for the
+        garbage collector to walk over and over while a batch is written)."""
         memory = as_stored(item)
         # A new row takes the largest rowid: the scope's latest turn is the one before it.
         context = _context(db, item.user_id, 1 << 62, item.created_at)
-        posted = postings.postings(item.content, context)
+        packed = postings.pack(postings.postings(item.content, context))
         cur = db.execute(
             "INSERT OR IGNORE INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata, "
             "context, terms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -402,10 +404,10 @@ class SqliteDb(SqliteUsage):
                 item.model,
                 metadata_text(item.metadata),
                 context,
-                postings.pack(posted),
+                packed,
             ),
         )
-        return (cur.lastrowid, memory, posted) if cur.rowcount else None
+        return (cur.lastrowid, memory, packed) if cur.rowcount else None
 
     def list(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Memory], str | None]:
         """Newest first; `cursor` is the opaque value of a previous page's `next_cursor`."""
