@@ -80,7 +80,12 @@ def _counts(text: str) -> tuple[Counter[int | None], int]:
 
 
 def postings(content: str, context: str) -> list[Posting]:
-    """The postings of a memory with this text and context, one per distinct stem.
+    """The postings of a memory with this text and context, one per distinct stem (see `impacts`)."""
+    return [Posting._make(p) for p in impacts(content, context)]
+
+
+def impacts(content: str, context: str) -> list[tuple[int, int, bool]]:
+    """`postings` as plain (term, impact, own) tuples: half the cost of a write that only packs them.
 
     BM25 as FTS5 computes it: a word's frequency is its count in each field times the field's
     weight, saturated against the memory's whole length.
@@ -88,17 +93,17 @@ def postings(content: str, context: str) -> list[Posting]:
     (own, own_length), (near, near_length) = _counts(content), _counts(context)
     norm = K1 * (1 - B + B * (own_length + near_length) / AVERAGE_LENGTH)
     weight_own, weight_near, scale = SEARCH_WEIGHTS[0], SEARCH_WEIGHTS[1], IMPACT_SCALE * (K1 + 1)
-    out = []
+    out: list[tuple[int, int, bool]] = []
     for key in own.keys() | near.keys():
         # get(): a Counter's missing key costs a Python-level __missing__ call, per posting of every write
         tf = weight_own * own.get(key, 0) + weight_near * near.get(key, 0)
-        out.append(Posting(key, max(1, round(scale * tf / (tf + norm))), key in own))  # type: ignore[arg-type]
+        out.append((key, max(1, round(scale * tf / (tf + norm))), key in own))  # type: ignore[arg-type]
     return out
 
 
-def pack(posted: Iterable[Posting]) -> bytes:
+def pack(posted: Iterable[tuple[int, int, bool]]) -> bytes:
     """A memory's postings as its row stores them: 10 bytes each (term key, impact with the own-text bit)."""
-    return b"".join(_ENTRY.pack(p.term, p.impact | (_OWN if p.own else 0)) for p in posted)
+    return b"".join(_ENTRY.pack(term, impact | (_OWN if own else 0)) for term, impact, own in posted)
 
 
 def unpack(packed: bytes) -> list[Posting]:

@@ -280,7 +280,7 @@ def _reindex(db: sqlite3.Connection, user_id: str, rowid: int) -> None:
     row = db.execute("SELECT created_at, content, terms FROM memories WHERE rowid = ?", (rowid,)).fetchone()
     if row is not None:
         context = _context(db, user_id, rowid, row[0])
-        fresh = postings.postings(row[1], context)
+        fresh = postings.impacts(row[1], context)
         merged = rowid <= _merged(db)  # else its postings are on its row only
         if merged:
             _unpost(db, [(rowid, user_id, postings.unpack(row[2]))])
@@ -385,12 +385,12 @@ class SqliteDb(SqliteUsage):
         return [memory for _, memory, _ in rows]
 
     def _insert_row(self, db: sqlite3.Connection, item: NewMemory) -> tuple[int, Memory, bytes] | None:
-        """Insert one memory with its packed postings (the Posting objects die at once: none piles up for the
+        """Insert one memory with its packed postings (plain tuples that die at once: none piles up for the
         garbage collector to walk over and over while a batch is written)."""
         memory = as_stored(item)
         # A new row takes the largest rowid: the scope's latest turn is the one before it.
         context = _context(db, item.user_id, 1 << 62, item.created_at)
-        packed = postings.pack(postings.postings(item.content, context))
+        packed = postings.pack(postings.impacts(item.content, context))
         cur = db.execute(
             "INSERT OR IGNORE INTO memories (id, user_id, role, content, content_hash, created_at, model, metadata, "
             "context, terms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
