@@ -151,20 +151,20 @@ _DOCS_UPSERT = """
     ON CONFLICT (user_id, term) DO UPDATE
     SET docs = memory_term_docs.docs + excluded.docs, own = memory_term_docs.own + excluded.own
 """
-# Each question term's postings of highest impact in the scope (one range scan of memory_terms_impact
-# each), and the scope's ($4) turn after each (whose context quotes it), are the candidates: their
-# packed postings.
-CANDIDATES_SQL = """
-    WITH top AS MATERIALIZED (
-        SELECT DISTINCT x.seq FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
-            SELECT t.seq FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term
-            ORDER BY t.impact DESC, t.seq DESC LIMIT $3
-        ) x
-    )
-    SELECT m.seq, m.terms FROM memories m WHERE m.seq = ANY(ARRAY(
-        SELECT seq FROM top
+# Each question term's postings of highest impact in the scope: one range scan of memory_terms_impact each.
+TOP_SQL = """
+    SELECT k.term, x.seq, x.impact FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
+        SELECT t.seq, t.impact FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term
+        ORDER BY t.impact DESC, t.seq DESC LIMIT $3
+    ) x
+"""
+# The packed postings of memories and of the scope's turn after each (whose context quotes them).
+PACKED_SQL = """
+    SELECT m.seq, m.terms FROM memories m WHERE m.user_id = $1 AND m.seq = ANY(ARRAY(
+        SELECT c.seq FROM unnest($2::bigint[]) AS c(seq)
         UNION
-        SELECT (SELECT min(n.seq) FROM memories n WHERE n.user_id = $4 AND n.seq > top.seq) FROM top
+        SELECT (SELECT min(n.seq) FROM memories n WHERE n.user_id = $1 AND n.seq > c.seq)
+        FROM unnest($2::bigint[]) AS c(seq)
     ))
 """
 DOCS_SQL = "SELECT m.term, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($2::bigint[])"
@@ -439,13 +439,13 @@ class PostgresStore(PostgresUsage):
         """The scope's best matches for these terms, best first: the same two passes as SqliteDb._ranked."""
         if not terms:
             return []
-        read = postings.CANDIDATES_PER_WORD
-        packed = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), read, user_id)
-        tops = postings.looked_up(packed, terms)
         size = await self._scope_size(conn, user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
-        score = dict(postings.rank(tops, weights, keep))
+        top = await self._scoped(conn, user_id, TOP_SQL, list(terms), postings.CANDIDATES_PER_WORD)
+        short = [m for m, _ in postings.rank(top, weights, keep)]
+        packed = await self._scoped(conn, user_id, PACKED_SQL, short)
+        score = dict(postings.rank(postings.looked_up(packed, terms), weights, keep))
         if not score:
             return []
         rows = await self._scoped(conn, user_id, ROWS_SQL, list(score))

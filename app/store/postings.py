@@ -8,11 +8,11 @@ postings, keyed (scope, term, impact, memory) for reading in impact order. A wor
 context holds is the previous turn's own word, so the index needs it once, not twice.
 
 A search reads, per question word, the postings of highest impact (an index range scan,
-CANDIDATES_PER_WORD rows at most); those memories and the turn after each (whose context quotes
-them) are the candidates, scored exactly (every question word's impact in each, from their packed
-postings, times the word's IDF in the scope); the rest of the scope is never touched. A word in no
-more than CANDIDATES_PER_WORD memories' own text brings all of them and the turns after them, so a
-small scope is ranked over every match.
+CANDIDATES_PER_WORD rows at most); the memories those postings alone score best are shortlisted,
+and the shortlist and the turn after each (whose context quotes them) are scored exactly (every
+question word's impact in each, from their packed postings, times the word's IDF in the scope);
+the rest of the scope is never touched. A word in no more than CANDIDATES_PER_WORD memories' own
+text brings all of them, so a small scope is ranked over every match of its own text.
 """
 
 from __future__ import annotations

@@ -141,8 +141,8 @@ _DOCS_UPSERT = (
     "INSERT INTO memory_term_docs (user_id, term, docs, own) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (user_id, term) DO UPDATE SET docs = docs + excluded.docs, own = own + excluded.own"
 )
-# Each term's postings of highest impact in a scope (one range scan of the postings' key each), and
-# the turn after each (whose context quotes it), are the candidates.
+# Each term's postings of highest impact in a scope (one range scan of the postings' key each): the
+# memories they score best are the shortlist.
 _TOP = (
     "SELECT t.term, t.mem, t.impact FROM memory_terms t WHERE t.scope = ? AND t.term = ? "
     "ORDER BY t.impact DESC, t.mem DESC LIMIT ?"
@@ -418,23 +418,24 @@ class SqliteDb(SqliteUsage):
     def _ranked(self, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int) -> Found:
         """The scope's best matches for these terms (given each term's document count), best first.
 
-        Two passes. The term index's top postings per term, and the turn after each, give the
-        candidates, scored exactly (postings.rank, over every term's impact in each, read from their
-        packed postings); then each of the best RERANK_CANDIDATES gains a share of its neighbours'
-        scores (NEIGHBOUR_BOOST), so a turn inside a stretch of conversation that matches the
-        question climbs above an isolated turn that shares a word with it by chance.
+        Three passes. The term index's top postings per term shortlist the RERANK_CANDIDATES
+        memories they score best (by the impacts those postings carry); the shortlist and the turn
+        after each are scored exactly (postings.rank, over every term's impact in each, read from
+        their packed postings); then each of the best RERANK_CANDIDATES gains a share of its
+        neighbours' scores (NEIGHBOUR_BOOST), so a turn inside a stretch of conversation that
+        matches the question climbs above an isolated turn that shares a word with it by chance.
         """
         if not terms:
             return []
         scope, read = postings.scope_key(user_id), postings.CANDIDATES_PER_WORD
-        tops = [p for t in terms for p in (scope, t, read)][1:]  # _scoped binds the first scope
-        mems = {r[1] for r in self._scoped(user_id, _candidates_sql(len(terms)), tops)}
-        packed = dict(self._scoped(user_id, _PACKED, (orjson.dumps(list(mems)).decode(),)).fetchall())
-        rows = postings.looked_up(packed.items(), terms)
+        args = [p for t in terms for p in (scope, t, read)][1:]  # _scoped binds the first scope
         size = self._size(user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
-        score = dict(postings.rank(rows, weights, keep))
+        top = self._scoped(user_id, _candidates_sql(len(terms)), args).fetchall()
+        short = [m for m, _ in postings.rank(top, weights, keep)]
+        packed = dict(self._scoped(user_id, _PACKED, (orjson.dumps(short).decode(),)).fetchall())
+        score = dict(postings.rank(postings.looked_up(packed.items(), terms), weights, keep))
         if not score:
             return []
         rows = self._scoped(
