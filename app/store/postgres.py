@@ -175,12 +175,10 @@ ROWS_SQL = f"""
         (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)
     FROM memories m WHERE m.user_id = $1 AND m.seq = ANY($2::bigint[])
 """
-NEIGHBOURS_SQL = f"""
-    SELECT m.id,
-        coalesce((SELECT left(x.content, {NEIGHBOUR_CHARS}) FROM memories x WHERE x.seq =
-            (SELECT max(p.seq) FROM memories p WHERE p.user_id = m.user_id AND p.seq < m.seq)), ''),
-        coalesce((SELECT left(x.content, {NEIGHBOUR_CHARS}) FROM memories x WHERE x.seq =
-            (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)), '')
+# For each memory, its packed postings and those of the scope's turn after it.
+HELD_SQL = """
+    SELECT m.id, m.terms, coalesce((SELECT x.terms FROM memories x WHERE x.seq =
+        (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)), ''::bytea)
     FROM memories m WHERE m.user_id = $1 AND m.id = ANY($2::text[])
 """
 
@@ -468,10 +466,10 @@ class PostgresStore(PostgresUsage):
             docs = await self._docs(conn, user_id, terms)
             found = await self._ranked(conn, user_id, terms, {t: d for t, (d, _) in docs.items()}, limit)
             ids = [m.id for m, _ in found]
-            near = await self._scoped(conn, user_id, NEIGHBOURS_SQL, ids) if ids else []
+            near = await self._scoped(conn, user_id, HELD_SQL, ids) if ids else []
             size = await self._scope_size(conn, user_id)
         own = {w: min(docs.get(t, (0, 0))[1], WORD_DOCS_CAP) for w, t in words.items()}
-        return Recall(found, {r[0]: f"{r[1]}\n{r[2]}" for r in near}, size, own)
+        return Recall(found, {r[0]: postings.held(terms, r[1], r[2]) for r in near}, size, own)
 
     async def export(self, user_id: str) -> AsyncIterator[Memory]:
         """Every memory of a scope, oldest first, read a page at a time."""

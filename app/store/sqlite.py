@@ -29,6 +29,7 @@ from app.store import (
     RERANK_CANDIDATES,
     WORD_DOCS_CAP,
     Found,
+    Held,
     InvalidCursor,
     Memory,
     NewMemory,
@@ -473,27 +474,26 @@ class SqliteDb(SqliteUsage):
     def recall(self, user_id: str, query: str, limit: int) -> Recall:
         """What recall reads for a question, in one call: the best matches and what the relevance gate needs."""
         words = postings.question_terms(query)
-        docs = self._docs(user_id, set(words.values()))
-        found = self._ranked(user_id, list(set(words.values())), {t: d for t, (d, _) in docs.items()}, limit)
+        terms = set(words.values())
+        docs = self._docs(user_id, terms)
+        found = self._ranked(user_id, list(terms), {t: d for t, (d, _) in docs.items()}, limit)
         own = {w: min(docs.get(t, (0, 0))[1], WORD_DOCS_CAP) for w, t in words.items()}
-        return Recall(found, self._neighbours(user_id, [m.id for m, _ in found]), self._size(user_id), own)
+        return Recall(found, self._held(user_id, terms, [m.id for m, _ in found]), self._size(user_id), own)
 
-    def _neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
-        """For each memory, the start of the scope's turns just before and after it (the conversation around it)."""
+    def _held(self, user_id: str, terms: set[int], memory_ids: Sequence[str]) -> dict[str, Held]:
+        """For each memory, which of `terms` its text holds and which only the turns around it hold."""
         if not memory_ids:
             return {}
-        # max()/min() over the scope's index find each neighbour in one seek (ORDER BY … LIMIT 1 walks).
-        near = "coalesce((SELECT substr(x.content, 1, {n}) FROM memories x WHERE x.rowid = (SELECT {f}(p.rowid) "
-        near += "FROM memories p WHERE p.user_id = m.user_id AND p.rowid {op} m.rowid)), '')"
         rows = self._scoped(
             user_id,
-            f"SELECT m.id, {near.format(n=NEIGHBOUR_CHARS, f='max', op='<')}, "
-            f"{near.format(n=NEIGHBOUR_CHARS, f='min', op='>')} "
+            "SELECT m.id, m.terms, coalesce((SELECT x.terms FROM memories x WHERE x.rowid = "
+            # min() over the scope's index finds the turn after in one seek (ORDER BY … LIMIT 1 walks).
+            "(SELECT min(n.rowid) FROM memories n WHERE n.user_id = m.user_id AND n.rowid > m.rowid)), x'') "
             # `+` keeps the planner on the id index: the scope's index would walk the whole scope.
             f"FROM memories m WHERE +m.user_id = ? AND m.id IN ({', '.join('?' * len(memory_ids))})",
             memory_ids,
         )
-        return {r[0]: f"{r[1]}\n{r[2]}" for r in rows}
+        return {r[0]: postings.held(terms, r[1], r[2]) for r in rows}
 
     def export_page(self, user_id: str, after: tuple[float, int] | None) -> ExportPage:
         """Up to EXPORT_PAGE memories of a scope, oldest first, after a (created_at, rowid) position."""
