@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Set
@@ -84,9 +85,15 @@ def weights(
     return {stem: v / total for stem, v in raw.items()} if total > 0 else {}
 
 
+@functools.lru_cache(maxsize=4096)
+def _said(date: str, speaker: str) -> frozenset[str]:
+    """The stems a note's date words and its speaker's name cover."""
+    return frozenset(textindex.stem(w) for w in textindex.words(f"{date} {speaker}"))
+
+
 def coverage(note: Recalled, shares: Mapping[str, float]) -> float:
     """The share (0 to 1) of the question's information a note covers: its text, date and speaker, then around it."""
-    said = {textindex.stem(w) for w in textindex.words(f"{textindex.date_words(note.created_at)} {note.speaker}")}
+    said = _said(textindex.date_words(note.created_at), note.speaker)
     total = 0.0
     for stem, share in shares.items():
         term = postings.term_key(stem)
