@@ -12,7 +12,7 @@ CANDIDATES_PER_WORD rows at most); the memories those postings alone score best 
 and the shortlist and the turn after each (whose context quotes them) are scored exactly (every
 question word's impact in each, from their packed postings, times the word's IDF in the scope);
 the rest of the scope is never touched. A word in no more than CANDIDATES_PER_WORD memories' own
-text brings all of them, so a small scope is ranked over every match of its own text.
+text brings all of them, so in a small scope every turn holding a question word is weighed.
 """
 
 from __future__ import annotations
