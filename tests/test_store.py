@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from app import textindex
 from app.records import memory_json
-from app.store import InvalidCursor, Memory, MemoryStore, NewMemory, open_store, postings
+from app.store import Held, InvalidCursor, Memory, MemoryStore, NewMemory, open_store, postings
 from app.store.sqlite import MIGRATIONS, SqliteStore, sqlite3
 from tests.backends import reset_schema
 from tests.test_cli import RECALL_FIELDS
@@ -671,17 +671,18 @@ async def test_recall_counts_a_memorys_own_text_not_its_context(store: MemorySto
     assert len(read.found) == 2  # the search itself finds a turn by its context too
 
 
-async def test_recall_gives_the_turns_around_each_match_in_its_scope(store: MemoryStore) -> None:
+async def test_recall_tells_which_question_words_each_match_and_the_turns_around_it_hold(store: MemoryStore) -> None:
     first = await add(store, "a", "first turn kiwi", at=1e9)
-    await add(store, "b", "another scope's kiwi turn", at=1e9 + 1)
-    second = await add(store, "a", "second turn kiwi", at=1e9 + 2)
-    third = await add(store, "a", "third turn kiwi", at=1e9 + 3)
-    read = await store.recall("a", "kiwi", 5)
+    await add(store, "b", "another scope's kiwi mango turn", at=1e9 + 1)
+    second = await add(store, "a", "second turn kiwi pear", at=1e9 + 2)
+    third = await add(store, "a", "third turn kiwi mango", at=1e9 + 3)
+    read = await store.recall("a", "kiwi pear mango", 5)
+    kiwi, pear, mango = (postings.term_key(w) for w in ("kiwi", "pear", "mango"))
     assert {m.id for m, _ in read.found} == {first.id, second.id, third.id}
-    assert read.around == {
-        first.id: "\nsecond turn kiwi",
-        second.id: "first turn kiwi\nthird turn kiwi",
-        third.id: "second turn kiwi\n",
+    assert read.held == {
+        first.id: Held(frozenset({kiwi}), frozenset({pear})),  # the turn after it, in its own scope, says pear
+        second.id: Held(frozenset({kiwi, pear}), frozenset({mango})),
+        third.id: Held(frozenset({kiwi, mango}), frozenset({pear})),  # the turn before it says pear
     }
     assert [s for _, s in read.found] == sorted((s for _, s in read.found), reverse=True)
 

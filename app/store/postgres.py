@@ -151,20 +151,20 @@ _DOCS_UPSERT = """
     ON CONFLICT (user_id, term) DO UPDATE
     SET docs = memory_term_docs.docs + excluded.docs, own = memory_term_docs.own + excluded.own
 """
-# Each question term's postings of highest impact in the scope (one range scan of memory_terms_impact
-# each), and the scope's ($4) turn after each (whose context quotes it), are the candidates: their
-# packed postings.
-CANDIDATES_SQL = """
-    WITH top AS MATERIALIZED (
-        SELECT DISTINCT x.seq FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
-            SELECT t.seq FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term
-            ORDER BY t.impact DESC, t.seq DESC LIMIT $3
-        ) x
-    )
-    SELECT m.seq, m.terms FROM memories m WHERE m.seq = ANY(ARRAY(
-        SELECT seq FROM top
+# Each question term's postings of highest impact in the scope: one range scan of memory_terms_impact each.
+TOP_SQL = """
+    SELECT k.term, x.seq, x.impact FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
+        SELECT t.seq, t.impact FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term
+        ORDER BY t.impact DESC, t.seq DESC LIMIT $3
+    ) x
+"""
+# The packed postings of memories and of the scope's turn after each (whose context quotes them).
+PACKED_SQL = """
+    SELECT m.seq, m.terms FROM memories m WHERE m.user_id = $1 AND m.seq = ANY(ARRAY(
+        SELECT c.seq FROM unnest($2::bigint[]) AS c(seq)
         UNION
-        SELECT (SELECT min(n.seq) FROM memories n WHERE n.user_id = $4 AND n.seq > top.seq) FROM top
+        SELECT (SELECT min(n.seq) FROM memories n WHERE n.user_id = $1 AND n.seq > c.seq)
+        FROM unnest($2::bigint[]) AS c(seq)
     ))
 """
 DOCS_SQL = "SELECT m.term, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($2::bigint[])"
@@ -175,12 +175,10 @@ ROWS_SQL = f"""
         (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)
     FROM memories m WHERE m.user_id = $1 AND m.seq = ANY($2::bigint[])
 """
-NEIGHBOURS_SQL = f"""
-    SELECT m.id,
-        coalesce((SELECT left(x.content, {NEIGHBOUR_CHARS}) FROM memories x WHERE x.seq =
-            (SELECT max(p.seq) FROM memories p WHERE p.user_id = m.user_id AND p.seq < m.seq)), ''),
-        coalesce((SELECT left(x.content, {NEIGHBOUR_CHARS}) FROM memories x WHERE x.seq =
-            (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)), '')
+# For each memory, its packed postings and those of the scope's turn after it.
+HELD_SQL = """
+    SELECT m.id, m.terms, coalesce((SELECT x.terms FROM memories x WHERE x.seq =
+        (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)), ''::bytea)
     FROM memories m WHERE m.user_id = $1 AND m.id = ANY($2::text[])
 """
 
@@ -439,13 +437,13 @@ class PostgresStore(PostgresUsage):
         """The scope's best matches for these terms, best first: the same two passes as SqliteDb._ranked."""
         if not terms:
             return []
-        read = postings.CANDIDATES_PER_WORD
-        packed = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), read, user_id)
-        tops = postings.looked_up(packed, terms)
         size = await self._scope_size(conn, user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
-        score = dict(postings.rank(tops, weights, keep))
+        top = await self._scoped(conn, user_id, TOP_SQL, list(terms), postings.CANDIDATES_PER_WORD)
+        short = [m for m, _ in postings.rank(top, weights, keep)]
+        packed = await self._scoped(conn, user_id, PACKED_SQL, short)
+        score = dict(postings.rank(postings.looked_up(packed, terms), weights, keep))
         if not score:
             return []
         rows = await self._scoped(conn, user_id, ROWS_SQL, list(score))
@@ -468,10 +466,10 @@ class PostgresStore(PostgresUsage):
             docs = await self._docs(conn, user_id, terms)
             found = await self._ranked(conn, user_id, terms, {t: d for t, (d, _) in docs.items()}, limit)
             ids = [m.id for m, _ in found]
-            near = await self._scoped(conn, user_id, NEIGHBOURS_SQL, ids) if ids else []
+            near = await self._scoped(conn, user_id, HELD_SQL, ids) if ids else []
             size = await self._scope_size(conn, user_id)
         own = {w: min(docs.get(t, (0, 0))[1], WORD_DOCS_CAP) for w, t in words.items()}
-        return Recall(found, {r[0]: f"{r[1]}\n{r[2]}" for r in near}, size, own)
+        return Recall(found, {r[0]: postings.held(terms, r[1], r[2]) for r in near}, size, own)
 
     async def export(self, user_id: str) -> AsyncIterator[Memory]:
         """Every memory of a scope, oldest first, read a page at a time."""
