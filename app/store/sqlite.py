@@ -55,7 +55,7 @@ MMAP_BYTES = 1 << 30  # how much of the database file each connection maps (addr
 # Memories written since the last merge (by rowid) that make a write merge their postings into the
 # term index: larger merges write each page of the index once for more postings.
 MERGE_ROWS = 8192
-# … or one scope's pending memories: a search scans its scope's (about 5 us each) on top of its index reads.
+# … or one scope's pending memories: a search scans its scope's (2-3 us each) on top of its index reads.
 SCOPE_PENDING = 256
 # WAL pages that make a commit checkpoint (SQLite's default: 1,000): a batch or a merge dirties
 # thousands, and checkpointing after each commit wrote the same hot pages to the database again and again.
@@ -137,10 +137,11 @@ def _m005_packed_postings(db: sqlite3.Connection) -> None:
 
 
 def _m006_pending_postings(db: sqlite3.Connection) -> None:
-    # Writes: a new memory's postings wait, packed on its own row, until MERGE_ROWS memories have come;
-    # then they go into the term index and the document counts together, in key order, so a merge
-    # writes each page of those B-trees once instead of once per posting. Until then a search reads
-    # them from the rows (_PENDING). Every memory of an existing store is in the index already.
+    # Writes: a new memory's postings wait, packed on its own row, until MERGE_ROWS memories (or
+    # SCOPE_PENDING of one scope) have come; then they go into the term index and the document
+    # counts together, in key order, so a merge writes each page of those B-trees once instead of
+    # once per posting. Until then a search reads them from the rows (_PENDING). Every memory of
+    # an existing store is in the index already.
     db.execute("CREATE TABLE memory_terms_merged (upto INTEGER NOT NULL)")
     db.execute("INSERT INTO memory_terms_merged SELECT coalesce(max(rowid), 0) FROM memories")
 
