@@ -51,6 +51,33 @@ def test_packed_postings_round_trip_with_the_own_text_mark() -> None:
     packed = postings.pack(posted)
     assert len(packed) == 10 * len(posted)
     assert postings.unpack(packed) == posted
+    # The plain-tuple forms a write and a merge use carry the same postings.
+    assert postings.impacts("Deploying the kiwi service", "8 May 2023 Monday\nthe kiwi pie") == posted
+    assert postings.entries(packed) == posted
+
+
+def test_hits_tell_which_memorys_own_text_holds_a_term() -> None:
+    a = postings.postings("kiwi pie", "")
+    b = postings.postings("deploy", "kiwi")  # kiwi only in its context
+    kiwi = postings.term_key("kiwi")
+    got = postings.hits([(1, postings.pack(a)), (2, postings.pack(b))], [kiwi])
+    assert [(mem, own) for _, mem, _, own in got] == [(1, True), (2, False)]
+
+
+def test_doc_totals_count_each_scope_and_term_in_order() -> None:
+    kiwi, pie = postings.term_key("kiwi"), postings.term_key("pie")
+    items = [
+        ("b", postings.postings("kiwi", "")),
+        ("a", postings.postings("kiwi pie", "")),
+        ("a", postings.postings("pie", "kiwi")),
+    ]
+    got = postings.doc_totals(items, sign=-1)
+    assert got == sorted(got)  # the same lock order for every writer
+    assert {(u, t): (d, o) for u, t, d, o in got} == {
+        ("a", kiwi): (-2, -1),
+        ("a", pie): (-2, -2),
+        ("b", kiwi): (-1, -1),
+    }
 
 
 def test_looked_up_reads_each_terms_impact_from_packed_postings() -> None:
