@@ -356,6 +356,65 @@ async def test_both_backends_rank_alike(pg_database: str, tmp_path: Path) -> Non
     assert results[0] == results[1] and len(results[0]) == 6  # the cat turn by its context
 
 
+async def test_both_backends_rank_alike_after_deletes(pg_database: str, tmp_path: Path) -> None:
+    # The neighbour boost reads the turns around each match: they must stay the scope's adjacent turns
+    # when turns in the middle go and another scope's turns come between.
+    await reset_schema(pg_database)
+    turns = [
+        "we moved the postgres primary to the new rack",
+        "replication lag spiked after the move",
+        "the cat knocked the router off the desk",
+        "postgres replication is healthy again",
+        "lunch was a kiwi salad",
+        "the replication slot filled the disk on the primary",
+    ]
+    results = []
+    for url in (str(tmp_path / "m.db"), pg_database):
+        store = await open_store(url)
+        try:
+            added = await store.add_many([NewMemory("a", "user", t, created_at=1e9 + i) for i, t in enumerate(turns)])
+            await store.add_many(
+                [
+                    NewMemory("b", "user", "postgres replication in another scope", created_at=1e9),
+                    NewMemory("a", "user", "the primary is back on postgres replication", created_at=1e9 - 5),
+                ]
+            )
+            assert await store.delete("a", added[1].id) and await store.delete("a", added[4].id)
+            found = await store.search("a", "postgres replication primary", 10)
+            results.append([(m.content, round(s, 9)) for m, s in found])
+        finally:
+            await store.close()
+    assert results[0] == results[1] and len(results[0]) == 5
+
+
+async def test_the_turns_around_a_match_stay_adjacent_after_deletes_and_skipped_duplicates(
+    store: MemoryStore,
+) -> None:
+    first = await add(store, "a", "first kiwi", at=1e9)
+    gone = await add(store, "a", "gone kiwi", at=1e9 + 1)
+    await store.add_many(
+        [
+            NewMemory("b", "user", "other scope kiwi", created_at=1e9 + 2),
+            NewMemory("a", "user", "first kiwi", created_at=1e9 + 3),  # a duplicate: skipped
+            NewMemory("a", "user", "late kiwi", created_at=1e9 - 9),  # imported out of order
+            NewMemory("a", "user", "last kiwi", created_at=1e9 + 4),
+        ]
+    )
+    assert await store.delete("a", gone.id)
+    read = await store.recall("a", "kiwi", 5)
+    assert {m.content: read.around[m.id] for m, _ in read.found} == {
+        "first kiwi": "\nlate kiwi",
+        "late kiwi": "first kiwi\nlast kiwi",
+        "last kiwi": "late kiwi\n",
+    }
+    assert await store.delete("a", first.id)
+    read = await store.recall("a", "kiwi", 5)
+    assert {m.content: read.around[m.id] for m, _ in read.found} == {
+        "late kiwi": "\nlast kiwi",
+        "last kiwi": "late kiwi\n",
+    }
+
+
 # --- export --------------------------------------------------------------------------------------
 
 
@@ -519,6 +578,40 @@ async def test_credentials_stay_out_of_stats(pg_url: str) -> None:
         await store.close()
 
 
+async def _links_are_adjacent_turns(url: str) -> None:
+    """Each memory's prev_seq is the scope's turn just before it (by seq), as m005 defines it."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT seq, prev_seq, lag(seq) OVER (PARTITION BY user_id ORDER BY seq) FROM memories ORDER BY seq"
+        )
+    finally:
+        await conn.close()
+    assert rows and [(r[0], r[1]) for r in rows] == [(r[0], r[2]) for r in rows]
+
+
+async def test_each_memory_links_the_scopes_turn_before_it(pg_url: str) -> None:
+    one, two = await open_store(pg_url), await open_store(pg_url)
+    try:
+        turns = [NewMemory("a" if i % 3 else "b", "user", f"turn {i}", created_at=1e9 - i) for i in range(30)]
+        await one.add_many([*turns[:10], turns[3], NewMemory("a", "user", "known id", id=turns[0].id), *turns[10:]])
+        await _links_are_adjacent_turns(pg_url)
+        # Two instances writing one scope at once: each batch follows the other's, whichever commits first.
+        more = [NewMemory("a", "user", f"more {i}", created_at=1e9) for i in range(40)]
+        await asyncio.gather(*(s.add_many(more[k : k + 5]) for k in range(0, 40, 5) for s in (one, two)))
+        await _links_are_adjacent_turns(pg_url)
+        a = await exported(one, "a")
+        for m in (a[5], a[0], a[-1]):  # the middle, the first and the last turn
+            assert await one.delete("a", m.id)
+            await _links_are_adjacent_turns(pg_url)
+        assert await two.forget("b") == 10
+        await one.add_many([NewMemory("b", "user", "b again"), NewMemory("a", "user", "a again")])
+        await _links_are_adjacent_turns(pg_url)
+    finally:
+        await one.close()
+        await two.close()
+
+
 # --- what recall's relevance gate reads ----------------------------------------------------------
 
 
@@ -648,6 +741,7 @@ async def test_postgres_store_of_the_tsvector_era_is_migrated_onto_the_term_inde
     try:
         assert [m.id for m, _ in await store.search("a", "walrus", 5)] == ["mem_0", "mem_1"]
         assert (await store.recall("a", "walrus", 5)).docs == {"walrus": 1}
+        await _links_are_adjacent_turns(pg_url)  # m005 linked the rows already there
         # The packed postings the migrations wrote are exact: deleting takes every posting back out.
         assert await store.delete("a", "mem_0")
         assert await store.search("a", "walrus", 5) == []

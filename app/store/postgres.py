@@ -123,6 +123,27 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     M002_USAGE,
     ("m003_postings", _m003_postings),
     ("m004_packed_postings", _m004_packed_postings),
+    (
+        "m005_previous_turn",
+        # Each memory names the scope's turn before it (prev_seq), so a search reads the turns after its
+        # candidates, and the turns around its matches, with one index scan instead of a min()/max()
+        # probe per row. The trigger sets it as a row goes in, seeing the rows its own statement put in
+        # before it (never a duplicate ON CONFLICT skipped); writers of a scope take its lock (SCOPE_LOCK_SQL),
+        # so the turn before is the scope's latest committed one.
+        """
+        ALTER TABLE memories ADD COLUMN prev_seq BIGINT;
+        UPDATE memories SET prev_seq = l.prev FROM (
+            SELECT seq, lag(seq) OVER (PARTITION BY user_id ORDER BY seq) AS prev FROM memories
+        ) l WHERE memories.seq = l.seq AND l.prev IS NOT NULL;
+        CREATE INDEX memories_prev ON memories (prev_seq);
+        CREATE FUNCTION memories_link() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.prev_seq := (SELECT max(seq) FROM memories WHERE user_id = NEW.user_id);
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER memories_link BEFORE INSERT ON memories FOR EACH ROW EXECUTE FUNCTION memories_link();
+        """,
+    ),
 ]
 POSTINGS_INDEX = "CREATE INDEX memory_terms_impact ON memory_terms (scope, term, impact DESC, seq DESC)"
 _COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
@@ -138,6 +159,9 @@ INSERT_SQL = """
     ON CONFLICT DO NOTHING
     RETURNING id, seq
 """
+# A writer of scopes' memories takes their locks first, in key order ($1 sorted): the turn before a new
+# one (its context, its prev_seq) is then the latest turn of the scope, whatever another instance writes.
+SCOPE_LOCK_SQL = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k"
 # The latest turn of each scope: the first new turn's neighbour.
 LATEST_SQL = f"""
     SELECT DISTINCT ON (user_id) user_id, left(content, {NEIGHBOUR_CHARS}) FROM memories
@@ -151,37 +175,30 @@ _DOCS_UPSERT = """
     ON CONFLICT (user_id, term) DO UPDATE
     SET docs = memory_term_docs.docs + excluded.docs, own = memory_term_docs.own + excluded.own
 """
-# Each question term's postings of highest impact in the scope (one range scan of memory_terms_impact
-# each), and the scope's ($4) turn after each (whose context quotes it), are the candidates: their
-# packed postings.
+# One read per search: each question term's postings of highest impact in the scope (one range scan
+# of memory_terms_impact each) and the turn after each (whose context quotes it: memories_prev) are
+# the candidates, read with their packed postings and the turn before each (seq, prev_seq, terms);
+# then the terms' document counts, as rows without postings (term, docs, NULL, own).
 CANDIDATES_SQL = """
     WITH top AS MATERIALIZED (
-        SELECT DISTINCT x.seq FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
-            SELECT t.seq FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term
-            ORDER BY t.impact DESC, t.seq DESC LIMIT $3
+        SELECT DISTINCT x.seq FROM unnest($3::bigint[]) AS k(term) CROSS JOIN LATERAL (
+            SELECT t.seq FROM memory_terms t WHERE t.scope = $2 AND t.term = k.term
+            ORDER BY t.impact DESC, t.seq DESC LIMIT $4
         ) x
     )
-    SELECT m.seq, m.terms FROM memories m WHERE m.seq = ANY(ARRAY(
-        SELECT seq FROM top
-        UNION
-        SELECT (SELECT min(n.seq) FROM memories n WHERE n.user_id = $4 AND n.seq > top.seq) FROM top
-    ))
+    SELECT m.seq, m.prev_seq, m.terms, NULL::int FROM memories m
+    WHERE m.user_id = $1 AND (m.seq = ANY(ARRAY(SELECT seq FROM top)) OR m.prev_seq = ANY(ARRAY(SELECT seq FROM top)))
+    UNION ALL
+    SELECT d.term, d.docs, NULL, d.own FROM memory_term_docs d WHERE d.user_id = $1 AND d.term = ANY($3::bigint[])
 """
-DOCS_SQL = "SELECT m.term, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($2::bigint[])"
-# The best candidates' rows, with the seqs of the scope's turns just before and after each.
+# The matches' rows, with the start of the scope's turns just before and after each.
 ROWS_SQL = f"""
-    SELECT {_COLUMNS}, m.seq,
-        (SELECT max(p.seq) FROM memories p WHERE p.user_id = m.user_id AND p.seq < m.seq),
-        (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)
-    FROM memories m WHERE m.user_id = $1 AND m.seq = ANY($2::bigint[])
-"""
-NEIGHBOURS_SQL = f"""
-    SELECT m.id,
-        coalesce((SELECT left(x.content, {NEIGHBOUR_CHARS}) FROM memories x WHERE x.seq =
-            (SELECT max(p.seq) FROM memories p WHERE p.user_id = m.user_id AND p.seq < m.seq)), ''),
-        coalesce((SELECT left(x.content, {NEIGHBOUR_CHARS}) FROM memories x WHERE x.seq =
-            (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)), '')
-    FROM memories m WHERE m.user_id = $1 AND m.id = ANY($2::text[])
+    SELECT {_COLUMNS}, m.seq, coalesce(left(p.content, {NEIGHBOUR_CHARS}), ''),
+        coalesce(left(n.content, {NEIGHBOUR_CHARS}), '')
+    FROM memories m
+    LEFT JOIN memories p ON p.seq = m.prev_seq AND p.user_id = m.user_id
+    LEFT JOIN memories n ON n.prev_seq = m.seq AND n.user_id = m.user_id
+    WHERE m.user_id = $1 AND m.seq = ANY($2::bigint[])
 """
 
 
@@ -299,12 +316,16 @@ class PostgresStore(PostgresUsage):
 
     async def _scoped(self, conn: Any, user_id: str, sql: str, *params: Any) -> list[asyncpg.Record]:
         """The one door for scoped reads: the SQL must filter on `m.user_id = $1` (memories and their
-        counts) or `t.scope = $1` (postings, keyed by the scope's hash)."""
-        if "m.user_id = $1" in sql:
-            return await conn.fetch(sql, user_id, *params)
-        if "t.scope = $1" in sql:
-            return await conn.fetch(sql, postings.scope_key(user_id), *params)
-        raise AssertionError("scoped SQL must filter on m.user_id = $1 or t.scope = $1")
+        counts); one that reads postings too filters them on `t.scope = $2`, bound here to the scope's key."""
+        if "m.user_id = $1" not in sql:
+            raise AssertionError("scoped SQL must filter on m.user_id = $1")
+        if "t.scope = $2" in sql:
+            params = (postings.scope_key(user_id), *params)
+        return await conn.fetch(sql, user_id, *params)
+
+    async def _lock(self, conn: Any, user_ids: Iterable[str]) -> None:
+        """Take the scopes' write locks until the transaction ends (see SCOPE_LOCK_SQL)."""
+        await conn.execute(SCOPE_LOCK_SQL, sorted({postings.scope_key(u) for u in user_ids}))
 
     async def add_many(self, items: list[NewMemory]) -> list[Memory]:
         """Insert memories in one transaction, skipping duplicates (scope, role, text, metadata) and known ids.
@@ -315,6 +336,7 @@ class PostgresStore(PostgresUsage):
             return []
         memories = [as_stored(item) for item in items]
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock(conn, (m.user_id for m in memories))
             previous = dict(await conn.fetch(LATEST_SQL, list({m.user_id for m in memories})))
             posted: list[list[postings.Posting]] = []
             seqs = dict(await conn.fetch(INSERT_SQL, *insert_args(items, memories, previous, posted)))
@@ -368,45 +390,43 @@ class PostgresStore(PostgresUsage):
         return _row(rows[0]) if rows else None
 
     async def delete(self, user_id: str, memory_id: str) -> bool:
-        """Delete one memory of this scope; the next turn's context, which quoted it, is recomputed."""
+        """Delete one memory of this scope; the next turn now follows the one before, and its context,
+        which quoted the deleted turn, is recomputed."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock(conn, [user_id])
             rows = await self._scoped(
                 conn,
                 user_id,
-                "DELETE FROM memories m WHERE m.user_id = $1 AND m.id = $2 RETURNING m.seq, m.terms",
+                "DELETE FROM memories m WHERE m.user_id = $1 AND m.id = $2 RETURNING m.seq, m.terms, m.prev_seq",
                 memory_id,
             )
             if not rows:
                 return False
             self._sizes.pop(user_id, None)
-            seq, packed = rows[0]
+            seq, packed, prev_seq = rows[0]
             await _unpost(conn, [(seq, user_id, postings.unpack(packed))])
             following = await self._scoped(
                 conn,
                 user_id,
-                "SELECT m.seq, m.created_at, m.content, m.terms FROM memories m WHERE m.user_id = $1 AND m.seq > $2 "
-                "ORDER BY m.seq LIMIT 1",
+                f"SELECT m.seq, m.created_at, m.content, m.terms, left(p.content, {NEIGHBOUR_CHARS}) "
+                "FROM memories m LEFT JOIN memories p ON p.seq = $3 AND p.user_id = m.user_id "
+                "WHERE m.user_id = $1 AND m.prev_seq = $2",
                 seq,
+                prev_seq,
             )
             if following:
-                seq, created_at, content, packed = following[0]
-                before = await self._scoped(
-                    conn,
-                    user_id,
-                    f"SELECT left(m.content, {NEIGHBOUR_CHARS}) FROM memories m WHERE m.user_id = $1 AND m.seq < $2 "
-                    "ORDER BY m.seq DESC LIMIT 1",
-                    seq,
-                )
-                context = "\n".join([textindex.date_words(created_at), *(r[0] for r in before)])
+                seq, created_at, content, packed, before = following[0]
+                context = "\n".join([textindex.date_words(created_at), *([before] if before is not None else [])])
                 fresh = postings.postings(content, context)
                 await self._scoped(
                     conn,
                     user_id,
-                    "UPDATE memories m SET context = $3, terms = $4 WHERE m.user_id = $1 AND m.seq = $2 "
+                    "UPDATE memories m SET context = $3, terms = $4, prev_seq = $5 WHERE m.user_id = $1 AND m.seq = $2 "
                     "RETURNING m.seq",
                     seq,
                     context,
                     postings.pack(fresh),
+                    prev_seq,
                 )
                 await _unpost(conn, [(seq, user_id, postings.unpack(packed))])
                 await _post(conn, [(seq, user_id, fresh)])
@@ -415,6 +435,7 @@ class PostgresStore(PostgresUsage):
     async def forget(self, user_id: str) -> int:
         """Delete every memory of a scope with its postings, then VACUUM so the freed rows' space is reclaimed."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock(conn, [user_id])
             rows = await self._scoped(conn, user_id, "DELETE FROM memories m WHERE m.user_id = $1 RETURNING m.seq")
             await conn.execute("DELETE FROM memory_terms WHERE scope = $1", postings.scope_key(user_id))
             await conn.execute("DELETE FROM memory_term_docs WHERE user_id = $1", user_id)
@@ -430,48 +451,47 @@ class PostgresStore(PostgresUsage):
             self._sizes[user_id] = rows[0][0]
         return self._sizes[user_id]
 
-    async def _docs(self, conn: Any, user_id: str, terms: Sequence[int]) -> dict[int, tuple[int, int]]:
-        """Per term, the scope's memories holding it anywhere and in their own text."""
-        rows = await self._scoped(conn, user_id, DOCS_SQL, list(terms)) if terms else []
-        return {r[0]: (r[1], r[2]) for r in rows}
-
-    async def _ranked(self, conn: Any, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int) -> Found:
-        """The scope's best matches for these terms, best first: the same two passes as SqliteDb._ranked."""
+    async def _matches(
+        self, conn: Any, user_id: str, terms: Sequence[int], limit: int
+    ) -> tuple[Found, dict[str, str], dict[int, int]]:
+        """The scope's best matches for these terms, best first (the same two passes as SqliteDb._ranked),
+        the start of the turns around each, and each term's count of memories holding it in their own text.
+        """
         if not terms:
-            return []
-        read = postings.CANDIDATES_PER_WORD
-        packed = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), read, user_id)
-        tops = postings.looked_up(packed, terms)
+            return [], {}, {}
+        read = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), postings.CANDIDATES_PER_WORD)
+        docs = {r[0]: r[1] for r in read if r[2] is None}
+        own = {r[0]: r[3] for r in read if r[2] is None}
+        candidates = [r for r in read if r[2] is not None]
         size = await self._scope_size(conn, user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
-        keep = max(limit, RERANK_CANDIDATES)
-        score = dict(postings.rank(tops, weights, keep))
-        if not score:
-            return []
-        rows = await self._scoped(conn, user_id, ROWS_SQL, list(score))
-        final = postings.boosted(score, ((r[_N], r[_N + 1], r[_N + 2]) for r in rows))
+        tops = postings.looked_up(((r[0], r[2]) for r in candidates), terms)
+        score = dict(postings.rank(tops, weights, max(limit, RERANK_CANDIDATES)))
+        # A scored memory's turns before and after, where they are candidates (else they scored nothing).
+        after = {r[1]: r[0] for r in candidates}
+        before = {r[0]: r[1] for r in candidates}
+        final = postings.boosted(score, ((m, before[m], after.get(m)) for m in score))
+        best = sorted(final, key=lambda m: (final[m], m), reverse=True)[:limit]
+        rows = await self._scoped(conn, user_id, ROWS_SQL, best) if best else []
         ranked = sorted(rows, key=lambda r: (final[r[_N]], r[_N]), reverse=True)
-        return [(_row(r), final[r[_N]]) for r in ranked[:limit]]
+        around = {r[0]: f"{r[_N + 1]}\n{r[_N + 2]}" for r in ranked}
+        return [(_row(r), final[r[_N]]) for r in ranked], around, own
 
     async def search(self, user_id: str, query: str, limit: int) -> Found:
         """Best matches within the scope, with a positive relevance score (see SqliteDb._ranked)."""
         terms = list(set(postings.question_terms(query).values()))
         async with self._pool.acquire() as conn:
-            docs = await self._docs(conn, user_id, terms)
-            return await self._ranked(conn, user_id, terms, {t: d for t, (d, _) in docs.items()}, limit)
+            found, _, _ = await self._matches(conn, user_id, terms, limit)
+        return found
 
     async def recall(self, user_id: str, query: str, limit: int) -> Recall:
         """What recall reads for a question, in one call: the best matches and what the relevance gate needs."""
         words = postings.question_terms(query)
-        terms = list(set(words.values()))
         async with self._pool.acquire() as conn:
-            docs = await self._docs(conn, user_id, terms)
-            found = await self._ranked(conn, user_id, terms, {t: d for t, (d, _) in docs.items()}, limit)
-            ids = [m.id for m, _ in found]
-            near = await self._scoped(conn, user_id, NEIGHBOURS_SQL, ids) if ids else []
+            found, around, docs = await self._matches(conn, user_id, list(set(words.values())), limit)
             size = await self._scope_size(conn, user_id)
-        own = {w: min(docs.get(t, (0, 0))[1], WORD_DOCS_CAP) for w, t in words.items()}
-        return Recall(found, {r[0]: f"{r[1]}\n{r[2]}" for r in near}, size, own)
+        own = {w: min(docs.get(t, 0), WORD_DOCS_CAP) for w, t in words.items()}
+        return Recall(found, around, size, own)
 
     async def export(self, user_id: str) -> AsyncIterator[Memory]:
         """Every memory of a scope, oldest first, read a page at a time."""
