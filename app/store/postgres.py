@@ -176,9 +176,12 @@ _DOCS_UPSERT = """
     SET docs = memory_term_docs.docs + excluded.docs, own = memory_term_docs.own + excluded.own
 """
 # One read per search: each question term's postings of highest impact in the scope (one range scan
-# of memory_terms_impact each) and the turn after each (whose context quotes it: memories_prev) are
-# the candidates, read with their packed postings and the turn before each (seq, prev_seq, terms);
-# then the terms' document counts, as rows without postings (term, docs, NULL, own).
+# of memory_terms_impact each) and the turn after each (whose context quotes it) are the candidates,
+# read with their packed postings and the turn before each (seq, prev_seq, terms); then the terms'
+# document counts, as rows without postings (term, docs, NULL, own).
+# A turn after another is found through memories_prev alone, one probe each (LIMIT 1: there is one),
+# and checked against the scope on its row: a planner without statistics (no ANALYZE yet) would
+# otherwise AND the probe with the scope's whole index.
 CANDIDATES_SQL = """
     WITH top AS MATERIALIZED (
         SELECT DISTINCT x.seq FROM unnest($3::bigint[]) AS k(term) CROSS JOIN LATERAL (
@@ -186,18 +189,23 @@ CANDIDATES_SQL = """
             ORDER BY t.impact DESC, t.seq DESC LIMIT $4
         ) x
     )
-    SELECT m.seq, m.prev_seq, m.terms, NULL::int FROM memories m
-    WHERE m.user_id = $1 AND (m.seq = ANY(ARRAY(SELECT seq FROM top)) OR m.prev_seq = ANY(ARRAY(SELECT seq FROM top)))
+    SELECT m.seq, m.prev_seq, m.terms, NULL::int FROM memories m WHERE m.user_id = $1 AND m.seq = ANY(ARRAY(
+        SELECT seq FROM top
+        UNION
+        SELECT n.seq FROM top CROSS JOIN LATERAL (SELECT n.seq FROM memories n WHERE n.prev_seq = top.seq LIMIT 1) n
+    ))
     UNION ALL
     SELECT d.term, d.docs, NULL, d.own FROM memory_term_docs d WHERE d.user_id = $1 AND d.term = ANY($3::bigint[])
 """
-# The matches' rows, with the start of the scope's turns just before and after each.
+# The matches' rows, with the start of the scope's turns just before and after each (the turn after
+# found as CANDIDATES_SQL finds it).
 ROWS_SQL = f"""
     SELECT {_COLUMNS}, m.seq, coalesce(left(p.content, {NEIGHBOUR_CHARS}), ''),
         coalesce(left(n.content, {NEIGHBOUR_CHARS}), '')
     FROM memories m
     LEFT JOIN memories p ON p.seq = m.prev_seq AND p.user_id = m.user_id
-    LEFT JOIN memories n ON n.prev_seq = m.seq AND n.user_id = m.user_id
+    LEFT JOIN LATERAL (SELECT x.user_id, x.content FROM memories x WHERE x.prev_seq = m.seq LIMIT 1) n
+        ON n.user_id = m.user_id
     WHERE m.user_id = $1 AND m.seq = ANY($2::bigint[])
 """
 
@@ -409,8 +417,8 @@ class PostgresStore(PostgresUsage):
                 conn,
                 user_id,
                 f"SELECT m.seq, m.created_at, m.content, m.terms, left(p.content, {NEIGHBOUR_CHARS}) "
-                "FROM memories m LEFT JOIN memories p ON p.seq = $3 AND p.user_id = m.user_id "
-                "WHERE m.user_id = $1 AND m.prev_seq = $2",
+                "FROM (SELECT * FROM memories x WHERE x.prev_seq = $2 LIMIT 1) m "  # as CANDIDATES_SQL finds it
+                "LEFT JOIN memories p ON p.seq = $3 AND p.user_id = m.user_id WHERE m.user_id = $1",
                 seq,
                 prev_seq,
             )
