@@ -612,6 +612,29 @@ async def test_each_memory_links_the_scopes_turn_before_it(pg_url: str) -> None:
         await two.close()
 
 
+async def test_a_search_and_a_recall_read_in_two_statements_each(pg_url: str) -> None:
+    from app.store.postgres import PostgresStore
+
+    store = await PostgresStore.open(pg_url)
+    try:
+        await store.add_many([NewMemory("a", "user", f"kiwi note {i}", created_at=1e9 + i) for i in range(5)])
+        await store.recall("a", "kiwi", 5)  # the scope's size is counted once, then kept
+        statements: list[str] = []
+        async with store._pool.acquire() as conn:
+            conn.add_query_logger(lambda q: statements.append(q.query))
+        assert len(await store.search("a", "kiwi", 5)) == 5
+        assert len((await store.recall("a", "kiwi note", 5)).found) == 5
+        # The candidates with the document counts, then the matches with their neighbours; no reset
+        # query when the pool gets the connection back.
+        assert len(statements) == 4 and all(" FROM memories m" in q for q in statements)
+        async with store._pool.acquire() as conn:
+            await conn.execute("BEGIN")
+        async with store._pool.acquire() as conn:
+            assert not conn.is_in_transaction()  # a transaction left open is rolled back
+    finally:
+        await store.close()
+
+
 # --- what recall's relevance gate reads ----------------------------------------------------------
 
 

@@ -243,6 +243,16 @@ def _row(r: asyncpg.Record) -> Memory:
     return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
 
 
+async def _handed_back(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a connection it gets back: asyncpg's full reset only when a transaction was left open.
+
+    The store keeps no other session state (no SET, LISTEN, cursors, or session locks past _migrate's),
+    so the reset query, one more round trip on every call, is skipped.
+    """
+    if conn.is_in_transaction():
+        await conn.reset()
+
+
 async def _insert_postings(conn: Any, posted: Posted) -> None:
     # In key order: a batch's postings of one scope and term land on the same index pages one after another.
     rows = sorted((postings.scope_key(u), p.term, p.impact, seq) for seq, u, ps in posted for p in ps if p.own)
@@ -294,7 +304,7 @@ class PostgresStore(PostgresUsage):
     @classmethod
     async def open(cls, url: str) -> PostgresStore:
         """Connect a pool and run pending migrations (one instance at a time)."""
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, command_timeout=60)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, command_timeout=60, reset=_handed_back)
         store = cls(url, pool)
         try:
             await store._migrate()
