@@ -626,7 +626,7 @@ async def test_a_search_and_a_recall_read_in_two_statements_each(pg_url: str) ->
         assert len((await store.recall("a", "kiwi note", 5)).found) == 5
         # The candidates with the document counts, then the matches with their neighbours; no reset
         # query when the pool gets the connection back.
-        assert len(statements) == 4 and all(" FROM memories m" in q for q in statements)
+        assert len(statements) == 4 and all("m.user_id = $1" in q for q in statements)
         async with store._pool.acquire() as conn:
             await conn.execute("BEGIN")
         async with store._pool.acquire() as conn:

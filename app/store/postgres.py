@@ -189,11 +189,14 @@ CANDIDATES_SQL = """
             ORDER BY t.impact DESC, t.seq DESC LIMIT $4
         ) x
     )
-    SELECT m.seq, m.prev_seq, m.terms, NULL::int FROM memories m WHERE m.user_id = $1 AND m.seq = ANY(ARRAY(
-        SELECT seq FROM top
-        UNION
-        SELECT n.seq FROM top CROSS JOIN LATERAL (SELECT n.seq FROM memories n WHERE n.prev_seq = top.seq LIMIT 1) n
-    ))
+    SELECT m.seq, m.prev_seq, m.terms, NULL::int FROM (
+        SELECT c.user_id, c.seq, c.prev_seq, c.terms FROM memories c WHERE c.seq = ANY(ARRAY(
+            SELECT seq FROM top
+            UNION
+            SELECT n.seq FROM top CROSS JOIN LATERAL (SELECT n.seq FROM memories n WHERE n.prev_seq = top.seq LIMIT 1) n
+        ))
+        OFFSET 0  -- read by primary key, then checked: the scope's index would compare its name in every probe
+    ) m WHERE m.user_id = $1
     UNION ALL
     SELECT d.term, d.docs, NULL, d.own FROM memory_term_docs d WHERE d.user_id = $1 AND d.term = ANY($3::bigint[])
 """
