@@ -6,11 +6,12 @@ Run by hand from the repository root (needs `pip install -r bench/requirements.t
 
 It creates a throw-away database on the server, builds the store's schema and loads `--rows`
 memories into one scope, then runs the store's own SQL (app/store/postgres.py) through each
-driver with a pool of the store's size: capture = one transaction of LATEST_SQL + INSERT_SQL for
-a two-turn batch (the memory rows a chat's capture writes; its term-index postings are left out),
-search = CANDIDATES_SQL (the candidates' postings) + ROWS_SQL (the best 50 candidates' rows and
-neighbours) for a three-word question. Each is timed one at a time (p50/p95 latency) and eight at a time
-(operations per second). The database is dropped at the end.
+driver with a pool of the store's size: capture = one transaction of SCOPE_LOCK_SQL + LATEST_SQL +
+INSERT_SQL for a two-turn batch (the memory rows a chat's capture writes; its term-index postings
+are left out), search = CANDIDATES_SQL (the candidates' postings and the words' document counts) +
+ROWS_SQL (the best 50 candidates' rows and neighbours) for a three-word question. Each is timed one
+at a time (p50/p95 latency) and eight at a time (operations per second). The database is dropped at
+the end.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from app.store.postgres import (
     LATEST_SQL,
     POOL_SIZE,
     ROWS_SQL,
+    SCOPE_LOCK_SQL,
     PostgresStore,
     insert_args,
 )
@@ -66,16 +68,22 @@ def named(args: tuple[Any, ...]) -> dict[str, Any]:
 def top_args(scope: str, words: list[str]) -> tuple[Any, ...]:
     """CANDIDATES_SQL's parameters for a question of these words."""
     return (
+        scope,
         postings.scope_key(scope),
         [postings.term_key(textindex.stem(w)) for w in words],
         postings.CANDIDATES_PER_WORD,
-        scope,
     )
 
 
 def best(rows: list[Any]) -> list[int]:
-    """The candidates' seqs (the ranking's arithmetic is the same Python for both drivers)."""
-    return list(dict.fromkeys(r[0] for r in rows))[:RERANK_CANDIDATES]
+    """The candidates' seqs, not the document counts' rows (the ranking's arithmetic is the same Python for
+    both drivers)."""
+    return [r[0] for r in rows if r[2] is not None][:RERANK_CANDIDATES]
+
+
+def lock_keys(items: list[NewMemory]) -> list[int]:
+    """SCOPE_LOCK_SQL's parameter: the batch's scope keys, sorted."""
+    return sorted({postings.scope_key(i.user_id) for i in items})
 
 
 def batch_args(items: list[NewMemory], previous: dict[str, str]) -> list[list[Any]]:
@@ -90,6 +98,7 @@ class Asyncpg:
 
     async def capture(self, items: list[NewMemory]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(SCOPE_LOCK_SQL, lock_keys(items))
             previous = dict(await conn.fetch(LATEST_SQL, list({i.user_id for i in items})))
             await conn.fetch(INSERT_SQL, *batch_args(items, previous))
 
@@ -112,6 +121,7 @@ class Psycopg:
 
     async def capture(self, items: list[NewMemory]) -> None:
         async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(to_psycopg(SCOPE_LOCK_SQL), named((lock_keys(items),)), prepare=True)
             cur = await conn.execute(to_psycopg(LATEST_SQL), named((list({i.user_id for i in items}),)), prepare=True)
             previous = dict(await cur.fetchall())
             cur = await conn.execute(to_psycopg(INSERT_SQL), named(batch_args(items, previous)), prepare=True)
