@@ -125,11 +125,11 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("m004_packed_postings", _m004_packed_postings),
     (
         "m005_previous_turn",
-        # Each memory names the scope's turn before it (prev_seq), so a search reads the turns after its
-        # candidates, and the turns around its matches, with one index scan instead of a min()/max()
-        # probe per row. The trigger sets it as a row goes in, seeing the rows its own statement put in
-        # before it (never a duplicate ON CONFLICT skipped); writers of a scope take its lock (SCOPE_LOCK_SQL),
-        # so the turn before is the scope's latest committed one.
+        # Each memory names the scope's turn before it (prev_seq): a search reads that off the row, and
+        # the turn after through memories_prev, instead of a min()/max() probe of the scope's index per
+        # row. The trigger sets it as a row goes in, seeing the rows its own statement put in before it
+        # (never a duplicate ON CONFLICT skipped); writers of a scope hold its lock (SCOPE_LOCK_SQL), so
+        # the turn before is the scope's latest committed one.
         """
         ALTER TABLE memories ADD COLUMN prev_seq BIGINT;
         UPDATE memories SET prev_seq = l.prev FROM (
