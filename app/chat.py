@@ -26,7 +26,7 @@ from app.proxy import ProxyResponse, read_body_or_refusal, upstream_target
 from app.request_state import state_of
 from app.scopes import InvalidScope, resolve_scope
 from app.sse import ReplyAssembler
-from app.store import NewMemory
+from app.store import NOTHING_HELD, NewMemory
 
 log = logging.getLogger("memory_proxy.chat")
 T = TypeVar("T")
@@ -61,7 +61,7 @@ async def _search(c: Context, scope: str, query: str, limit: int) -> tuple[list[
     if not found:
         return [], {}
     recalled = [
-        memory.Recalled(m.content, m.role, m.created_at, m.id, read.around.get(m.id, ""), ranking.speaker(m))
+        memory.Recalled(m.content, m.role, m.created_at, m.id, read.held.get(m.id, NOTHING_HELD), ranking.speaker(m))
         for m, _ in found
     ]
     return recalled, relevance.weights(relevance.query_words(query), read.docs, read.size, relevance.names(query))

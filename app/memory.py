@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from app.config import RetrievalSettings
+from app.store import NOTHING_HELD, Held
 
 BLOCK_OPEN = "<recalled-memories>"
 BLOCK_CLOSE = "</recalled-memories>"
@@ -123,13 +124,13 @@ def query_text(turns: Iterable[Turn], strategy: str) -> str:
 
 @dataclass(frozen=True)
 class Recalled:
-    """A memory chosen for injection; `context` (the turns around it) and `speaker` serve relevance, never injected."""
+    """A memory chosen for injection; `held` (the question's terms in and around it) and `speaker` serve relevance."""
 
     content: str
     role: str
     created_at: float
     id: str = ""  # for the recall log
-    context: str = ""
+    held: Held = NOTHING_HELD
     speaker: str = ""
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Set
 
 from app import textindex
 from app.memory import Recalled
+from app.store import postings
 
 # Words found only around a note (the turns before and after it) count this much of their weight:
 # the same weight the search gives a memory's context against its own text.
@@ -83,31 +85,23 @@ def weights(
     return {stem: v / total for stem, v in raw.items()} if total > 0 else {}
 
 
-def _start(word: str) -> str:
-    # Porter rewrites a word's ending, and a "y" into an "i" anywhere: the first two letters read
-    # with "y" as "i" are the same in a word and in its stem (a stem of one letter: its first).
-    return word[:2].replace("y", "i")
-
-
-def found(text: str, wanted: Set[str]) -> set[str]:
-    """Which of the `wanted` stems a text holds.
-
-    Only the text's words that start as a wanted stem does are stemmed: on the chat path the text
-    is every candidate's and the turns around it, and stemming all of their words cost more than
-    the store's search.
-    """
-    starts = {_start(w) for w in wanted if len(w) > 1}
-    firsts = {w for w in wanted if len(w) == 1}
-    words = set(textindex.words(text)) - textindex.STOPWORDS
-    return {stem for w in words if (_start(w) in starts or w[:1] in firsts) and (stem := textindex.stem(w)) in wanted}
+@functools.lru_cache(maxsize=4096)
+def _said(date: str, speaker: str) -> frozenset[str]:
+    """The stems a note's date words and its speaker's name cover."""
+    return frozenset(textindex.stem(w) for w in textindex.words(f"{date} {speaker}"))
 
 
 def coverage(note: Recalled, shares: Mapping[str, float]) -> float:
-    """The share (0 to 1) of the question's information a note covers: its text, date and speaker, then its context."""
-    wanted = shares.keys()
-    own = found(f"{note.content} {textindex.date_words(note.created_at)} {note.speaker}", wanted)
-    around = found(note.context, wanted - own)
-    return sum(v if w in own else CONTEXT_SHARE * v if w in around else 0.0 for w, v in shares.items())
+    """The share (0 to 1) of the question's information a note covers: its text, date and speaker, then around it."""
+    said = _said(textindex.date_words(note.created_at), note.speaker)
+    total = 0.0
+    for stem, share in shares.items():
+        term = postings.term_key(stem)
+        if stem in said or term in note.held.own:
+            total += share
+        elif term in note.held.near:
+            total += CONTEXT_SHARE * share
+    return total
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:

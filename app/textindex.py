@@ -52,5 +52,11 @@ def stem(word: str) -> str:
 
 def date_words(created_at: float) -> str:
     """Searchable words for a memory's date (e.g. `8 May 2023 Monday`)."""
-    d = datetime.fromtimestamp(created_at, UTC)
+    return _day_words(int(created_at // 86_400))
+
+
+# Every memory written and every note weighed names its date: formatting one costs more than a search's probe.
+@functools.lru_cache(maxsize=4096)
+def _day_words(day: int) -> str:
+    d = datetime.fromtimestamp(day * 86_400, UTC)  # a UTC day starts at a multiple of 86,400 s
     return f"{d.day} {d:%B} {d.year} {d:%A}"

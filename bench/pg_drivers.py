@@ -8,10 +8,10 @@ It creates a throw-away database on the server, builds the store's schema and lo
 memories into one scope, then runs the store's own SQL (app/store/postgres.py) through each
 driver with a pool of the store's size: capture = one transaction of SCOPE_LOCK_SQL + LATEST_SQL +
 INSERT_SQL for a two-turn batch (the memory rows a chat's capture writes; its term-index postings
-are left out), search = CANDIDATES_SQL (the candidates' postings and the words' document counts) +
-ROWS_SQL (the best 50 candidates' rows and neighbours) for a three-word question. Each is timed one
-at a time (p50/p95 latency) and eight at a time (operations per second). The database is dropped at
-the end.
+are left out), search = TOP_SQL (the question words' top postings and document counts) + PACKED_SQL
+(the shortlist's packed postings) + ROWS_SQL (the best 50 candidates' rows) for a three-word
+question. Each is timed one at a time (p50/p95 latency) and eight at a time (operations per
+second). The database is dropped at the end.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app import textindex
 from app.store import RERANK_CANDIDATES, NewMemory, as_stored, postings
 from app.store.postgres import (
-    CANDIDATES_SQL,
     INSERT_SQL,
     LATEST_SQL,
+    PACKED_SQL,
     POOL_SIZE,
     ROWS_SQL,
     SCOPE_LOCK_SQL,
+    TOP_SQL,
     PostgresStore,
     insert_args,
 )
@@ -66,7 +67,7 @@ def named(args: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def top_args(scope: str, words: list[str]) -> tuple[Any, ...]:
-    """CANDIDATES_SQL's parameters for a question of these words."""
+    """TOP_SQL's parameters for a question of these words."""
     return (
         scope,
         postings.scope_key(scope),
@@ -76,9 +77,9 @@ def top_args(scope: str, words: list[str]) -> tuple[Any, ...]:
 
 
 def best(rows: list[Any]) -> list[int]:
-    """The candidates' seqs, not the document counts' rows (the ranking's arithmetic is the same Python for
+    """The shortlist's seqs, not the document counts' rows (the ranking's arithmetic is the same Python for
     both drivers)."""
-    return [r[0] for r in rows if r[2] is not None][:RERANK_CANDIDATES]
+    return list(dict.fromkeys(r[1] for r in rows if r[1] is not None))[:RERANK_CANDIDATES]
 
 
 def lock_keys(items: list[NewMemory]) -> list[int]:
@@ -104,7 +105,8 @@ class Asyncpg:
 
     async def search(self, scope: str, words: list[str]) -> int:
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(CANDIDATES_SQL, *top_args(scope, words))
+            rows = await conn.fetch(TOP_SQL, *top_args(scope, words))
+            await conn.fetch(PACKED_SQL, scope, best(rows))
             await conn.fetch(ROWS_SQL, scope, best(rows))
         return len(rows)
 
@@ -129,10 +131,11 @@ class Psycopg:
 
     async def search(self, scope: str, words: list[str]) -> int:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(to_psycopg(CANDIDATES_SQL), named(top_args(scope, words)), prepare=True)
+            cur = await conn.execute(to_psycopg(TOP_SQL), named(top_args(scope, words)), prepare=True)
             rows = await cur.fetchall()
-            cur = await conn.execute(to_psycopg(ROWS_SQL), named((scope, best(rows))), prepare=True)
-            await cur.fetchall()
+            for sql in (PACKED_SQL, ROWS_SQL):
+                cur = await conn.execute(to_psycopg(sql), named((scope, best(rows))), prepare=True)
+                await cur.fetchall()
         return len(rows)
 
     async def close(self) -> None:

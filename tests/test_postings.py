@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from app.store import postings
+from app.store import Held, postings
 
 
 def by_stem(content: str, context: str) -> dict[int, postings.Posting]:
@@ -67,3 +69,32 @@ def test_looked_up_skips_a_term_key_straddling_two_entries() -> None:
     straddling = int.from_bytes(packed[5:13], "big", signed=True)
     assert postings.looked_up([(1, packed)], [straddling]) == []
     assert postings.looked_up([(1, packed)], [0x1112131415161718]) == [(0x1112131415161718, 1, 400)]
+
+
+def test_held_splits_a_questions_terms_into_own_text_and_the_turns_around() -> None:
+    words = ("kiwi", "pie", "mango", "appl", "lemon", "fig")
+    kiwi, pie, mango, apple, lemon, fig = (postings.term_key(w) for w in words)
+    packed = postings.pack(postings.postings("kiwi pie", "8 May 2023\nmango"))  # its context: the turn before
+    after = postings.pack(postings.postings("apple", "lemon"))  # the turn after: only its own text counts
+    got = postings.held([kiwi, pie, mango, apple, lemon, fig], packed, after)
+    assert got == Held(frozenset({kiwi, pie}), frozenset({mango, apple}))
+    assert postings.held([kiwi, mango], packed, b"") == Held(frozenset({kiwi}), frozenset({mango}))
+
+
+entries = st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1), st.integers(1, 20_000), st.booleans()), max_size=30)
+
+
+@given(entries, entries, st.lists(st.integers(-(2**63), 2**63 - 1), max_size=5))
+def test_held_finds_exactly_the_asked_terms_whatever_the_bytes(
+    mine: list[tuple[int, int, bool]], next_turn: list[tuple[int, int, bool]], extra: list[int]
+) -> None:
+    mine = list({t: (t, i, o) for t, i, o in mine}.values())  # one posting per term, as postings() makes them
+    next_turn = list({t: (t, i, o) for t, i, o in next_turn}.values())
+    asked = {t for t, _, _ in mine[:3] + next_turn[:3]} | set(extra)
+    packed = postings.pack(postings.Posting(*e) for e in mine)
+    after = postings.pack(postings.Posting(*e) for e in next_turn)
+    if len(packed) >= 20:  # eight bytes across two entries: a match there is no posting
+        asked.add(int.from_bytes(packed[5:13], "big", signed=True))
+    own = {t for t, _, o in mine if o} & asked
+    near = ({t for t, _, o in mine if not o} | {t for t, _, o in next_turn if o}) & asked - own
+    assert postings.held(asked, packed, after) == Held(frozenset(own), frozenset(near))

@@ -8,14 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import relevance, textindex
+from app import relevance
 from app.memory import Recalled
+from app.store import Held, postings
 
 MAY_8_2023 = 1683547200.0
 
 
 def note(content: str, context: str = "") -> Recalled:
-    return Recalled(content, "user", MAY_8_2023, context=context)
+    """A note as the store gives it: every term of its text, and those only its context (the turns around it) holds."""
+    posted = postings.postings(content, context)
+    own = frozenset(p.term for p in posted if p.own)
+    return Recalled(content, "user", MAY_8_2023, held=Held(own, frozenset(p.term for p in posted) - own))
 
 
 def shares(question: str, docs: dict[str, int], size: int) -> dict[str, float]:
@@ -131,15 +135,3 @@ def test_a_note_covers_its_speakers_name() -> None:
     said = Recalled("I looked into adoption agencies", "user", MAY_8_2023, speaker="caroline")
     assert relevance.coverage(said, w) == pytest.approx(w["carolin"])
     assert relevance.coverage(replace(said, speaker=""), w) == 0.0
-
-
-@given(st.lists(st.text(alphabet="abcdeilnorstuy", min_size=1, max_size=10), min_size=1, max_size=30), st.data())
-def test_found_is_the_texts_stems_among_the_wanted(words: list[str], data: st.DataObject) -> None:
-    text = " ".join(words)
-    every = {textindex.stem(w) for w in textindex.terms(text, None)}
-    wanted = set(data.draw(st.lists(st.sampled_from(sorted(every | {"zz", "i", "u"})), max_size=8)))
-    assert relevance.found(text, wanted) == every & wanted
-
-
-def test_found_knows_porters_y_to_i() -> None:
-    assert relevance.found("she was dying and eyed the cries", {"dy", "ei", "cri"}) == {"dy", "ei", "cri"}

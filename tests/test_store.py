@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from app import textindex
 from app.records import memory_json
-from app.store import InvalidCursor, Memory, MemoryStore, NewMemory, open_store, postings
+from app.store import Held, InvalidCursor, Memory, MemoryStore, NewMemory, open_store, postings
 from app.store.sqlite import MIGRATIONS, SqliteStore, sqlite3
 from tests.backends import reset_schema
 from tests.test_cli import RECALL_FIELDS
@@ -390,28 +390,29 @@ async def test_both_backends_rank_alike_after_deletes(pg_database: str, tmp_path
 async def test_the_turns_around_a_match_stay_adjacent_after_deletes_and_skipped_duplicates(
     store: MemoryStore,
 ) -> None:
-    first = await add(store, "a", "first kiwi", at=1e9)
-    gone = await add(store, "a", "gone kiwi", at=1e9 + 1)
+    first = await add(store, "a", "first kiwi apple", at=1e9)
+    gone = await add(store, "a", "gone kiwi banana", at=1e9 + 1)
     await store.add_many(
         [
-            NewMemory("b", "user", "other scope kiwi", created_at=1e9 + 2),
-            NewMemory("a", "user", "first kiwi", created_at=1e9 + 3),  # a duplicate: skipped
-            NewMemory("a", "user", "late kiwi", created_at=1e9 - 9),  # imported out of order
-            NewMemory("a", "user", "last kiwi", created_at=1e9 + 4),
+            NewMemory("b", "user", "other kiwi cherry", created_at=1e9 + 2),
+            NewMemory("a", "user", "first kiwi apple", created_at=1e9 + 3),  # a duplicate: skipped
+            NewMemory("a", "user", "late kiwi date", created_at=1e9 - 9),  # imported out of order
+            NewMemory("a", "user", "last kiwi elder", created_at=1e9 + 4),
         ]
     )
     assert await store.delete("a", gone.id)
-    read = await store.recall("a", "kiwi", 5)
-    assert {m.content: read.around[m.id] for m, _ in read.found} == {
-        "first kiwi": "\nlate kiwi",
-        "late kiwi": "first kiwi\nlast kiwi",
-        "last kiwi": "late kiwi\n",
+    kiwi, apple, date, elder = postings.question_terms("kiwi apple date elder").values()
+    read = await store.recall("a", "kiwi apple banana cherry date elder", 5)
+    assert {m.content: read.held[m.id] for m, _ in read.found} == {
+        "first kiwi apple": Held(frozenset({kiwi, apple}), frozenset({date})),
+        "late kiwi date": Held(frozenset({kiwi, date}), frozenset({apple, elder})),
+        "last kiwi elder": Held(frozenset({kiwi, elder}), frozenset({date})),
     }
     assert await store.delete("a", first.id)
-    read = await store.recall("a", "kiwi", 5)
-    assert {m.content: read.around[m.id] for m, _ in read.found} == {
-        "late kiwi": "\nlast kiwi",
-        "last kiwi": "late kiwi\n",
+    read = await store.recall("a", "kiwi apple banana cherry date elder", 5)
+    assert {m.content: read.held[m.id] for m, _ in read.found} == {
+        "late kiwi date": Held(frozenset({kiwi, date}), frozenset({elder})),
+        "last kiwi elder": Held(frozenset({kiwi, elder}), frozenset({date})),
     }
 
 
@@ -612,7 +613,7 @@ async def test_each_memory_links_the_scopes_turn_before_it(pg_url: str) -> None:
         await two.close()
 
 
-async def test_a_search_and_a_recall_read_in_two_statements_each(pg_url: str) -> None:
+async def test_a_search_and_a_recall_read_in_three_statements_each(pg_url: str) -> None:
     from app.store.postgres import PostgresStore
 
     store = await PostgresStore.open(pg_url)
@@ -624,9 +625,9 @@ async def test_a_search_and_a_recall_read_in_two_statements_each(pg_url: str) ->
             conn.add_query_logger(lambda q: statements.append(q.query))
         assert len(await store.search("a", "kiwi", 5)) == 5
         assert len((await store.recall("a", "kiwi note", 5)).found) == 5
-        # The candidates with the document counts, then the matches with their neighbours; no reset
-        # query when the pool gets the connection back.
-        assert len(statements) == 4 and all("m.user_id = $1" in q for q in statements)
+        # The top postings with the document counts, the shortlist's packed postings, then the matches
+        # (with the turn after each); no reset query when the pool gets the connection back.
+        assert len(statements) == 6 and all("m.user_id = $1" in q for q in statements)
         async with store._pool.acquire() as conn:
             await conn.execute("BEGIN")
         async with store._pool.acquire() as conn:
@@ -675,17 +676,18 @@ async def test_recall_counts_a_memorys_own_text_not_its_context(store: MemorySto
     assert len(read.found) == 2  # the search itself finds a turn by its context too
 
 
-async def test_recall_gives_the_turns_around_each_match_in_its_scope(store: MemoryStore) -> None:
+async def test_recall_tells_which_question_words_each_match_and_the_turns_around_it_hold(store: MemoryStore) -> None:
     first = await add(store, "a", "first turn kiwi", at=1e9)
-    await add(store, "b", "another scope's kiwi turn", at=1e9 + 1)
-    second = await add(store, "a", "second turn kiwi", at=1e9 + 2)
-    third = await add(store, "a", "third turn kiwi", at=1e9 + 3)
-    read = await store.recall("a", "kiwi", 5)
+    await add(store, "b", "another scope's kiwi mango turn", at=1e9 + 1)
+    second = await add(store, "a", "second turn kiwi pear", at=1e9 + 2)
+    third = await add(store, "a", "third turn kiwi mango", at=1e9 + 3)
+    read = await store.recall("a", "kiwi pear mango", 5)
+    kiwi, pear, mango = (postings.term_key(w) for w in ("kiwi", "pear", "mango"))
     assert {m.id for m, _ in read.found} == {first.id, second.id, third.id}
-    assert read.around == {
-        first.id: "\nsecond turn kiwi",
-        second.id: "first turn kiwi\nthird turn kiwi",
-        third.id: "second turn kiwi\n",
+    assert read.held == {
+        first.id: Held(frozenset({kiwi}), frozenset({pear})),  # the turn after it, in its own scope, says pear
+        second.id: Held(frozenset({kiwi, pear}), frozenset({mango})),
+        third.id: Held(frozenset({kiwi, mango}), frozenset({pear})),  # the turn before it says pear
     }
     assert [s for _, s in read.found] == sorted((s for _, s in read.found), reverse=True)
 

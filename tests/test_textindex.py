@@ -13,3 +13,9 @@ def test_words_keep_everything_terms_only_the_meaningful_ones_once():
     text = "The cat's bowl: the CAT ate, didn't it?"
     assert textindex.words(text) == ["the", "cat", "s", "bowl", "the", "cat", "ate", "didn", "t", "it"]
     assert textindex.terms(text) == ["cat", "bowl", "ate"]
+
+
+def test_date_words_change_at_utc_midnight_before_and_after_the_epoch() -> None:
+    assert textindex.date_words(86_399.9) == "1 January 1970 Thursday"
+    assert textindex.date_words(86_400.0) == "2 January 1970 Friday"
+    assert textindex.date_words(-0.5) == "31 December 1969 Wednesday"

@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -57,12 +57,22 @@ class Memory:
 Found = list[tuple[Memory, float]]
 
 
+class Held(NamedTuple):
+    """Which of a question's terms (term keys) a memory's own text holds, and which only the turns around it hold."""
+
+    own: frozenset[int]
+    near: frozenset[int]
+
+
+NOTHING_HELD = Held(frozenset(), frozenset())
+
+
 @dataclass(frozen=True)
 class Recall:
-    """One recall's read of a scope: the best matches, the turns around them, and the scope's word counts."""
+    """One recall's read of a scope: the best matches, the question's terms in and around each, the word counts."""
 
     found: Found  # best first, each with the store's score
-    around: dict[str, str]  # memory id -> the start of the scope's turns just before and after it
+    held: dict[str, Held]  # memory id -> the question's terms in its text, and those only in the turns around it
     size: int  # memories in the scope
     docs: dict[str, int]  # question word -> memories holding it in their own text (up to WORD_DOCS_CAP)
 

@@ -21,6 +21,7 @@ from app.store import (
     RERANK_CANDIDATES,
     WORD_DOCS_CAP,
     Found,
+    Held,
     InvalidCursor,
     Memory,
     NewMemory,
@@ -175,39 +176,39 @@ _DOCS_UPSERT = """
     ON CONFLICT (user_id, term) DO UPDATE
     SET docs = memory_term_docs.docs + excluded.docs, own = memory_term_docs.own + excluded.own
 """
-# One read per search: each question term's postings of highest impact in the scope (one range scan
-# of memory_terms_impact each) and the turn after each (whose context quotes it) are the candidates,
-# read with their packed postings and the turn before each (seq, prev_seq, terms); then the terms'
-# document counts, as rows without postings (term, docs, NULL, own).
+# A search's first read: each question term's postings of highest impact in the scope (one range scan
+# of memory_terms_impact each) as (term, seq, impact, NULL), then the terms' document counts as
+# (term, NULL, docs, own).
+TOP_SQL = """
+    SELECT k.term, x.seq, x.impact, NULL::int FROM unnest($3::bigint[]) AS k(term) CROSS JOIN LATERAL (
+        SELECT t.seq, t.impact FROM memory_terms t WHERE t.scope = $2 AND t.term = k.term
+        ORDER BY t.impact DESC, t.seq DESC LIMIT $4
+    ) x
+    UNION ALL
+    SELECT m.term, NULL, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($3::bigint[])
+"""
+# The packed postings of memories and of the scope's turn after each (whose context quotes them),
+# with the turn before each: (seq, prev_seq, terms).
 # A turn after another is found through memories_prev alone, one probe each (LIMIT 1: there is one),
 # and checked against the scope on its row: a planner without statistics (no ANALYZE yet) would
 # otherwise AND the probe with the scope's whole index.
-CANDIDATES_SQL = """
-    WITH top AS MATERIALIZED (
-        SELECT DISTINCT x.seq FROM unnest($3::bigint[]) AS k(term) CROSS JOIN LATERAL (
-            SELECT t.seq FROM memory_terms t WHERE t.scope = $2 AND t.term = k.term
-            ORDER BY t.impact DESC, t.seq DESC LIMIT $4
-        ) x
-    )
-    SELECT m.seq, m.prev_seq, m.terms, NULL::int FROM (
+PACKED_SQL = """
+    SELECT m.seq, m.prev_seq, m.terms FROM (
         SELECT c.user_id, c.seq, c.prev_seq, c.terms FROM memories c WHERE c.seq = ANY(ARRAY(
-            SELECT seq FROM top
+            SELECT s.seq FROM unnest($2::bigint[]) AS s(seq)
             UNION
-            SELECT n.seq FROM top CROSS JOIN LATERAL (SELECT n.seq FROM memories n WHERE n.prev_seq = top.seq LIMIT 1) n
+            SELECT n.seq FROM unnest($2::bigint[]) AS s(seq)
+                CROSS JOIN LATERAL (SELECT n.seq FROM memories n WHERE n.prev_seq = s.seq LIMIT 1) n
         ))
         OFFSET 0  -- read by primary key, then checked: the scope's index would compare its name in every probe
     ) m WHERE m.user_id = $1
-    UNION ALL
-    SELECT d.term, d.docs, NULL, d.own FROM memory_term_docs d WHERE d.user_id = $1 AND d.term = ANY($3::bigint[])
 """
-# The matches' rows, with the start of the scope's turns just before and after each (the turn after
-# found as CANDIDATES_SQL finds it).
+# The matches' rows, with their packed postings and those of the scope's turn after each (found as
+# PACKED_SQL finds it).
 ROWS_SQL = f"""
-    SELECT {_COLUMNS}, m.seq, coalesce(left(p.content, {NEIGHBOUR_CHARS}), ''),
-        coalesce(left(n.content, {NEIGHBOUR_CHARS}), '')
+    SELECT {_COLUMNS}, m.seq, m.terms, coalesce(n.terms, ''::bytea)
     FROM memories m
-    LEFT JOIN memories p ON p.seq = m.prev_seq AND p.user_id = m.user_id
-    LEFT JOIN LATERAL (SELECT x.user_id, x.content FROM memories x WHERE x.prev_seq = m.seq LIMIT 1) n
+    LEFT JOIN LATERAL (SELECT x.user_id, x.terms FROM memories x WHERE x.prev_seq = m.seq LIMIT 1) n
         ON n.user_id = m.user_id
     WHERE m.user_id = $1 AND m.seq = ANY($2::bigint[])
 """
@@ -430,7 +431,7 @@ class PostgresStore(PostgresUsage):
                 conn,
                 user_id,
                 f"SELECT m.seq, m.created_at, m.content, m.terms, left(p.content, {NEIGHBOUR_CHARS}) "
-                "FROM (SELECT * FROM memories x WHERE x.prev_seq = $2 LIMIT 1) m "  # as CANDIDATES_SQL finds it
+                "FROM (SELECT * FROM memories x WHERE x.prev_seq = $2 LIMIT 1) m "  # as PACKED_SQL finds it
                 "LEFT JOIN memories p ON p.seq = $3 AND p.user_id = m.user_id WHERE m.user_id = $1",
                 seq,
                 prev_seq,
@@ -474,29 +475,31 @@ class PostgresStore(PostgresUsage):
 
     async def _matches(
         self, conn: Any, user_id: str, terms: Sequence[int], limit: int
-    ) -> tuple[Found, dict[str, str], dict[int, int]]:
+    ) -> tuple[Found, dict[str, Held], dict[int, int]]:
         """The scope's best matches for these terms, best first (the same two passes as SqliteDb._ranked),
-        the start of the turns around each, and each term's count of memories holding it in their own text.
-        """
+        which of the terms each one's text holds and which only the turns around it hold, and each term's
+        count of memories holding it in their own text."""
         if not terms:
             return [], {}, {}
-        read = await self._scoped(conn, user_id, CANDIDATES_SQL, list(terms), postings.CANDIDATES_PER_WORD)
-        docs = {r[0]: r[1] for r in read if r[2] is None}
-        own = {r[0]: r[3] for r in read if r[2] is None}
-        candidates = [r for r in read if r[2] is not None]
+        read = await self._scoped(conn, user_id, TOP_SQL, list(terms), postings.CANDIDATES_PER_WORD)
+        top = [r[:3] for r in read if r[1] is not None]
+        docs = {r[0]: r[2] for r in read if r[1] is None}
+        own = {r[0]: r[3] for r in read if r[1] is None}
         size = await self._scope_size(conn, user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
-        tops = postings.looked_up(((r[0], r[2]) for r in candidates), terms)
-        score = dict(postings.rank(tops, weights, max(limit, RERANK_CANDIDATES)))
-        # A scored memory's turns before and after, where they are candidates (else they scored nothing).
-        after = {r[1]: r[0] for r in candidates}
-        before = {r[0]: r[1] for r in candidates}
+        keep = max(limit, RERANK_CANDIDATES)
+        short = [m for m, _ in postings.rank(top, weights, keep)]
+        packed = await self._scoped(conn, user_id, PACKED_SQL, short) if short else []
+        score = dict(postings.rank(postings.looked_up(((r[0], r[2]) for r in packed), terms), weights, keep))
+        # A scored memory's turns before and after, where they were read (else they scored nothing).
+        after = {r[1]: r[0] for r in packed}
+        before = {r[0]: r[1] for r in packed}
         final = postings.boosted(score, ((m, before[m], after.get(m)) for m in score))
         best = sorted(final, key=lambda m: (final[m], m), reverse=True)[:limit]
         rows = await self._scoped(conn, user_id, ROWS_SQL, best) if best else []
         ranked = sorted(rows, key=lambda r: (final[r[_N]], r[_N]), reverse=True)
-        around = {r[0]: f"{r[_N + 1]}\n{r[_N + 2]}" for r in ranked}
-        return [(_row(r), final[r[_N]]) for r in ranked], around, own
+        held = {r[0]: postings.held(terms, r[_N + 1], r[_N + 2]) for r in ranked}
+        return [(_row(r), final[r[_N]]) for r in ranked], held, own
 
     async def search(self, user_id: str, query: str, limit: int) -> Found:
         """Best matches within the scope, with a positive relevance score (see SqliteDb._ranked)."""
@@ -509,10 +512,10 @@ class PostgresStore(PostgresUsage):
         """What recall reads for a question, in one call: the best matches and what the relevance gate needs."""
         words = postings.question_terms(query)
         async with self._pool.acquire() as conn:
-            found, around, docs = await self._matches(conn, user_id, list(set(words.values())), limit)
+            found, held, docs = await self._matches(conn, user_id, list(set(words.values())), limit)
             size = await self._scope_size(conn, user_id)
         own = {w: min(docs.get(t, 0), WORD_DOCS_CAP) for w, t in words.items()}
-        return Recall(found, around, size, own)
+        return Recall(found, held, size, own)
 
     async def export(self, user_id: str) -> AsyncIterator[Memory]:
         """Every memory of a scope, oldest first, read a page at a time."""

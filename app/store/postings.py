@@ -8,11 +8,11 @@ postings, keyed (scope, term, impact, memory) for reading in impact order. A wor
 context holds is the previous turn's own word, so the index needs it once, not twice.
 
 A search reads, per question word, the postings of highest impact (an index range scan,
-CANDIDATES_PER_WORD rows at most); those memories and the turn after each (whose context quotes
-them) are the candidates, scored exactly (every question word's impact in each, from their packed
-postings, times the word's IDF in the scope); the rest of the scope is never touched. A word in no
-more than CANDIDATES_PER_WORD memories' own text brings all of them and the turns after them, so a
-small scope is ranked over every match.
+CANDIDATES_PER_WORD rows at most); the memories those postings alone score best are shortlisted,
+and the shortlist and the turn after each (whose context quotes them) are scored exactly (every
+question word's impact in each, from their packed postings, times the word's IDF in the scope);
+the rest of the scope is never touched. A word in no more than CANDIDATES_PER_WORD memories' own
+text brings all of them, so in a small scope every turn holding a question word is weighed.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from app import textindex
-from app.store import NEIGHBOUR_BOOST, SEARCH_WEIGHTS
+from app.store import NEIGHBOUR_BOOST, SEARCH_WEIGHTS, Held
 
 CANDIDATES_PER_WORD = 50  # postings read per question word: the bound on a search's work
 K1 = 1.2  # BM25's term-frequency saturation
@@ -125,6 +125,31 @@ def looked_up(rows: Iterable[tuple[int, bytes]], terms: Iterable[int]) -> list[t
                 out.append((term, mems[bisect.bisect_right(ends, at)], _ENTRY.unpack_from(joined, at)[1] & ~_OWN))
             at = joined.find(key, at + 1)
     return out
+
+
+def _field(packed: bytes, term: int) -> int | None:
+    """A term's impact field (with the _OWN bit) in one memory's packed postings; None when it has no such posting."""
+    key = term.to_bytes(8, "big", signed=True)
+    at = packed.find(key)
+    while at > 0 and at % _ENTRY.size:  # a match straddling two entries
+        at = packed.find(key, at + 1)
+    return None if at < 0 else int(_ENTRY.unpack_from(packed, at)[1])
+
+
+def held(terms: Iterable[int], packed: bytes, after: bytes) -> Held:
+    """Which of `terms` a memory's own text holds, and which only the turns around it hold.
+
+    `packed` is the memory's packed postings (its context: its date and the turn before it),
+    `after` the turn after it's.
+    """
+    own, near = set(), set()
+    for term in terms:
+        field = _field(packed, term)
+        if field is not None and field & _OWN:
+            own.add(term)
+        elif field is not None or (_field(after, term) or 0) & _OWN:
+            near.add(term)
+    return Held(frozenset(own), frozenset(near))
 
 
 def question_terms(query: str) -> dict[str, int]:

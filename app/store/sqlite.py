@@ -29,6 +29,7 @@ from app.store import (
     RERANK_CANDIDATES,
     WORD_DOCS_CAP,
     Found,
+    Held,
     InvalidCursor,
     Memory,
     NewMemory,
@@ -141,8 +142,8 @@ _DOCS_UPSERT = (
     "INSERT INTO memory_term_docs (user_id, term, docs, own) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (user_id, term) DO UPDATE SET docs = docs + excluded.docs, own = own + excluded.own"
 )
-# Each term's postings of highest impact in a scope (one range scan of the postings' key each), and
-# the turn after each (whose context quotes it), are the candidates.
+# Each term's postings of highest impact in a scope (one range scan of the postings' key each): the
+# memories they score best are the shortlist.
 _TOP = (
     "SELECT t.term, t.mem, t.impact FROM memory_terms t WHERE t.scope = ? AND t.term = ? "
     "ORDER BY t.impact DESC, t.mem DESC LIMIT ?"
@@ -418,23 +419,24 @@ class SqliteDb(SqliteUsage):
     def _ranked(self, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int) -> Found:
         """The scope's best matches for these terms (given each term's document count), best first.
 
-        Two passes. The term index's top postings per term, and the turn after each, give the
-        candidates, scored exactly (postings.rank, over every term's impact in each, read from their
-        packed postings); then each of the best RERANK_CANDIDATES gains a share of its neighbours'
-        scores (NEIGHBOUR_BOOST), so a turn inside a stretch of conversation that matches the
-        question climbs above an isolated turn that shares a word with it by chance.
+        Three passes. The term index's top postings per term shortlist the RERANK_CANDIDATES
+        memories they score best (by the impacts those postings carry); the shortlist and the turn
+        after each are scored exactly (postings.rank, over every term's impact in each, read from
+        their packed postings); then each of the best RERANK_CANDIDATES gains a share of its
+        neighbours' scores (NEIGHBOUR_BOOST), so a turn inside a stretch of conversation that
+        matches the question climbs above an isolated turn that shares a word with it by chance.
         """
         if not terms:
             return []
         scope, read = postings.scope_key(user_id), postings.CANDIDATES_PER_WORD
-        tops = [p for t in terms for p in (scope, t, read)][1:]  # _scoped binds the first scope
-        mems = {r[1] for r in self._scoped(user_id, _candidates_sql(len(terms)), tops)}
-        packed = dict(self._scoped(user_id, _PACKED, (orjson.dumps(list(mems)).decode(),)).fetchall())
-        rows = postings.looked_up(packed.items(), terms)
+        args = [p for t in terms for p in (scope, t, read)][1:]  # _scoped binds the first scope
         size = self._size(user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
-        score = dict(postings.rank(rows, weights, keep))
+        top = self._scoped(user_id, _candidates_sql(len(terms)), args).fetchall()
+        short = [m for m, _ in postings.rank(top, weights, keep)]
+        packed = dict(self._scoped(user_id, _PACKED, (orjson.dumps(short).decode(),)).fetchall())
+        score = dict(postings.rank(postings.looked_up(packed.items(), terms), weights, keep))
         if not score:
             return []
         rows = self._scoped(
@@ -472,27 +474,26 @@ class SqliteDb(SqliteUsage):
     def recall(self, user_id: str, query: str, limit: int) -> Recall:
         """What recall reads for a question, in one call: the best matches and what the relevance gate needs."""
         words = postings.question_terms(query)
-        docs = self._docs(user_id, set(words.values()))
-        found = self._ranked(user_id, list(set(words.values())), {t: d for t, (d, _) in docs.items()}, limit)
+        terms = set(words.values())
+        docs = self._docs(user_id, terms)
+        found = self._ranked(user_id, list(terms), {t: d for t, (d, _) in docs.items()}, limit)
         own = {w: min(docs.get(t, (0, 0))[1], WORD_DOCS_CAP) for w, t in words.items()}
-        return Recall(found, self._neighbours(user_id, [m.id for m, _ in found]), self._size(user_id), own)
+        return Recall(found, self._held(user_id, terms, [m.id for m, _ in found]), self._size(user_id), own)
 
-    def _neighbours(self, user_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
-        """For each memory, the start of the scope's turns just before and after it (the conversation around it)."""
+    def _held(self, user_id: str, terms: set[int], memory_ids: Sequence[str]) -> dict[str, Held]:
+        """For each memory, which of `terms` its text holds and which only the turns around it hold."""
         if not memory_ids:
             return {}
-        # max()/min() over the scope's index find each neighbour in one seek (ORDER BY … LIMIT 1 walks).
-        near = "coalesce((SELECT substr(x.content, 1, {n}) FROM memories x WHERE x.rowid = (SELECT {f}(p.rowid) "
-        near += "FROM memories p WHERE p.user_id = m.user_id AND p.rowid {op} m.rowid)), '')"
         rows = self._scoped(
             user_id,
-            f"SELECT m.id, {near.format(n=NEIGHBOUR_CHARS, f='max', op='<')}, "
-            f"{near.format(n=NEIGHBOUR_CHARS, f='min', op='>')} "
+            "SELECT m.id, m.terms, coalesce((SELECT x.terms FROM memories x WHERE x.rowid = "
+            # min() over the scope's index finds the turn after in one seek (ORDER BY … LIMIT 1 walks).
+            "(SELECT min(n.rowid) FROM memories n WHERE n.user_id = m.user_id AND n.rowid > m.rowid)), x'') "
             # `+` keeps the planner on the id index: the scope's index would walk the whole scope.
             f"FROM memories m WHERE +m.user_id = ? AND m.id IN ({', '.join('?' * len(memory_ids))})",
             memory_ids,
         )
-        return {r[0]: f"{r[1]}\n{r[2]}" for r in rows}
+        return {r[0]: postings.held(terms, r[1], r[2]) for r in rows}
 
     def export_page(self, user_id: str, after: tuple[float, int] | None) -> ExportPage:
         """Up to EXPORT_PAGE memories of a scope, oldest first, after a (created_at, rowid) position."""
