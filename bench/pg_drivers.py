@@ -6,11 +6,12 @@ Run by hand from the repository root (needs `pip install -r bench/requirements.t
 
 It creates a throw-away database on the server, builds the store's schema and loads `--rows`
 memories into one scope, then runs the store's own SQL (app/store/postgres.py) through each
-driver with a pool of the store's size: capture = one transaction of LATEST_SQL + INSERT_SQL for
-a two-turn batch (the memory rows a chat's capture writes; its term-index postings are left out),
-search = TOP_SQL (the question words' top postings) + PACKED_SQL (the shortlist's packed postings)
-+ ROWS_SQL (the best 50 candidates' rows and neighbours) for a three-word question. Each is timed
-one at a time (p50/p95 latency) and eight at a time (operations per second). The database is dropped at the end.
+driver with a pool of the store's size: capture = one transaction of SCOPE_LOCK_SQL + LATEST_SQL +
+INSERT_SQL for a two-turn batch (the memory rows a chat's capture writes; its term-index postings
+are left out), search = TOP_SQL (the question words' top postings and document counts) + PACKED_SQL
+(the shortlist's packed postings) + ROWS_SQL (the best 50 candidates' rows) for a three-word
+question. Each is timed one at a time (p50/p95 latency) and eight at a time (operations per
+second). The database is dropped at the end.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from app.store.postgres import (
     PACKED_SQL,
     POOL_SIZE,
     ROWS_SQL,
+    SCOPE_LOCK_SQL,
     TOP_SQL,
     PostgresStore,
     insert_args,
@@ -67,6 +69,7 @@ def named(args: tuple[Any, ...]) -> dict[str, Any]:
 def top_args(scope: str, words: list[str]) -> tuple[Any, ...]:
     """TOP_SQL's parameters for a question of these words."""
     return (
+        scope,
         postings.scope_key(scope),
         [postings.term_key(textindex.stem(w)) for w in words],
         postings.CANDIDATES_PER_WORD,
@@ -74,8 +77,14 @@ def top_args(scope: str, words: list[str]) -> tuple[Any, ...]:
 
 
 def best(rows: list[Any]) -> list[int]:
-    """The shortlist's seqs (the ranking's arithmetic is the same Python for both drivers)."""
-    return list(dict.fromkeys(r[1] for r in rows))[:RERANK_CANDIDATES]
+    """The shortlist's seqs, not the document counts' rows (the ranking's arithmetic is the same Python for
+    both drivers)."""
+    return list(dict.fromkeys(r[1] for r in rows if r[1] is not None))[:RERANK_CANDIDATES]
+
+
+def lock_keys(items: list[NewMemory]) -> list[int]:
+    """SCOPE_LOCK_SQL's parameter: the batch's scope keys, sorted."""
+    return sorted({postings.scope_key(i.user_id) for i in items})
 
 
 def batch_args(items: list[NewMemory], previous: dict[str, str]) -> list[list[Any]]:
@@ -90,6 +99,7 @@ class Asyncpg:
 
     async def capture(self, items: list[NewMemory]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(SCOPE_LOCK_SQL, lock_keys(items))
             previous = dict(await conn.fetch(LATEST_SQL, list({i.user_id for i in items})))
             await conn.fetch(INSERT_SQL, *batch_args(items, previous))
 
@@ -113,6 +123,7 @@ class Psycopg:
 
     async def capture(self, items: list[NewMemory]) -> None:
         async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(to_psycopg(SCOPE_LOCK_SQL), named((lock_keys(items),)), prepare=True)
             cur = await conn.execute(to_psycopg(LATEST_SQL), named((list({i.user_id for i in items}),)), prepare=True)
             previous = dict(await cur.fetchall())
             cur = await conn.execute(to_psycopg(INSERT_SQL), named(batch_args(items, previous)), prepare=True)

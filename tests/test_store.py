@@ -357,6 +357,66 @@ async def test_both_backends_rank_alike(pg_database: str, tmp_path: Path) -> Non
     assert results[0] == results[1] and len(results[0]) == 6  # the cat turn by its context
 
 
+async def test_both_backends_rank_alike_after_deletes(pg_database: str, tmp_path: Path) -> None:
+    # The neighbour boost reads the turns around each match: they must stay the scope's adjacent turns
+    # when turns in the middle go and another scope's turns come between.
+    await reset_schema(pg_database)
+    turns = [
+        "we moved the postgres primary to the new rack",
+        "replication lag spiked after the move",
+        "the cat knocked the router off the desk",
+        "postgres replication is healthy again",
+        "lunch was a kiwi salad",
+        "the replication slot filled the disk on the primary",
+    ]
+    results = []
+    for url in (str(tmp_path / "m.db"), pg_database):
+        store = await open_store(url)
+        try:
+            added = await store.add_many([NewMemory("a", "user", t, created_at=1e9 + i) for i, t in enumerate(turns)])
+            await store.add_many(
+                [
+                    NewMemory("b", "user", "postgres replication in another scope", created_at=1e9),
+                    NewMemory("a", "user", "the primary is back on postgres replication", created_at=1e9 - 5),
+                ]
+            )
+            assert await store.delete("a", added[1].id) and await store.delete("a", added[4].id)
+            found = await store.search("a", "postgres replication primary", 10)
+            results.append([(m.content, round(s, 9)) for m, s in found])
+        finally:
+            await store.close()
+    assert results[0] == results[1] and len(results[0]) == 5
+
+
+async def test_the_turns_around_a_match_stay_adjacent_after_deletes_and_skipped_duplicates(
+    store: MemoryStore,
+) -> None:
+    first = await add(store, "a", "first kiwi apple", at=1e9)
+    gone = await add(store, "a", "gone kiwi banana", at=1e9 + 1)
+    await store.add_many(
+        [
+            NewMemory("b", "user", "other kiwi cherry", created_at=1e9 + 2),
+            NewMemory("a", "user", "first kiwi apple", created_at=1e9 + 3),  # a duplicate: skipped
+            NewMemory("a", "user", "late kiwi date", created_at=1e9 - 9),  # imported out of order
+            NewMemory("a", "user", "last kiwi elder", created_at=1e9 + 4),
+        ]
+    )
+    assert await store.delete("a", gone.id)
+    kiwi, apple, date, elder = postings.question_terms("kiwi apple date elder").values()
+    read = await store.recall("a", "kiwi apple banana cherry date elder", 5)
+    assert {m.content: read.held[m.id] for m, _ in read.found} == {
+        "first kiwi apple": Held(frozenset({kiwi, apple}), frozenset({date})),
+        "late kiwi date": Held(frozenset({kiwi, date}), frozenset({apple, elder})),
+        "last kiwi elder": Held(frozenset({kiwi, elder}), frozenset({date})),
+    }
+    assert await store.delete("a", first.id)
+    read = await store.recall("a", "kiwi apple banana cherry date elder", 5)
+    assert {m.content: read.held[m.id] for m, _ in read.found} == {
+        "late kiwi date": Held(frozenset({kiwi, date}), frozenset({elder})),
+        "last kiwi elder": Held(frozenset({kiwi, elder}), frozenset({date})),
+    }
+
+
 # --- postings pending a merge (SQLite) -----------------------------------------------------------
 
 TURNS = [
@@ -631,6 +691,63 @@ async def test_credentials_stay_out_of_stats(pg_url: str) -> None:
         await store.close()
 
 
+async def _links_are_adjacent_turns(url: str) -> None:
+    """Each memory's prev_seq is the scope's turn just before it (by seq), as m005 defines it."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT seq, prev_seq, lag(seq) OVER (PARTITION BY user_id ORDER BY seq) FROM memories ORDER BY seq"
+        )
+    finally:
+        await conn.close()
+    assert rows and [(r[0], r[1]) for r in rows] == [(r[0], r[2]) for r in rows]
+
+
+async def test_each_memory_links_the_scopes_turn_before_it(pg_url: str) -> None:
+    one, two = await open_store(pg_url), await open_store(pg_url)
+    try:
+        turns = [NewMemory("a" if i % 3 else "b", "user", f"turn {i}", created_at=1e9 - i) for i in range(30)]
+        await one.add_many([*turns[:10], turns[3], NewMemory("a", "user", "known id", id=turns[0].id), *turns[10:]])
+        await _links_are_adjacent_turns(pg_url)
+        # Two instances writing one scope at once: each batch follows the other's, whichever commits first.
+        more = [NewMemory("a", "user", f"more {i}", created_at=1e9) for i in range(40)]
+        await asyncio.gather(*(s.add_many(more[k : k + 5]) for k in range(0, 40, 5) for s in (one, two)))
+        await _links_are_adjacent_turns(pg_url)
+        a = await exported(one, "a")
+        for m in (a[5], a[0], a[-1]):  # the middle, the first and the last turn
+            assert await one.delete("a", m.id)
+            await _links_are_adjacent_turns(pg_url)
+        assert await two.forget("b") == 10
+        await one.add_many([NewMemory("b", "user", "b again"), NewMemory("a", "user", "a again")])
+        await _links_are_adjacent_turns(pg_url)
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_a_search_and_a_recall_read_in_three_statements_each(pg_url: str) -> None:
+    from app.store.postgres import PostgresStore
+
+    store = await PostgresStore.open(pg_url)
+    try:
+        await store.add_many([NewMemory("a", "user", f"kiwi note {i}", created_at=1e9 + i) for i in range(5)])
+        await store.recall("a", "kiwi", 5)  # the scope's size is counted once, then kept
+        statements: list[str] = []
+        async with store._pool.acquire() as conn:
+            conn.add_query_logger(lambda q: statements.append(q.query))
+        assert len(await store.search("a", "kiwi", 5)) == 5
+        assert len((await store.recall("a", "kiwi note", 5)).found) == 5
+        # The top postings with the document counts, the shortlist's packed postings, then the matches
+        # (with the turn after each); no reset query when the pool gets the connection back.
+        assert len(statements) == 6 and all("m.user_id = $1" in q for q in statements)
+        async with store._pool.acquire() as conn:
+            await conn.execute("BEGIN")
+        async with store._pool.acquire() as conn:
+            assert not conn.is_in_transaction()  # a transaction left open is rolled back
+    finally:
+        await store.close()
+
+
 # --- what recall's relevance gate reads ----------------------------------------------------------
 
 
@@ -761,6 +878,7 @@ async def test_postgres_store_of_the_tsvector_era_is_migrated_onto_the_term_inde
     try:
         assert [m.id for m, _ in await store.search("a", "walrus", 5)] == ["mem_0", "mem_1"]
         assert (await store.recall("a", "walrus", 5)).docs == {"walrus": 1}
+        await _links_are_adjacent_turns(pg_url)  # m005 linked the rows already there
         # The packed postings the migrations wrote are exact: deleting takes every posting back out.
         assert await store.delete("a", "mem_0")
         assert await store.search("a", "walrus", 5) == []

@@ -21,6 +21,7 @@ from app.store import (
     RERANK_CANDIDATES,
     WORD_DOCS_CAP,
     Found,
+    Held,
     InvalidCursor,
     Memory,
     NewMemory,
@@ -123,6 +124,27 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     M002_USAGE,
     ("m003_postings", _m003_postings),
     ("m004_packed_postings", _m004_packed_postings),
+    (
+        "m005_previous_turn",
+        # Each memory names the scope's turn before it (prev_seq): a search reads that off the row, and
+        # the turn after through memories_prev, instead of a min()/max() probe of the scope's index per
+        # row. The trigger sets it as a row goes in, seeing the rows its own statement put in before it
+        # (never a duplicate ON CONFLICT skipped); writers of a scope hold its lock (SCOPE_LOCK_SQL), so
+        # the turn before is the scope's latest committed one.
+        """
+        ALTER TABLE memories ADD COLUMN prev_seq BIGINT;
+        UPDATE memories SET prev_seq = l.prev FROM (
+            SELECT seq, lag(seq) OVER (PARTITION BY user_id ORDER BY seq) AS prev FROM memories
+        ) l WHERE memories.seq = l.seq AND l.prev IS NOT NULL;
+        CREATE INDEX memories_prev ON memories (prev_seq);
+        CREATE FUNCTION memories_link() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.prev_seq := (SELECT max(seq) FROM memories WHERE user_id = NEW.user_id);
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER memories_link BEFORE INSERT ON memories FOR EACH ROW EXECUTE FUNCTION memories_link();
+        """,
+    ),
 ]
 POSTINGS_INDEX = "CREATE INDEX memory_terms_impact ON memory_terms (scope, term, impact DESC, seq DESC)"
 _COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
@@ -138,6 +160,9 @@ INSERT_SQL = """
     ON CONFLICT DO NOTHING
     RETURNING id, seq
 """
+# A writer of scopes' memories takes their locks first, in key order ($1 sorted): the turn before a new
+# one (its context, its prev_seq) is then the latest turn of the scope, whatever another instance writes.
+SCOPE_LOCK_SQL = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k"
 # The latest turn of each scope: the first new turn's neighbour.
 LATEST_SQL = f"""
     SELECT DISTINCT ON (user_id) user_id, left(content, {NEIGHBOUR_CHARS}) FROM memories
@@ -151,35 +176,41 @@ _DOCS_UPSERT = """
     ON CONFLICT (user_id, term) DO UPDATE
     SET docs = memory_term_docs.docs + excluded.docs, own = memory_term_docs.own + excluded.own
 """
-# Each question term's postings of highest impact in the scope: one range scan of memory_terms_impact each.
+# A search's first read: each question term's postings of highest impact in the scope (one range scan
+# of memory_terms_impact each) as (term, seq, impact, NULL), then the terms' document counts as
+# (term, NULL, docs, own).
 TOP_SQL = """
-    SELECT k.term, x.seq, x.impact FROM unnest($2::bigint[]) AS k(term) CROSS JOIN LATERAL (
-        SELECT t.seq, t.impact FROM memory_terms t WHERE t.scope = $1 AND t.term = k.term
-        ORDER BY t.impact DESC, t.seq DESC LIMIT $3
+    SELECT k.term, x.seq, x.impact, NULL::int FROM unnest($3::bigint[]) AS k(term) CROSS JOIN LATERAL (
+        SELECT t.seq, t.impact FROM memory_terms t WHERE t.scope = $2 AND t.term = k.term
+        ORDER BY t.impact DESC, t.seq DESC LIMIT $4
     ) x
+    UNION ALL
+    SELECT m.term, NULL, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($3::bigint[])
 """
-# The packed postings of memories and of the scope's turn after each (whose context quotes them).
+# The packed postings of memories and of the scope's turn after each (whose context quotes them),
+# with the turn before each: (seq, prev_seq, terms).
+# A turn after another is found through memories_prev alone, one probe each (LIMIT 1: there is one),
+# and checked against the scope on its row: a planner without statistics (no ANALYZE yet) would
+# otherwise AND the probe with the scope's whole index.
 PACKED_SQL = """
-    SELECT m.seq, m.terms FROM memories m WHERE m.user_id = $1 AND m.seq = ANY(ARRAY(
-        SELECT c.seq FROM unnest($2::bigint[]) AS c(seq)
-        UNION
-        SELECT (SELECT min(n.seq) FROM memories n WHERE n.user_id = $1 AND n.seq > c.seq)
-        FROM unnest($2::bigint[]) AS c(seq)
-    ))
+    SELECT m.seq, m.prev_seq, m.terms FROM (
+        SELECT c.user_id, c.seq, c.prev_seq, c.terms FROM memories c WHERE c.seq = ANY(ARRAY(
+            SELECT s.seq FROM unnest($2::bigint[]) AS s(seq)
+            UNION
+            SELECT n.seq FROM unnest($2::bigint[]) AS s(seq)
+                CROSS JOIN LATERAL (SELECT n.seq FROM memories n WHERE n.prev_seq = s.seq LIMIT 1) n
+        ))
+        OFFSET 0  -- read by primary key, then checked: the scope's index would compare its name in every probe
+    ) m WHERE m.user_id = $1
 """
-DOCS_SQL = "SELECT m.term, m.docs, m.own FROM memory_term_docs m WHERE m.user_id = $1 AND m.term = ANY($2::bigint[])"
-# The best candidates' rows, with the seqs of the scope's turns just before and after each.
+# The matches' rows, with their packed postings and those of the scope's turn after each (found as
+# PACKED_SQL finds it).
 ROWS_SQL = f"""
-    SELECT {_COLUMNS}, m.seq,
-        (SELECT max(p.seq) FROM memories p WHERE p.user_id = m.user_id AND p.seq < m.seq),
-        (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)
-    FROM memories m WHERE m.user_id = $1 AND m.seq = ANY($2::bigint[])
-"""
-# For each memory, its packed postings and those of the scope's turn after it.
-HELD_SQL = """
-    SELECT m.id, m.terms, coalesce((SELECT x.terms FROM memories x WHERE x.seq =
-        (SELECT min(n.seq) FROM memories n WHERE n.user_id = m.user_id AND n.seq > m.seq)), ''::bytea)
-    FROM memories m WHERE m.user_id = $1 AND m.id = ANY($2::text[])
+    SELECT {_COLUMNS}, m.seq, m.terms, coalesce(n.terms, ''::bytea)
+    FROM memories m
+    LEFT JOIN LATERAL (SELECT x.user_id, x.terms FROM memories x WHERE x.prev_seq = m.seq LIMIT 1) n
+        ON n.user_id = m.user_id
+    WHERE m.user_id = $1 AND m.seq = ANY($2::bigint[])
 """
 
 
@@ -214,6 +245,16 @@ def insert_args(
 
 def _row(r: asyncpg.Record) -> Memory:
     return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
+
+
+async def _handed_back(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a connection it gets back: asyncpg's full reset only when a transaction was left open.
+
+    The store keeps no other session state (no SET, LISTEN, cursors, or session locks past _migrate's),
+    so the reset query, one more round trip on every call, is skipped.
+    """
+    if conn.is_in_transaction():
+        await conn.reset()
 
 
 async def _insert_postings(conn: Any, posted: Posted) -> None:
@@ -267,7 +308,7 @@ class PostgresStore(PostgresUsage):
     @classmethod
     async def open(cls, url: str) -> PostgresStore:
         """Connect a pool and run pending migrations (one instance at a time)."""
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, command_timeout=60)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, command_timeout=60, reset=_handed_back)
         store = cls(url, pool)
         try:
             await store._migrate()
@@ -297,12 +338,16 @@ class PostgresStore(PostgresUsage):
 
     async def _scoped(self, conn: Any, user_id: str, sql: str, *params: Any) -> list[asyncpg.Record]:
         """The one door for scoped reads: the SQL must filter on `m.user_id = $1` (memories and their
-        counts) or `t.scope = $1` (postings, keyed by the scope's hash)."""
-        if "m.user_id = $1" in sql:
-            return await conn.fetch(sql, user_id, *params)
-        if "t.scope = $1" in sql:
-            return await conn.fetch(sql, postings.scope_key(user_id), *params)
-        raise AssertionError("scoped SQL must filter on m.user_id = $1 or t.scope = $1")
+        counts); one that reads postings too filters them on `t.scope = $2`, bound here to the scope's key."""
+        if "m.user_id = $1" not in sql:
+            raise AssertionError("scoped SQL must filter on m.user_id = $1")
+        if "t.scope = $2" in sql:
+            params = (postings.scope_key(user_id), *params)
+        return await conn.fetch(sql, user_id, *params)
+
+    async def _lock(self, conn: Any, user_ids: Iterable[str]) -> None:
+        """Take the scopes' write locks until the transaction ends (see SCOPE_LOCK_SQL)."""
+        await conn.execute(SCOPE_LOCK_SQL, sorted({postings.scope_key(u) for u in user_ids}))
 
     async def add_many(self, items: list[NewMemory]) -> list[Memory]:
         """Insert memories in one transaction, skipping duplicates (scope, role, text, metadata) and known ids.
@@ -313,6 +358,7 @@ class PostgresStore(PostgresUsage):
             return []
         memories = [as_stored(item) for item in items]
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock(conn, (m.user_id for m in memories))
             previous = dict(await conn.fetch(LATEST_SQL, list({m.user_id for m in memories})))
             posted: list[list[postings.Posting]] = []
             seqs = dict(await conn.fetch(INSERT_SQL, *insert_args(items, memories, previous, posted)))
@@ -366,45 +412,43 @@ class PostgresStore(PostgresUsage):
         return _row(rows[0]) if rows else None
 
     async def delete(self, user_id: str, memory_id: str) -> bool:
-        """Delete one memory of this scope; the next turn's context, which quoted it, is recomputed."""
+        """Delete one memory of this scope; the next turn now follows the one before, and its context,
+        which quoted the deleted turn, is recomputed."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock(conn, [user_id])
             rows = await self._scoped(
                 conn,
                 user_id,
-                "DELETE FROM memories m WHERE m.user_id = $1 AND m.id = $2 RETURNING m.seq, m.terms",
+                "DELETE FROM memories m WHERE m.user_id = $1 AND m.id = $2 RETURNING m.seq, m.terms, m.prev_seq",
                 memory_id,
             )
             if not rows:
                 return False
             self._sizes.pop(user_id, None)
-            seq, packed = rows[0]
+            seq, packed, prev_seq = rows[0]
             await _unpost(conn, [(seq, user_id, postings.unpack(packed))])
             following = await self._scoped(
                 conn,
                 user_id,
-                "SELECT m.seq, m.created_at, m.content, m.terms FROM memories m WHERE m.user_id = $1 AND m.seq > $2 "
-                "ORDER BY m.seq LIMIT 1",
+                f"SELECT m.seq, m.created_at, m.content, m.terms, left(p.content, {NEIGHBOUR_CHARS}) "
+                "FROM (SELECT * FROM memories x WHERE x.prev_seq = $2 LIMIT 1) m "  # as PACKED_SQL finds it
+                "LEFT JOIN memories p ON p.seq = $3 AND p.user_id = m.user_id WHERE m.user_id = $1",
                 seq,
+                prev_seq,
             )
             if following:
-                seq, created_at, content, packed = following[0]
-                before = await self._scoped(
-                    conn,
-                    user_id,
-                    f"SELECT left(m.content, {NEIGHBOUR_CHARS}) FROM memories m WHERE m.user_id = $1 AND m.seq < $2 "
-                    "ORDER BY m.seq DESC LIMIT 1",
-                    seq,
-                )
-                context = "\n".join([textindex.date_words(created_at), *(r[0] for r in before)])
+                seq, created_at, content, packed, before = following[0]
+                context = "\n".join([textindex.date_words(created_at), *([before] if before is not None else [])])
                 fresh = postings.postings(content, context)
                 await self._scoped(
                     conn,
                     user_id,
-                    "UPDATE memories m SET context = $3, terms = $4 WHERE m.user_id = $1 AND m.seq = $2 "
+                    "UPDATE memories m SET context = $3, terms = $4, prev_seq = $5 WHERE m.user_id = $1 AND m.seq = $2 "
                     "RETURNING m.seq",
                     seq,
                     context,
                     postings.pack(fresh),
+                    prev_seq,
                 )
                 await _unpost(conn, [(seq, user_id, postings.unpack(packed))])
                 await _post(conn, [(seq, user_id, fresh)])
@@ -413,6 +457,7 @@ class PostgresStore(PostgresUsage):
     async def forget(self, user_id: str) -> int:
         """Delete every memory of a scope with its postings, then VACUUM so the freed rows' space is reclaimed."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock(conn, [user_id])
             rows = await self._scoped(conn, user_id, "DELETE FROM memories m WHERE m.user_id = $1 RETURNING m.seq")
             await conn.execute("DELETE FROM memory_terms WHERE scope = $1", postings.scope_key(user_id))
             await conn.execute("DELETE FROM memory_term_docs WHERE user_id = $1", user_id)
@@ -428,48 +473,49 @@ class PostgresStore(PostgresUsage):
             self._sizes[user_id] = rows[0][0]
         return self._sizes[user_id]
 
-    async def _docs(self, conn: Any, user_id: str, terms: Sequence[int]) -> dict[int, tuple[int, int]]:
-        """Per term, the scope's memories holding it anywhere and in their own text."""
-        rows = await self._scoped(conn, user_id, DOCS_SQL, list(terms)) if terms else []
-        return {r[0]: (r[1], r[2]) for r in rows}
-
-    async def _ranked(self, conn: Any, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int) -> Found:
-        """The scope's best matches for these terms, best first: the same two passes as SqliteDb._ranked."""
+    async def _matches(
+        self, conn: Any, user_id: str, terms: Sequence[int], limit: int
+    ) -> tuple[Found, dict[str, Held], dict[int, int]]:
+        """The scope's best matches for these terms, best first (the same two passes as SqliteDb._ranked),
+        which of the terms each one's text holds and which only the turns around it hold, and each term's
+        count of memories holding it in their own text."""
         if not terms:
-            return []
+            return [], {}, {}
+        read = await self._scoped(conn, user_id, TOP_SQL, list(terms), postings.CANDIDATES_PER_WORD)
+        top = [r[:3] for r in read if r[1] is not None]
+        docs = {r[0]: r[2] for r in read if r[1] is None}
+        own = {r[0]: r[3] for r in read if r[1] is None}
         size = await self._scope_size(conn, user_id)
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
-        top = await self._scoped(conn, user_id, TOP_SQL, list(terms), postings.CANDIDATES_PER_WORD)
         short = [m for m, _ in postings.rank(top, weights, keep)]
-        packed = await self._scoped(conn, user_id, PACKED_SQL, short)
-        score = dict(postings.rank(postings.looked_up(packed, terms), weights, keep))
-        if not score:
-            return []
-        rows = await self._scoped(conn, user_id, ROWS_SQL, list(score))
-        final = postings.boosted(score, ((r[_N], r[_N + 1], r[_N + 2]) for r in rows))
+        packed = await self._scoped(conn, user_id, PACKED_SQL, short) if short else []
+        score = dict(postings.rank(postings.looked_up(((r[0], r[2]) for r in packed), terms), weights, keep))
+        # A scored memory's turns before and after, where they were read (else they scored nothing).
+        after = {r[1]: r[0] for r in packed}
+        before = {r[0]: r[1] for r in packed}
+        final = postings.boosted(score, ((m, before[m], after.get(m)) for m in score))
+        best = sorted(final, key=lambda m: (final[m], m), reverse=True)[:limit]
+        rows = await self._scoped(conn, user_id, ROWS_SQL, best) if best else []
         ranked = sorted(rows, key=lambda r: (final[r[_N]], r[_N]), reverse=True)
-        return [(_row(r), final[r[_N]]) for r in ranked[:limit]]
+        held = {r[0]: postings.held(terms, r[_N + 1], r[_N + 2]) for r in ranked}
+        return [(_row(r), final[r[_N]]) for r in ranked], held, own
 
     async def search(self, user_id: str, query: str, limit: int) -> Found:
         """Best matches within the scope, with a positive relevance score (see SqliteDb._ranked)."""
         terms = list(set(postings.question_terms(query).values()))
         async with self._pool.acquire() as conn:
-            docs = await self._docs(conn, user_id, terms)
-            return await self._ranked(conn, user_id, terms, {t: d for t, (d, _) in docs.items()}, limit)
+            found, _, _ = await self._matches(conn, user_id, terms, limit)
+        return found
 
     async def recall(self, user_id: str, query: str, limit: int) -> Recall:
         """What recall reads for a question, in one call: the best matches and what the relevance gate needs."""
         words = postings.question_terms(query)
-        terms = list(set(words.values()))
         async with self._pool.acquire() as conn:
-            docs = await self._docs(conn, user_id, terms)
-            found = await self._ranked(conn, user_id, terms, {t: d for t, (d, _) in docs.items()}, limit)
-            ids = [m.id for m, _ in found]
-            near = await self._scoped(conn, user_id, HELD_SQL, ids) if ids else []
+            found, held, docs = await self._matches(conn, user_id, list(set(words.values())), limit)
             size = await self._scope_size(conn, user_id)
-        own = {w: min(docs.get(t, (0, 0))[1], WORD_DOCS_CAP) for w, t in words.items()}
-        return Recall(found, {r[0]: postings.held(terms, r[1], r[2]) for r in near}, size, own)
+        own = {w: min(docs.get(t, 0), WORD_DOCS_CAP) for w, t in words.items()}
+        return Recall(found, held, size, own)
 
     async def export(self, user_id: str) -> AsyncIterator[Memory]:
         """Every memory of a scope, oldest first, read a page at a time."""
