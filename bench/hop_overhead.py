@@ -6,8 +6,8 @@ memory step). Run by hand: `python bench/hop_overhead.py [--rounds 5] [--request
 
 `--db STORE --scope NAME` measures the memory step over a large scope instead: a copy of a store
 built by bench/proxy_bench.py (e.g. bench/out/store-200000-v2.db, scope bench-100k), each question
-six of its Zipf words (proxy_bench's TextGen), memory off, read (recall only) and on (recall and
-capture).
+six of its Zipf words (proxy_bench's TextGen), memory off, read (recall only), write (capture only)
+and on (recall and capture, into the scope it recalls from).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ async def measure(
         await wait_up(session, health)
         await p50(session, direct, 50, {}, body)
         print("| memory | direct p50 ms | proxied p50 ms | added ms |\n|---|---:|---:|---:|")
-        for mode in ("off", "read", "on"):
+        for mode in ("off", "read", "write", "on"):
             headers = {"x-memory-mode": mode, "x-memory-user-id": scope}
             await p50(session, proxied, 50, headers, body)
             pairs = [

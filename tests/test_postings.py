@@ -103,9 +103,9 @@ def test_held_splits_a_questions_terms_into_own_text_and_the_turns_around() -> N
     kiwi, pie, mango, apple, lemon, fig = (postings.term_key(w) for w in words)
     packed = postings.pack(postings.postings("kiwi pie", "8 May 2023\nmango"))  # its context: the turn before
     after = postings.pack(postings.postings("apple", "lemon"))  # the turn after: only its own text counts
-    got = postings.held([kiwi, pie, mango, apple, lemon, fig], packed, after)
-    assert got == Held(frozenset({kiwi, pie}), frozenset({mango, apple}))
-    assert postings.held([kiwi, mango], packed, b"") == Held(frozenset({kiwi}), frozenset({mango}))
+    got = postings.held([("m", packed, after), ("first", packed, b"")], [kiwi, pie, mango, apple, lemon, fig])
+    assert got["m"] == Held(frozenset({kiwi, pie}), frozenset({mango, apple}))
+    assert got["first"] == Held(frozenset({kiwi, pie}), frozenset({mango}))  # the scope's latest turn: none after
 
 
 entries = st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1), st.integers(1, 20_000), st.booleans()), max_size=30)
@@ -124,4 +124,7 @@ def test_held_finds_exactly_the_asked_terms_whatever_the_bytes(
         asked.add(int.from_bytes(packed[5:13], "big", signed=True))
     own = {t for t, _, o in mine if o} & asked
     near = ({t for t, _, o in mine if not o} | {t for t, _, o in next_turn if o}) & asked - own
-    assert postings.held(asked, packed, after) == Held(frozenset(own), frozenset(near))
+    assert postings.held([(1, packed, after), (2, b"", b"")], asked) == {
+        1: Held(frozenset(own), frozenset(near)),
+        2: Held(frozenset(), frozenset()),
+    }

@@ -498,7 +498,7 @@ class PostgresStore(PostgresUsage):
         best = sorted(final, key=lambda m: (final[m], m), reverse=True)[:limit]
         rows = await self._scoped(conn, user_id, ROWS_SQL, best) if best else []
         ranked = sorted(rows, key=lambda r: (final[r[_N]], r[_N]), reverse=True)
-        held = {r[0]: postings.held(terms, r[_N + 1], r[_N + 2]) for r in ranked}
+        held = postings.held([(r[0], r[_N + 1], r[_N + 2]) for r in ranked], terms)
         return [(_row(r), final[r[_N]]) for r in ranked], held, own
 
     async def search(self, user_id: str, query: str, limit: int) -> Found:

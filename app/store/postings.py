@@ -22,13 +22,14 @@ import functools
 import hashlib
 import math
 import struct
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from app import textindex
 from app.store import NEIGHBOUR_BOOST, SEARCH_WEIGHTS, Held
 
+K = TypeVar("K", bound=Hashable)  # what a caller keys memories by (a rowid, a seq, an id)
 CANDIDATES_PER_WORD = 50  # postings read per question word: the bound on a search's work
 K1 = 1.2  # BM25's term-frequency saturation
 B = 0.75  # BM25's length normalisation
@@ -117,14 +118,14 @@ def entries(packed: bytes) -> list[tuple[int, int, bool]]:
     return [(t, v & ~_OWN, bool(v & _OWN)) for t, v in _ENTRY.iter_unpack(packed)]
 
 
-def looked_up(rows: Iterable[tuple[int, bytes]], terms: Iterable[int]) -> list[tuple[int, int, int]]:
+def looked_up(rows: Iterable[tuple[K, bytes]], terms: Iterable[int]) -> list[tuple[int, K, int]]:
     """The (term, memory, impact) of each of `terms` in each (memory, packed postings) row that holds it."""
     return [(term, mem, impact) for term, mem, impact, _ in hits(rows, terms)]
 
 
-def hits(rows: Iterable[tuple[int, bytes]], terms: Iterable[int]) -> list[tuple[int, int, int, bool]]:
+def hits(rows: Iterable[tuple[K, bytes]], terms: Iterable[int]) -> list[tuple[int, K, int, bool]]:
     """`looked_up`, with whether each memory's own text holds the term."""
-    mems: list[int] = []
+    mems: list[K] = []
     ends: list[int] = []
     parts: list[bytes] = []
     for mem, packed in rows:
@@ -145,29 +146,19 @@ def hits(rows: Iterable[tuple[int, bytes]], terms: Iterable[int]) -> list[tuple[
     return out
 
 
-def _field(packed: bytes, term: int) -> int | None:
-    """A term's impact field (with the _OWN bit) in one memory's packed postings; None when it has no such posting."""
-    key = term.to_bytes(8, "big", signed=True)
-    at = packed.find(key)
-    while at > 0 and at % _ENTRY.size:  # a match straddling two entries
-        at = packed.find(key, at + 1)
-    return None if at < 0 else int(_ENTRY.unpack_from(packed, at)[1])
-
-
-def held(terms: Iterable[int], packed: bytes, after: bytes) -> Held:
-    """Which of `terms` a memory's own text holds, and which only the turns around it hold.
-
-    `packed` is the memory's packed postings (its context: its date and the turn before it),
-    `after` the turn after it's.
-    """
-    own, near = set(), set()
-    for term in terms:
-        field = _field(packed, term)
-        if field is not None and field & _OWN:
-            own.add(term)
-        elif field is not None or (_field(after, term) or 0) & _OWN:
-            near.add(term)
-    return Held(frozenset(own), frozenset(near))
+def held(rows: Sequence[tuple[K, bytes, bytes]], terms: Iterable[int]) -> dict[K, Held]:
+    """For each (key, packed postings, the turn after's packed postings) row, which of `terms` the
+    memory's own text holds and which only the turns around it hold (its context, a posting without
+    the own-text bit: its date and the turn before it; the turn after's own text)."""
+    terms = list(terms)
+    own: defaultdict[K, set[int]] = defaultdict(set)
+    near: defaultdict[K, set[int]] = defaultdict(set)
+    for term, key, _, mine in hits(((k, packed) for k, packed, _ in rows), terms):
+        (own if mine else near)[key].add(term)
+    for term, key, _, mine in hits(((k, after) for k, _, after in rows), terms):
+        if mine:
+            near[key].add(term)
+    return {k: Held(frozenset(own[k]), frozenset(near[k] - own[k])) for k, _, _ in rows}
 
 
 def question_terms(query: str) -> dict[str, int]:

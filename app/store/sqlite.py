@@ -55,8 +55,10 @@ MMAP_BYTES = 1 << 30  # how much of the database file each connection maps (addr
 # Memories written since the last merge (by rowid) that make a write merge their postings into the
 # term index: larger merges write each page of the index once for more postings.
 MERGE_ROWS = 8192
-# … or one scope's pending memories: a search scans its scope's (2-3 us each) on top of its index reads.
-SCOPE_PENDING = 256
+# … or one scope's pending memories: a search scans its scope's on top of its index reads, and a chat
+# both captures into and recalls from its own scope. At 256 that scan cost a chat with memory on
+# ~0.3 ms more at 100k (bench/hop_overhead.py); at 64, merges of a lone busy scope stay cheap.
+SCOPE_PENDING = 64
 # WAL pages that make a commit checkpoint (SQLite's default: 1,000): a batch or a merge dirties
 # thousands, and checkpointing after each commit wrote the same hot pages to the database again and again.
 CHECKPOINT_PAGES = 8000
@@ -600,7 +602,7 @@ class SqliteDb(SqliteUsage):
             f"FROM memories m WHERE +m.user_id = ? AND m.id IN ({', '.join('?' * len(memory_ids))})",
             memory_ids,
         )
-        return {r[0]: postings.held(terms, r[1], r[2]) for r in rows}
+        return postings.held(rows.fetchall(), terms)
 
     def export_page(self, user_id: str, after: tuple[float, int] | None) -> ExportPage:
         """Up to EXPORT_PAGE memories of a scope, oldest first, after a (created_at, rowid) position."""
