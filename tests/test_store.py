@@ -6,8 +6,9 @@ import asyncio
 import os
 import tempfile
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -20,6 +21,8 @@ from app.store import Held, InvalidCursor, Memory, MemoryStore, NewMemory, open_
 from app.store.sqlite import MIGRATIONS, SqliteStore, sqlite3
 from tests.backends import reset_schema
 from tests.test_cli import RECALL_FIELDS
+
+T = TypeVar("T")
 
 CANARY = "zqxcanary7731"  # lowercase, digit-final: the FTS tokenizer stores it verbatim
 
@@ -335,56 +338,58 @@ async def test_a_frequent_words_postings_are_read_by_impact_up_to_the_budget(
         await store.close()
 
 
-async def test_both_backends_rank_alike(pg_database: str, tmp_path: Path) -> None:
+REPLICATION_TURNS = [
+    "we moved the postgres primary to the new rack",
+    "replication lag spiked after the move",
+    "the cat knocked the router off the desk",
+    "postgres replication is healthy again",
+    "lunch was a kiwi salad",
+    "the replication slot filled the disk on the primary",
+]
+
+
+async def on_both(pg_database: str, tmp_path: Path, run: Callable[[MemoryStore], Awaitable[T]]) -> list[T]:
+    """What `run` gives on a new SQLite store and on a new PostgreSQL one."""
     await reset_schema(pg_database)
-    turns = [
-        "we moved the postgres primary to the new rack",
-        "replication lag spiked after the move",
-        "the cat knocked the router off the desk",
-        "postgres replication is healthy again",
-        "lunch was a kiwi salad",
-        "the replication slot filled the disk on the primary",
-    ]
     results = []
     for url in (str(tmp_path / "m.db"), pg_database):
         store = await open_store(url)
         try:
-            await store.add_many([NewMemory("a", "user", t, created_at=1e9 + i) for i, t in enumerate(turns)])
-            found = await store.search("a", "postgres replication primary", 10)
-            results.append([(m.content, round(s, 9)) for m, s in found])
+            results.append(await run(store))
         finally:
             await store.close()
+    return results
+
+
+async def replication_search(store: MemoryStore) -> list[tuple[str, float]]:
+    return [(m.content, round(s, 9)) for m, s in await store.search("a", "postgres replication primary", 10)]
+
+
+async def test_both_backends_rank_alike(pg_database: str, tmp_path: Path) -> None:
+    async def run(store: MemoryStore) -> list[tuple[str, float]]:
+        await store.add_many([NewMemory("a", "user", t, created_at=1e9 + i) for i, t in enumerate(REPLICATION_TURNS)])
+        return await replication_search(store)
+
+    results = await on_both(pg_database, tmp_path, run)
     assert results[0] == results[1] and len(results[0]) == 6  # the cat turn by its context
 
 
 async def test_both_backends_rank_alike_after_deletes(pg_database: str, tmp_path: Path) -> None:
     # The neighbour boost reads the turns around each match: they must stay the scope's adjacent turns
     # when turns in the middle go and another scope's turns come between.
-    await reset_schema(pg_database)
-    turns = [
-        "we moved the postgres primary to the new rack",
-        "replication lag spiked after the move",
-        "the cat knocked the router off the desk",
-        "postgres replication is healthy again",
-        "lunch was a kiwi salad",
-        "the replication slot filled the disk on the primary",
-    ]
-    results = []
-    for url in (str(tmp_path / "m.db"), pg_database):
-        store = await open_store(url)
-        try:
-            added = await store.add_many([NewMemory("a", "user", t, created_at=1e9 + i) for i, t in enumerate(turns)])
-            await store.add_many(
-                [
-                    NewMemory("b", "user", "postgres replication in another scope", created_at=1e9),
-                    NewMemory("a", "user", "the primary is back on postgres replication", created_at=1e9 - 5),
-                ]
-            )
-            assert await store.delete("a", added[1].id) and await store.delete("a", added[4].id)
-            found = await store.search("a", "postgres replication primary", 10)
-            results.append([(m.content, round(s, 9)) for m, s in found])
-        finally:
-            await store.close()
+    async def run(store: MemoryStore) -> list[tuple[str, float]]:
+        turns = [NewMemory("a", "user", t, created_at=1e9 + i) for i, t in enumerate(REPLICATION_TURNS)]
+        added = await store.add_many(turns)
+        await store.add_many(
+            [
+                NewMemory("b", "user", "postgres replication in another scope", created_at=1e9),
+                NewMemory("a", "user", "the primary is back on postgres replication", created_at=1e9 - 5),
+            ]
+        )
+        assert await store.delete("a", added[1].id) and await store.delete("a", added[4].id)
+        return await replication_search(store)
+
+    results = await on_both(pg_database, tmp_path, run)
     assert results[0] == results[1] and len(results[0]) == 5
 
 
@@ -420,12 +425,7 @@ async def test_the_turns_around_a_match_stay_adjacent_after_deletes_and_skipped_
 # --- postings pending a merge (SQLite) -----------------------------------------------------------
 
 TURNS = [
-    "we moved the postgres primary to the new rack",
-    "replication lag spiked after the move",
-    "the cat knocked the router off the desk",
-    "postgres replication is healthy again",
-    "lunch was a kiwi salad",
-    "the replication slot filled the disk on the primary",
+    *REPLICATION_TURNS,
     "a kiwi fell off the desk next to the router",
     "postgres vacuum ran long on the primary",
 ]
@@ -462,18 +462,14 @@ async def test_a_merge_changes_no_search_result(sqlite_store: SqliteStore) -> No
 
 
 async def test_pending_and_merged_memories_rank_as_on_postgresql(pg_database: str, tmp_path: Path) -> None:
-    await reset_schema(pg_database)
-    results = []
-    for url in (str(tmp_path / "m.db"), pg_database):
-        store = await open_store(url)
-        try:
-            await store.add_many([NewMemory("a", "user", t, created_at=1e9 + i) for i, t in enumerate(TURNS[:5])])
-            if isinstance(store, SqliteStore):
-                store.db.merge()
-            await store.add_many([NewMemory("a", "user", t, created_at=2e9 + i) for i, t in enumerate(TURNS[5:])])
-            results.append(await answers(store))
-        finally:
-            await store.close()
+    async def run(store: MemoryStore) -> list[tuple[list[tuple[str, float]], dict[str, int]]]:
+        await store.add_many([NewMemory("a", "user", t, created_at=1e9 + i) for i, t in enumerate(TURNS[:5])])
+        if isinstance(store, SqliteStore):
+            store.db.merge()
+        await store.add_many([NewMemory("a", "user", t, created_at=2e9 + i) for i, t in enumerate(TURNS[5:])])
+        return await answers(store)
+
+    results = await on_both(pg_database, tmp_path, run)
     assert results[0] == results[1]
 
 
