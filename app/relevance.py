@@ -104,8 +104,12 @@ def coverage(note: Recalled, shares: Mapping[str, float]) -> float:
     return total
 
 
-def _jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
+def _repeats(a: set[str], b: set[str]) -> bool:
+    """Whether two notes' word sets overlap NEAR_DUPLICATE or more (Jaccard)."""
+    # Jaccard is at most the smaller set's size over the larger's: most pairs fail that first, cheaply.
+    if NEAR_DUPLICATE * max(len(a), len(b)) > min(len(a), len(b)):
+        return False
+    return len(a & b) >= NEAR_DUPLICATE * len(a | b) if a or b else True
 
 
 def relevant(candidates: list[Recalled], shares: Mapping[str, float], min_relevance: float) -> list[Recalled]:
@@ -123,7 +127,7 @@ def relevant(candidates: list[Recalled], shares: Mapping[str, float], min_releva
         if score < COMPANION_SHARE * min_relevance:
             continue
         words = set(textindex.words(c.content)) - textindex.STOPWORDS
-        if any(_jaccard(words, s) >= NEAR_DUPLICATE for s in seen):
+        if any(_repeats(words, s) for s in seen):
             continue
         kept.append(c)
         seen.append(words)

@@ -135,3 +135,9 @@ def test_a_note_covers_its_speakers_name() -> None:
     said = Recalled("I looked into adoption agencies", "user", MAY_8_2023, speaker="caroline")
     assert relevance.coverage(said, w) == pytest.approx(w["carolin"])
     assert relevance.coverage(replace(said, speaker=""), w) == 0.0
+
+
+@given(st.sets(st.sampled_from("abcdefghij"), max_size=10), st.sets(st.sampled_from("abcdefghij"), max_size=10))
+def test_near_duplicates_are_word_sets_overlapping_by_the_jaccard_threshold(a: set[str], b: set[str]) -> None:
+    jaccard = len(a & b) / len(a | b) if a or b else 1.0
+    assert relevance._repeats(a, b) == (jaccard >= relevance.NEAR_DUPLICATE)
