@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from app import dialects, memory, ranking, relevance
+from app import dialects, memory, ranking, relevance, textindex
 from app.bodies import strip_routing_fields
 from app.context import Context, ctx
 from app.dialects import Dialect
@@ -64,7 +64,7 @@ async def _search(c: Context, scope: str, query: str, limit: int) -> tuple[list[
         memory.Recalled(m.content, m.role, m.created_at, m.id, read.held.get(m.id, NOTHING_HELD), ranking.speaker(m))
         for m, _ in found
     ]
-    return recalled, relevance.weights(relevance.query_words(query), read.docs, read.size, relevance.names(query))
+    return recalled, relevance.weights(textindex.question_stems(query), read.docs, read.size, relevance.names(query))
 
 
 def _new_turn(dialect: Dialect, body: dict[str, Any]) -> str | None:

@@ -35,11 +35,6 @@ _BEFORE_WORD = frozenset(" \t\"'([")
 NEAR_DUPLICATE = 0.8
 
 
-def query_words(query: str) -> dict[str, str]:
-    """A question's meaningful words (as typed, lower-cased) with their stems."""
-    return {w: textindex.stem(w) for w in textindex.terms(query)}
-
-
 def names(query: str) -> frozenset[str]:
     """The question's names, lower-cased: capitalised words inside a sentence, other than calendar words.
 

@@ -50,6 +50,11 @@ def stem(word: str) -> str:
     return _STEMMER.stemWord(word)
 
 
+def question_stems(question: str) -> dict[str, str]:
+    """A question's meaningful words (as typed, lower-cased) with their stems: what search and relevance weigh."""
+    return {w: stem(w) for w in terms(question)}
+
+
 def date_words(created_at: float) -> str:
     """Searchable words for a memory's date (e.g. `8 May 2023 Monday`)."""
     return _day_words(int(created_at // 86_400))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import relevance
+from app import relevance, textindex
 from app.memory import Recalled
 from app.store import Held, postings
 
@@ -23,7 +23,7 @@ def note(content: str, context: str = "") -> Recalled:
 
 
 def shares(question: str, docs: dict[str, int], size: int) -> dict[str, float]:
-    return relevance.weights(relevance.query_words(question), docs, size)
+    return relevance.weights(textindex.question_stems(question), docs, size)
 
 
 def test_idf_falls_as_a_word_gets_common_and_is_highest_for_unseen_words() -> None:
@@ -115,8 +115,8 @@ def test_a_name_the_scope_never_saw_closes_the_gate_a_plain_unseen_word_leaves_o
     question = "What did Caroline's charity race raise awareness for?"
     docs = {"charity": 4, "race": 6, "raise": 8, "awareness": 3}
     race = note("The race was great fun and we raised a lot of money.")
-    plain = relevance.weights(relevance.query_words(question), docs, 600)
-    named = relevance.weights(relevance.query_words(question), docs, 600, relevance.names(question))
+    plain = relevance.weights(textindex.question_stems(question), docs, 600)
+    named = relevance.weights(textindex.question_stems(question), docs, 600, relevance.names(question))
     assert relevance.relevant([race], plain, 0.3) == [race]
     assert relevance.relevant([race], named, 0.3) == []
     assert named["carolin"] > plain["carolin"]
@@ -125,7 +125,7 @@ def test_a_name_the_scope_never_saw_closes_the_gate_a_plain_unseen_word_leaves_o
 def test_a_name_the_scope_knows_weighs_as_any_word() -> None:
     question = "What did Caroline research?"
     docs = {"caroline": 40, "research": 5}
-    words = relevance.query_words(question)
+    words = textindex.question_stems(question)
     assert relevance.weights(words, docs, 600, relevance.names(question)) == relevance.weights(words, docs, 600)
 
 

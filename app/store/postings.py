@@ -163,7 +163,7 @@ def held(rows: Sequence[tuple[K, bytes, bytes]], terms: Iterable[int]) -> dict[K
 
 def question_terms(query: str) -> dict[str, int]:
     """A question's meaningful words (as typed, lower-cased) with their term keys."""
-    return {w: term_key(textindex.stem(w)) for w in textindex.terms(query)}
+    return {w: term_key(s) for w, s in textindex.question_stems(query).items()}
 
 
 def idf(docs: int, size: int) -> float:

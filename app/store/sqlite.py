@@ -534,7 +534,8 @@ class SqliteDb(SqliteUsage):
         weights = {t: postings.idf(docs.get(t, 0), size) for t in terms}
         keep = max(limit, RERANK_CANDIDATES)
         top = self._scoped(user_id, _candidates_sql(len(terms)), args).fetchall()
-        top = _tops([*top, *((t, m, impact) for t, m, impact, own in pending if own)], terms, read)
+        if pending:  # else the index's reads are each term's top postings already
+            top = _tops([*top, *((t, m, impact) for t, m, impact, own in pending if own)], terms, read)
         short = [m for m, _ in postings.rank(top, weights, keep)]
         packed = dict(self._scoped(user_id, _PACKED, (orjson.dumps(short).decode(),)).fetchall())
         score = dict(postings.rank(postings.looked_up(packed.items(), terms), weights, keep))
