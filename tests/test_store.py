@@ -721,6 +721,29 @@ async def test_each_memory_links_the_scopes_turn_before_it(pg_url: str) -> None:
         await two.close()
 
 
+def test_on_sqlite_a_search_and_a_recall_read_in_the_same_five_statements(tmp_path: Path) -> None:
+    from app.store.sqlite import SqliteDb
+
+    db = SqliteDb(str(tmp_path / "m.db"))
+    try:
+        db.add_many([NewMemory("a", "user", f"kiwi note {i}", created_at=1e9 + i) for i in range(5)])
+        db.recall("a", "kiwi", 5)  # the scope's size is counted once, then kept
+        statements: list[str] = []
+        db._conn().set_trace_callback(statements.append)
+        assert len(db.search("a", "kiwi", 5)) == 5
+        searched = statements[:]
+        recalled = db.recall("a", "kiwi note", 5)
+        assert len(recalled.found) == 5 and all(recalled.held[m.id].own for m, _ in recalled.found)
+        # Pending memories, document counts, top postings, the shortlist's packed postings with the turns
+        # around each, then the matches (for recall, with the turn after each), in one read transaction.
+        reads = [q for q in statements if q not in ("BEGIN", "COMMIT")]
+        assert len(searched) == 7 and len(statements) == 14 and len(reads) == 10
+        # (The trace shows each statement with its parameters bound.)
+        assert all("m.user_id = 'a'" in q or f"t.scope = {postings.scope_key('a')}" in q for q in reads)
+    finally:
+        db.close()
+
+
 async def test_a_search_and_a_recall_read_in_three_statements_each(pg_url: str) -> None:
     from app.store.postgres import PostgresStore
 

@@ -180,11 +180,12 @@ def _candidates_sql(n: int) -> str:
     return " UNION ALL ".join([f"SELECT * FROM ({_TOP})"] * n)
 
 
-# The packed postings of memories (a JSON array of rowids) and of the scope's turn after each (a
-# memory can come twice: as a candidate and as the turn after another).
+# The (rowid, the scope's turn before it, packed postings) of memories (a JSON array of rowids) and of
+# the scope's turn after each (a memory can come twice: as a candidate and as the turn after another).
 _PACKED = (
-    "SELECT m.rowid, m.terms FROM json_each(?2) c JOIN memories m ON m.rowid = c.value WHERE +m.user_id = ?1 "
-    "UNION ALL SELECT m.rowid, m.terms FROM json_each(?2) c JOIN memories m ON m.rowid = "
+    "SELECT m.rowid, (SELECT max(p.rowid) FROM memories p WHERE p.user_id = ?1 AND p.rowid < c.value), m.terms "
+    "FROM json_each(?2) c JOIN memories m ON m.rowid = c.value WHERE +m.user_id = ?1 "
+    "UNION ALL SELECT m.rowid, c.value, m.terms FROM json_each(?2) c JOIN memories m ON m.rowid = "
     "(SELECT min(n.rowid) FROM memories n WHERE n.user_id = ?1 AND n.rowid > c.value)"
 )
 
@@ -515,8 +516,11 @@ class SqliteDb(SqliteUsage):
             self._sizes[user_id] = count.fetchone()[0]
         return self._sizes[user_id]
 
-    def _ranked(self, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int, pending: Pending) -> Found:
-        """The scope's best matches for these terms (given each term's document count), best first.
+    def _ranked(
+        self, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int, pending: Pending, held: bool
+    ) -> tuple[Found, dict[str, Held]]:
+        """The scope's best matches for these terms (given each term's document count), best first, and
+        (when `held`) which of the terms each one's text holds and which only the turns around it hold.
 
         Three passes. The top postings per term (of the term index and the `pending` memories
         together) shortlist the RERANK_CANDIDATES memories they score best (by the impacts those
@@ -524,10 +528,10 @@ class SqliteDb(SqliteUsage):
         over every term's impact in each, read from their packed postings); then each of the best
         RERANK_CANDIDATES gains a share of its neighbours' scores (NEIGHBOUR_BOOST), so a turn
         inside a stretch of conversation that matches the question climbs above an isolated turn
-        that shares a word with it by chance.
+        that shares a word with it by chance. Only the best `limit` rows are then read whole.
         """
         if not terms:
-            return []
+            return [], {}
         scope, read = postings.scope_key(user_id), postings.CANDIDATES_PER_WORD
         args = [p for t in terms for p in (scope, t, read)][1:]  # _scoped binds the first scope
         size = self._size(user_id)
@@ -537,22 +541,36 @@ class SqliteDb(SqliteUsage):
         if pending:  # else the index's reads are each term's top postings already
             top = _tops([*top, *((t, m, impact) for t, m, impact, own in pending if own)], terms, read)
         short = [m for m, _ in postings.rank(top, weights, keep)]
-        packed = dict(self._scoped(user_id, _PACKED, (orjson.dumps(short).decode(),)).fetchall())
+        read_rows = self._scoped(user_id, _PACKED, (orjson.dumps(short).decode(),)).fetchall()
+        packed = {r[0]: r[2] for r in read_rows}
         score = dict(postings.rank(postings.looked_up(packed.items(), terms), weights, keep))
-        if not score:
-            return []
+        # A scored memory's turns before and after, where they were read (else they scored nothing:
+        # the turn before a scored memory that was not shortlisted is the shortlisted one it follows).
+        before = {r[0]: r[1] for r in read_rows}
+        after = {r[1]: r[0] for r in read_rows}
+        final = postings.boosted(score, ((m, before.get(m), after.get(m)) for m in score))
+        best = sorted(final, key=lambda m: (final[m], m), reverse=True)[:limit]
+        if not best:
+            return [], {}
+        # The turn after each (for `held`): min() over the scope's index finds it in one seek.
+        after_sql = (
+            "coalesce((SELECT x.terms FROM memories x WHERE x.rowid = (SELECT min(n.rowid) FROM memories n "
+            "WHERE n.user_id = m.user_id AND n.rowid > m.rowid)), x'')"
+            if held
+            else "x''"
+        )
         rows = self._scoped(
             user_id,
-            f"SELECT {_COLUMNS}, m.rowid, "
-            "(SELECT max(p.rowid) FROM memories p WHERE p.user_id = m.user_id AND p.rowid < m.rowid), "
-            "(SELECT min(n.rowid) FROM memories n WHERE n.user_id = m.user_id AND n.rowid > m.rowid) "
             # `+` keeps the planner on the rowids: the scope's index would walk the whole scope.
-            f"FROM memories m WHERE +m.user_id = ? AND m.rowid IN ({', '.join('?' * len(score))})",
-            list(score),
+            f"SELECT {_COLUMNS}, m.rowid, {after_sql} FROM memories m "
+            f"WHERE +m.user_id = ? AND m.rowid IN ({', '.join('?' * len(best))})",
+            best,
         ).fetchall()
-        final = postings.boosted(score, ((r[_N], r[_N + 1], r[_N + 2]) for r in rows))
         rows.sort(key=lambda r: (final[r[_N]], r[_N]), reverse=True)
-        return [(_row(r), final[r[_N]]) for r in rows[:limit]]
+        found = [(_row(r), final[r[_N]]) for r in rows]
+        if not held:
+            return found, {}
+        return found, postings.held([(r[0], packed[r[_N]], r[_N + 1]) for r in rows], terms)
 
     def _docs(self, user_id: str, terms: Iterable[int], pending: Pending) -> dict[int, tuple[int, int]]:
         """Per term, the scope's memories holding it anywhere and in their own text."""
@@ -577,7 +595,8 @@ class SqliteDb(SqliteUsage):
         with self._snapshot():
             pending = self._pending(user_id, terms)
             docs = self._docs(user_id, terms, pending)
-            return self._ranked(user_id, list(terms), {t: d for t, (d, _) in docs.items()}, limit, pending)
+            found, _ = self._ranked(user_id, list(terms), {t: d for t, (d, _) in docs.items()}, limit, pending, False)
+        return found
 
     def recall(self, user_id: str, query: str, limit: int) -> Recall:
         """What recall reads for a question, in one call: the best matches and what the relevance gate needs."""
@@ -586,24 +605,9 @@ class SqliteDb(SqliteUsage):
         with self._snapshot():
             pending = self._pending(user_id, terms)
             docs = self._docs(user_id, terms, pending)
-            found = self._ranked(user_id, list(terms), {t: d for t, (d, _) in docs.items()}, limit, pending)
+            found, held = self._ranked(user_id, list(terms), {t: d for t, (d, _) in docs.items()}, limit, pending, True)
         own = {w: min(docs.get(t, (0, 0))[1], WORD_DOCS_CAP) for w, t in words.items()}
-        return Recall(found, self._held(user_id, terms, [m.id for m, _ in found]), self._size(user_id), own)
-
-    def _held(self, user_id: str, terms: set[int], memory_ids: Sequence[str]) -> dict[str, Held]:
-        """For each memory, which of `terms` its text holds and which only the turns around it hold."""
-        if not memory_ids:
-            return {}
-        rows = self._scoped(
-            user_id,
-            "SELECT m.id, m.terms, coalesce((SELECT x.terms FROM memories x WHERE x.rowid = "
-            # min() over the scope's index finds the turn after in one seek (ORDER BY … LIMIT 1 walks).
-            "(SELECT min(n.rowid) FROM memories n WHERE n.user_id = m.user_id AND n.rowid > m.rowid)), x'') "
-            # `+` keeps the planner on the id index: the scope's index would walk the whole scope.
-            f"FROM memories m WHERE +m.user_id = ? AND m.id IN ({', '.join('?' * len(memory_ids))})",
-            memory_ids,
-        )
-        return postings.held(rows.fetchall(), terms)
+        return Recall(found, held, self._size(user_id), own)
 
     def export_page(self, user_id: str, after: tuple[float, int] | None) -> ExportPage:
         """Up to EXPORT_PAGE memories of a scope, oldest first, after a (created_at, rowid) position."""
