@@ -148,7 +148,8 @@ def load(path: Path) -> list[Conversation]:
                     text += f" [shares image: {t['blip_caption']}]"
                 turns.append(Turn(t["dia_id"], t["speaker"], text, when))
         questions = [
-            Question(q["question"], list(q["evidence"]), q["category"])
+            # LoCoMo sometimes lists two turns in one evidence entry ("D8:6; D9:17"): count each.
+            Question(q["question"], [e.strip() for entry in q["evidence"] for e in entry.split(";")], q["category"])
             for q in item["qa"]
             if q["category"] in CATEGORIES and q.get("evidence")
         ]
