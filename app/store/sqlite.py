@@ -517,10 +517,10 @@ class SqliteDb(SqliteUsage):
         return self._sizes[user_id]
 
     def _ranked(
-        self, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int, pending: Pending, held: bool
+        self, user_id: str, terms: Sequence[int], docs: dict[int, int], limit: int, pending: Pending, with_held: bool
     ) -> tuple[Found, dict[str, Held]]:
         """The scope's best matches for these terms (given each term's document count), best first, and
-        (when `held`) which of the terms each one's text holds and which only the turns around it hold.
+        (`with_held`) which of the terms each one's text holds and which only the turns around it hold.
 
         Three passes. The top postings per term (of the term index and the `pending` memories
         together) shortlist the RERANK_CANDIDATES memories they score best (by the impacts those
@@ -552,11 +552,11 @@ class SqliteDb(SqliteUsage):
         best = sorted(final, key=lambda m: (final[m], m), reverse=True)[:limit]
         if not best:
             return [], {}
-        # The turn after each (for `held`): min() over the scope's index finds it in one seek.
+        # The turn after each (for the held terms): min() over the scope's index finds it in one seek.
         after_sql = (
             "coalesce((SELECT x.terms FROM memories x WHERE x.rowid = (SELECT min(n.rowid) FROM memories n "
             "WHERE n.user_id = m.user_id AND n.rowid > m.rowid)), x'')"
-            if held
+            if with_held
             else "x''"
         )
         rows = self._scoped(
@@ -568,7 +568,7 @@ class SqliteDb(SqliteUsage):
         ).fetchall()
         rows.sort(key=lambda r: (final[r[_N]], r[_N]), reverse=True)
         found = [(_row(r), final[r[_N]]) for r in rows]
-        if not held:
+        if not with_held:
             return found, {}
         return found, postings.held([(r[0], packed[r[_N]], r[_N + 1]) for r in rows], terms)
 
