@@ -322,9 +322,10 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
-def med(xs: list[float]) -> float:
-    xs = [x for x in xs if x == x]
-    return statistics.median(xs) if xs else float("nan")
+def med(xs: list[float | None]) -> float:
+    # A cell with no answered request has no percentiles: NaN, or null once saved to results.json.
+    kept = [x for x in xs if x is not None and x == x]
+    return statistics.median(kept) if kept else float("nan")
 
 
 @dataclass
@@ -823,6 +824,7 @@ def report(res: dict, plan: Plan, meta: dict) -> tuple[str, list[tuple[str, str,
     # targets
     off = ratio_rounds(seq["proxy-off"], seq["direct"], "p50")
     on100 = ratio_rounds(seq["proxy-on-100k"], seq["direct"], "p50")
+    on_off = ratio_rounds(seq["proxy-on-100k"], seq["proxy-off"], "p50")
     t32 = ratio_rounds(tp[("proxy-off", False, 32)], tp[("direct", False, 32)], "rps")
     t32s = ratio_rounds(tp[("proxy-off", True, 32)], tp[("direct", True, 32)], "rps")
     dttfb = med([r["ttfb50"] for r in tt["proxy-off"]]) - d50
@@ -830,10 +832,13 @@ def report(res: dict, plan: Plan, meta: dict) -> tuple[str, list[tuple[str, str,
     targets = [
         ("latency, memory off", "<= 1.05x direct (p50)", f"{off:.3f}x", off <= 1.05),
         ("latency, memory on, 100k scope", "<= 1.15x direct (p50)", f"{on100:.3f}x", on100 <= 1.15),
+        # Issue 12's large-scope targets: memory on against memory off (not direct), search p95 5 ms.
+        ("latency, memory on vs off, 100k scope", "<= 1.15x memory off (p50)", f"{on_off:.3f}x", on_off <= 1.15),
         ("throughput, 32 clients, non-streaming", ">= 0.95x direct", f"{t32:.3f}x", t32 >= 0.95),
         ("throughput, 32 clients, streaming", ">= 0.95x direct", f"{t32s:.3f}x", t32s >= 0.95),
         ("time to first byte", "<= direct + 5 ms", f"{dttfb:+.2f} ms", dttfb <= 5),
         ("search p95 at 100k", "<= 10 ms", f"{s95:.2f} ms", s95 <= 10),
+        ("search p95 at 100k (issue 12)", "<= 5 ms", f"{s95:.2f} ms", s95 <= 5),
         ("sustained capture", ">= 2,000 turns/s", f"{capd['turns_per_s']:,.0f} turns/s", capd["turns_per_s"] >= 2000),
     ]
     w("")
