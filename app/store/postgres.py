@@ -491,10 +491,7 @@ class PostgresStore(PostgresUsage):
         short = [m for m, _ in postings.rank(top, weights, keep)]
         packed = await self._scoped(conn, user_id, PACKED_SQL, short) if short else []
         score = dict(postings.rank(postings.looked_up(((r[0], r[2]) for r in packed), terms), weights, keep))
-        # A scored memory's turns before and after, where they were read (else they scored nothing).
-        after = {r[1]: r[0] for r in packed}
-        before = {r[0]: r[1] for r in packed}
-        final = postings.boosted(score, ((m, before[m], after.get(m)) for m in score))
+        final = postings.boosted(score, ((r[0], r[1]) for r in packed))
         best = sorted(final, key=lambda m: (final[m], m), reverse=True)[:limit]
         rows = await self._scoped(conn, user_id, ROWS_SQL, best) if best else []
         ranked = sorted(rows, key=lambda r: (final[r[_N]], r[_N]), reverse=True)

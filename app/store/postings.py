@@ -24,7 +24,7 @@ import math
 import struct
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 from app import textindex
 from app.store import NEIGHBOUR_BOOST, SEARCH_WEIGHTS, Held
@@ -184,9 +184,20 @@ def rank(rows: Iterable[tuple[int, int, float]], weights: Mapping[int, float], k
     return [(m, s) for s, m in ranked[:keep] if s > 0]
 
 
-def boosted(score: Mapping[int, float], around: Iterable[tuple[int, Any, Any]]) -> dict[int, float]:
-    """Each memory's score plus NEIGHBOUR_BOOST of its neighbours' (memory, before, after), where they scored."""
-    return {m: score[m] + NEIGHBOUR_BOOST * (score.get(p, 0.0) + score.get(n, 0.0)) for m, p, n in around}
+def boosted(score: Mapping[int, float], links: Iterable[tuple[int, int | None]]) -> dict[int, float]:
+    """Each scored memory's score plus NEIGHBOUR_BOOST of its turns before and after, where they scored.
+
+    `links` are the (memory, the scope's turn before it) pairs a search read: the shortlist's and
+    the turns after them. They hold every neighbour that can have a score (a scored turn that was
+    not shortlisted is the turn after a shortlisted one, which is its turn before).
+    """
+    gain = dict.fromkeys(score, 0.0)
+    for m, p in dict((m, p) for m, p in links if p is not None).items():  # once each: a turn can be read twice
+        if m in gain:
+            gain[m] += score.get(p, 0.0)
+        if p in gain:
+            gain[p] += score.get(m, 0.0)
+    return {m: s + NEIGHBOUR_BOOST * gain[m] for m, s in score.items()}
 
 
 def doc_totals(

@@ -544,11 +544,7 @@ class SqliteDb(SqliteUsage):
         read_rows = self._scoped(user_id, _PACKED, (orjson.dumps(short).decode(),)).fetchall()
         packed = {r[0]: r[2] for r in read_rows}
         score = dict(postings.rank(postings.looked_up(packed.items(), terms), weights, keep))
-        # A scored memory's turns before and after, where they were read (else they scored nothing:
-        # the turn before a scored memory that was not shortlisted is the shortlisted one it follows).
-        before = {r[0]: r[1] for r in read_rows}
-        after = {r[1]: r[0] for r in read_rows}
-        final = postings.boosted(score, ((m, before.get(m), after.get(m)) for m in score))
+        final = postings.boosted(score, ((r[0], r[1]) for r in read_rows))
         best = sorted(final, key=lambda m: (final[m], m), reverse=True)[:limit]
         if not best:
             return [], {}
