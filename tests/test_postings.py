@@ -128,3 +128,12 @@ def test_held_finds_exactly_the_asked_terms_whatever_the_bytes(
         1: Held(frozenset(own), frozenset(near)),
         2: Held(frozenset(), frozenset()),
     }
+
+
+def test_a_memory_gains_a_share_of_its_scored_neighbours_once_each() -> None:
+    score = {1: 1.0, 2: 2.0, 3: 4.0, 9: 8.0}
+    # 2 follows 1 and 3 follows 2; 3 was read twice (shortlisted, and as the turn after 2); 9 is alone
+    # (its turn before, 8, was never scored); 1 is the scope's first turn.
+    links = [(1, None), (2, 1), (3, 2), (3, 2), (9, 8)]
+    b = postings.NEIGHBOUR_BOOST
+    assert postings.boosted(score, links) == {1: 1.0 + b * 2.0, 2: 2.0 + b * 5.0, 3: 4.0 + b * 2.0, 9: 8.0}
