@@ -15,7 +15,7 @@ from app.config import ApiKey, ModelEntry
 from app.dialects import gemini
 from app.memory import Recalled, render_block
 from app.sse import ReplyAssembler
-from tests.inprocess import make_settings, marker, running, upstream_requests
+from tests.inprocess import make_settings, marker, raw_request, running, upstream_requests
 from tests.test_clients import SCAFFOLDING, dialect_of, human_words, load, shipped_scopes
 
 pytestmark = pytest.mark.timeout(30)
@@ -178,6 +178,7 @@ def test_whole_replies() -> None:
 
 def test_streams_only_with_alt_sse() -> None:
     assert gemini.streams({}, STREAM)
+    assert gemini.streams({}, "/v1beta/models/m:streamGenerateContent?key=k&alt=sse")
     assert not gemini.streams({}, "/v1beta/models/m:streamGenerateContent")
     assert not gemini.streams({"stream": True}, "/v1beta/models/m:generateContent?alt=sse")
 
@@ -190,6 +191,10 @@ def test_upstream_target_is_litellms_gemini_route() -> None:
     assert gemini.upstream_target("/v1/models/a:streamGenerateContent?alt=sse", None) == (
         "/v1beta/models/a:streamGenerateContent?alt=sse"
     )
+    encoded = "/v1bet%61/models/fake%2Dmodel%3AstreamGenerateContent?alt=sse"  # as a client may send it
+    assert gemini.streams({}, encoded)
+    assert gemini.upstream_target(encoded, "fake-model") == STREAM
+    assert gemini.upstream_target(encoded, "a b") == "/v1beta/models/a%20b:streamGenerateContent?alt=sse"
 
 
 def test_working_directory_from_the_session_context() -> None:
@@ -244,6 +249,21 @@ async def test_recorded_request_through_the_proxy(tmp_path: Path, i: int) -> Non
     stored = [row["content"] for row in rows]
     assert stored.count(words) == 1 and f"Fake reply to: {words}" in stored
     assert not any(s in c for c in stored for s in (*SCAFFOLDING, "session_context"))
+
+
+async def test_percent_encoded_path_reaches_the_same_route(tmp_path: Path) -> None:
+    m = marker()
+    async with running(tmp_path, settings=shipped_settings(tmp_path)) as p:
+        status, _, payload = await raw_request(
+            p.port,
+            "POST",
+            b"/v1beta/models/fake-model%3AstreamGenerateContent?alt=sse",
+            {"content-type": "application/json"},
+            json.dumps(body_of(user(f"encoded {m}"))).encode(),
+        )
+    assert status == 200, payload[:300]
+    (call,) = upstream_requests(m)
+    assert call["path"] == "/v1beta/models/fake-model:streamGenerateContent" and call["query"] == "alt=sse"
 
 
 @pytest.mark.parametrize("version", ["v1beta", "v1"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, unquote
 
 from app.errors import ErrorShape
 from app.memory import Turn, human_text
@@ -41,19 +41,27 @@ def set_model(body: dict[str, Any], name: str) -> bool:
     return False
 
 
+def _route(target: str) -> tuple[re.Match[str], str, str]:
+    """The decoded path's (model, method) match, and the raw `?` and query.
+
+    The path is matched as the routing table saw it (decoded once: app.paths), so `%3A` for the
+    colon, say, reads the same; the model is encoded again for the upstream path."""
+    path, sep, query = target.partition("?")
+    found = _TARGET.fullmatch(unquote(path))
+    assert found is not None, "routed here only for PATHS"
+    return found, sep, query
+
+
 def streams(body: dict[str, Any], target: str) -> bool:
     """`:streamGenerateContent?alt=sse`; without `alt=sse` the API streams one JSON array, read whole."""
-    path, _, query = target.partition("?")
-    return path.endswith(":streamGenerateContent") and parse_qs(query).get("alt") == ["sse"]
+    found, _, query = _route(target)
+    return found.group(2) == "streamGenerateContent" and parse_qs(query).get("alt") == ["sse"]
 
 
 def upstream_target(target: str, model: str | None) -> str:
     """LiteLLM's Gemini route for the routed model: `/v1beta/models/{model}:{method}`, same query."""
-    path, sep, query = target.partition("?")
-    found = _TARGET.fullmatch(path)
-    assert found is not None, "routed here only for PATHS"
-    name = quote(model, safe="") if model else found.group(1)
-    return f"/v1beta/models/{name}:{found.group(2)}{sep}{query}"
+    found, sep, query = _route(target)
+    return f"/v1beta/models/{quote(model or found.group(1), safe='')}:{found.group(2)}{sep}{query}"
 
 
 def _parts(content: Any) -> list[Any]:
