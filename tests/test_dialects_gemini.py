@@ -353,3 +353,15 @@ async def test_bad_bodies_answer_in_the_gemini_shape(tmp_path: Path) -> None:
     for r in (broken, listed):
         assert r.status_code == 400
         assert r.json()["error"]["status"] == "INVALID_ARGUMENT" and r.json()["error"]["code"] == 400
+
+
+async def test_a_stream_that_breaks_ends_with_a_gemini_error_event(tmp_path: Path) -> None:
+    m = marker()
+    async with running(tmp_path, settings=shipped_settings(tmp_path)) as p:
+        r = await p.client.post(STREAM, json=body_of(user(f"FAULT:break {m} and then some more words here")))
+        await p.drain()
+        rows = await p.memories("default-dev")
+    assert r.status_code == 200  # the stream had started
+    last = json.loads(r.text.strip().splitlines()[-1].removeprefix("data: "))
+    assert last["error"]["status"] == "UNAVAILABLE" and last["error"]["code"] == 502
+    assert not [row for row in rows if m in row["content"]]  # a cut reply is never stored
