@@ -127,7 +127,7 @@ async def chat(request: Request) -> ASGIApp:
         state.model = model
     target = upstream_target(request.scope)
     mem = c.settings.memory
-    active = mem.enabled and c.store is not None and memory_for(model, c)
+    active = mem.enabled and c.store is not None and memory_for(model, c) and not dialect.utility_request(body)
     inject = active and want_inject
     capture = active and want_capture and mem.capture_enabled
     extra = [("x-memory-user-id", scope)]

@@ -365,3 +365,43 @@ async def test_a_stream_that_breaks_ends_with_a_gemini_error_event(tmp_path: Pat
     last = json.loads(r.text.strip().splitlines()[-1].removeprefix("data: "))
     assert last["error"]["status"] == "UNAVAILABLE" and last["error"]["code"] == 502
     assert not [row for row in rows if m in row["content"]]  # a cut reply is never stored
+
+
+def routing_classifier(text: str) -> dict[str, Any]:
+    """What Gemini CLI 0.61 sends before each turn when its model is `auto`: the human's words to a
+    classifier that answers with a JSON verdict."""
+    return body_of(
+        user(text),
+        systemInstruction={"parts": [{"text": "You are a specialized Task Routing AI. Assign a Complexity Score."}]},
+        generationConfig={
+            "temperature": 1,
+            "responseMimeType": "application/json",
+            "responseJsonSchema": {"type": "OBJECT", "properties": {"complexity_score": {"type": "INTEGER"}}},
+        },
+    )
+
+
+def test_structured_output_requests_are_utility_calls() -> None:
+    assert gemini.utility_request(routing_classifier("hi"))
+    assert gemini.utility_request(body_of(user("hi"), generation_config={"response_schema": {"type": "OBJECT"}}))
+    for request in REQUESTS:
+        assert not gemini.utility_request(request["body"])
+    assert not gemini.utility_request(body_of(user("hi"), generationConfig={"responseMimeType": "text/plain"}))
+
+
+async def test_memory_leaves_utility_calls_alone(tmp_path: Path) -> None:
+    m = marker()
+    async with running(tmp_path, settings=shipped_settings(tmp_path)) as p:
+        seeded = await p.client.post("/v1/memories", json={"content": f"my cat {m} loves tuna", "user_id": "g"})
+        assert seeded.status_code == 201
+        body = routing_classifier(f"what does my cat {m} love?")
+        r = await p.client.post(
+            "/v1beta/models/flash-lite:generateContent", json=body, headers={"x-memory-user-id": "g"}
+        )
+        await p.drain()
+        rows = await p.memories("g")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-memory-injected"] == "0"
+    (call,) = [c for c in upstream_requests(m) if c["path"].endswith(":generateContent")]
+    assert call["body"] == body  # nothing injected
+    assert [row["content"] for row in rows] == [f"my cat {m} loves tuna"]  # nothing stored

@@ -32,6 +32,11 @@ class Dialect(Protocol):
         """Where LiteLLM serves this request (path and query) for the routed `model`."""
         ...
 
+    def utility_request(self, body: dict[str, Any]) -> bool:
+        """True for a call the client makes for its own ends (a classifier, a JSON check), not a
+        turn of the conversation: memory neither injects into it nor stores it."""
+        ...
+
     def turns(self, body: dict[str, Any]) -> Iterator[Turn]:
         """The entries holding human or assistant words, newest first, scaffolding removed."""
         ...

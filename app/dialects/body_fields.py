@@ -25,3 +25,8 @@ def streams(body: dict[str, Any], target: str) -> bool:
 def upstream_target(target: str, model: str | None) -> str:
     """The client's own path and query: LiteLLM serves these dialects at the same paths."""
     return target
+
+
+def utility_request(body: dict[str, Any]) -> bool:
+    """Never: every request of these dialects is treated as a conversation turn."""
+    return False

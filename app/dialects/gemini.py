@@ -64,6 +64,18 @@ def upstream_target(target: str, model: str | None) -> str:
     return f"/v1beta/models/{quote(model or found.group(1), safe='')}:{found.group(2)}{sep}{query}"
 
 
+def utility_request(body: dict[str, Any]) -> bool:
+    """A request for structured output (`responseMimeType: application/json`, a response schema):
+    Gemini CLI's model-routing classifier, next-speaker and loop checks. Their replies are JSON
+    verdicts, not conversation, and their last user content repeats the human's words."""
+    config = body.get("generationConfig", body.get("generation_config"))
+    if not isinstance(config, dict):
+        return False
+    mime = config.get("responseMimeType", config.get("response_mime_type"))
+    schemas = ("responseJsonSchema", "responseSchema", "response_json_schema", "response_schema")
+    return mime == "application/json" or any(config.get(k) for k in schemas)
+
+
 def _parts(content: Any) -> list[Any]:
     parts = content.get("parts") if isinstance(content, dict) else None
     return parts if isinstance(parts, list) else []

@@ -14,6 +14,7 @@ model = body_fields.model
 set_model = body_fields.set_model
 streams = body_fields.streams
 upstream_target = body_fields.upstream_target
+utility_request = body_fields.utility_request
 turns = messages.turns
 present_text = messages.present_text
 
