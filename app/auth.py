@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 from app.config import ApiKey
 
@@ -32,22 +33,42 @@ class Principal:
 ANONYMOUS = Principal("anonymous", anonymous=True)
 
 
-def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The credential a client sent: `Authorization: Bearer …` or Anthropic's `x-api-key`."""
+def presented_key(headers: Mapping[str, str], query_key: str | None = None) -> str | None:
+    """The credential a client sent: `Authorization: Bearer …`, Anthropic's `x-api-key`, Gemini's
+    `x-goog-api-key`, or (Gemini paths only, see take_query_key) the `?key=` parameter."""
     auth = headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    key = headers.get("x-api-key")
-    return key.strip() if key and key.strip() else None
+    for key in (headers.get("x-api-key"), headers.get("x-goog-api-key"), query_key):
+        if key and key.strip():
+            return key.strip()
+    return None
 
 
-def authenticate(keys: tuple[ApiKey, ...], headers: Mapping[str, str]) -> Principal | None:
+def take_query_key(query: bytes) -> tuple[bytes, str | None]:
+    """The query string without its `key` parameters, and the first one's value.
+
+    The Gemini API takes its key as `?key=`; removed here, it is never forwarded or logged.
+    """
+    kept, found = [], None
+    for pair in query.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        if unquote_plus(name.decode("latin-1")) == "key":
+            found = found if found is not None else unquote_plus(value.decode("latin-1"))
+        elif pair:
+            kept.append(pair)
+    return b"&".join(kept), found
+
+
+def authenticate(
+    keys: tuple[ApiKey, ...], headers: Mapping[str, str], query_key: str | None = None
+) -> Principal | None:
     """The caller's principal, or None when keys are configured and none matches."""
     if not keys:
         return ANONYMOUS
-    token = presented_key(headers)
+    token = presented_key(headers, query_key)
     if token is None:
         return None
     found = None

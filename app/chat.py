@@ -91,27 +91,27 @@ async def _recall(c: Context, scope: str, body: dict[str, Any], dialect: Dialect
 
 
 async def chat(request: Request) -> ASGIApp:
-    """POST to a chat endpoint of any dialect (chat completions, messages, responses)."""
+    """POST to a chat endpoint of any dialect (chat completions, messages, responses, Gemini)."""
     c = ctx(request)
-    dialect = dialects.for_path(request.scope["path"])
-    assert dialect is not None, "routed here only for the dialects' paths"
-    anthropic = dialect.anthropic
     state = state_of(request)
-    assert state.principal is not None  # the Guard authenticated every CLIENT route
-    raw = await read_body_or_refusal(request, c.settings.limits.max_body_bytes, anthropic)
+    assert state.principal is not None and state.route is not None  # the Guard authenticated every CLIENT route
+    dialect = dialects.for_path(state.route.path)
+    assert dialect is not None, "routed here only for the dialects' paths"
+    shape = dialect.error_shape
+    raw = await read_body_or_refusal(request, c.settings.limits.max_body_bytes, shape)
     if isinstance(raw, Response):
         return raw
     try:
         body = await _cpu(len(raw), orjson.loads, raw)
     except orjson.JSONDecodeError as exc:
-        return error_response(anthropic, 400, f"request body is not valid JSON: {exc}")
+        return error_response(shape, 400, f"request body is not valid JSON: {exc}")
     if not isinstance(body, dict):
-        return error_response(anthropic, 400, "request body must be a JSON object")
+        return error_response(shape, 400, "request body must be a JSON object")
     try:
         decision = resolve_scope(c.settings.scopes, request.headers, state.principal)
         want_inject, want_capture = memory.parse_mode(request.headers.get("x-memory-mode"))
     except (InvalidScope, memory.BadMode) as exc:
-        return error_response(anthropic, 400, str(exc))
+        return error_response(shape, 400, str(exc))
     scope = decision.user_id
     state.scope, state.client = scope, decision.matched_pattern
     if c.oversight is not None:  # the scope's stored mode: a request may narrow it, never widen it
@@ -119,13 +119,15 @@ async def chat(request: Request) -> ASGIApp:
         want_inject, want_capture = want_inject and scope_inject, want_capture and scope_capture
     headers = upstream_request_headers(request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header)
     changed = strip_routing_fields(body)
-    model = body.get("model")
+    model = dialect.model(body, request.path_params)
     if isinstance(model, str):
-        model, headers, renamed = _route_model(c, body, model, headers, scope)
-        changed = changed or renamed
+        model, headers, renamed = _route_model(c, model, headers, scope)
+        if renamed and dialect.set_model(body, model):
+            changed = True
         state.model = model
+    target = upstream_target(request.scope)
     mem = c.settings.memory
-    active = mem.enabled and c.store is not None and memory_for(model, c)
+    active = mem.enabled and c.store is not None and memory_for(model, c) and not dialect.utility_request(body)
     inject = active and want_inject
     capture = active and want_capture and mem.capture_enabled
     extra = [("x-memory-user-id", scope)]
@@ -148,7 +150,7 @@ async def chat(request: Request) -> ASGIApp:
     payload = await _cpu(len(raw), orjson.dumps, body) if changed else raw
     tap = on_complete = None
     if capture or c.settings.observability.usage_enabled:  # the usage log reads the reply's token counts
-        assembler = state.reply = ReplyAssembler(dialect, body.get("stream") is True, text=capture)
+        assembler = state.reply = ReplyAssembler(dialect, dialect.streams(body, target), text=capture)
         tap = assembler.feed
     if capture:
         model_name = model if isinstance(model, str) else None
@@ -160,10 +162,10 @@ async def chat(request: Request) -> ASGIApp:
     return ProxyResponse(
         c.upstream,
         "POST",
-        upstream_target(request.scope),
+        dialect.upstream_target(target, model if isinstance(model, str) else None),
         headers,
         payload,
-        anthropic,
+        shape,
         extra,
         tap,
         on_complete,
@@ -172,13 +174,11 @@ async def chat(request: Request) -> ASGIApp:
 
 
 def _route_model(
-    c: Context, body: dict[str, Any], requested: str, headers: list[tuple[str, str]], scope: str
+    c: Context, requested: str, headers: list[tuple[str, str]], scope: str
 ) -> tuple[str, list[tuple[str, str]], bool]:
-    """Model compatibility: the config's name, `anthropic-beta` suffixes, Supermemory headers."""
+    """Model compatibility: the config's name (True when it differs), `anthropic-beta` suffixes, Supermemory headers."""
     route = c.models.route(requested)
     renamed = route.model != requested
-    if renamed:
-        body["model"] = route.model
     if route.betas:
         existing = [v for n, v in headers if n.lower() == "anthropic-beta"]
         headers = [(n, v) for n, v in headers if n.lower() != "anthropic-beta"]

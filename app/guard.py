@@ -10,10 +10,10 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.auth import authenticate
+from app.auth import authenticate, take_query_key
 from app.config import Settings, is_loopback_host
 from app.context import Counters
-from app.errors import is_anthropic, send_error
+from app.errors import error_shape, is_gemini, send_error
 from app.paths import BadPath, canonical_path
 from app.request_state import RequestState, attach, request_id
 from app.routing import Access, RoutingTable
@@ -61,7 +61,7 @@ class Guard:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         headers = Headers(scope=scope)
-        state = RequestState(request_id(headers), is_anthropic(scope["path"], headers))
+        state = RequestState(request_id(headers), error_shape(scope["path"], headers))
         attach(scope, state)
         status = 0
         first_byte: float | None = None
@@ -81,7 +81,7 @@ class Guard:
             refusal = self._check(scope, headers, state)
             if refusal is not None:
                 code, text, extra = refusal
-                return await send_error(send_logged, state.anthropic, code, text, extra)
+                return await send_error(send_logged, state.error_shape, code, text, extra)
             if state.route is not None and state.route.access is not Access.OPEN:
                 counted = state.principal.name if state.principal else "-"
                 self.inflight_by[counted] = self.inflight_by.get(counted, 0) + 1
@@ -96,7 +96,7 @@ class Guard:
             log.exception("request %s %s failed (request id %s)", scope["method"], scope["path"], state.request_id)
             if status == 0:  # nothing sent yet: the client still gets an answer it can parse
                 message = f"internal error in the memory proxy (request id {state.request_id})"
-                await send_error(send_logged, state.anthropic, 500, message)
+                await send_error(send_logged, state.error_shape, 500, message)
         finally:
             elapsed = time.perf_counter() - started
             log.info(
@@ -139,7 +139,10 @@ class Guard:
         match = self.table.match(scope["method"], path)
         state.route = match.route
         scope["path_params"] = match.params
-        principal = authenticate(self.settings.keys, headers)
+        query_key = None
+        if is_gemini(path):  # Gemini clients may send the key as `?key=`: it goes no further than here
+            scope["query_string"], query_key = take_query_key(scope.get("query_string", b""))
+        principal = authenticate(self.settings.keys, headers, query_key)
         state.principal = principal
         if match.route.access is Access.OPEN:
             return None

@@ -19,7 +19,9 @@ HOP_BY_HOP = frozenset(
 )
 # Never forwarded upstream: the client's credentials (replaced by the master key), its cookies,
 # and headers the HTTP client recomputes.
-_REQUEST_DROP = frozenset({"authorization", "x-api-key", "cookie", "host", "content-length", "expect"})
+_REQUEST_DROP = frozenset(
+    {"authorization", "x-api-key", "x-goog-api-key", "cookie", "host", "content-length", "expect"}
+)
 _RESPONSE_DROP = frozenset({"content-length", "set-cookie", "server", "date"})
 
 

@@ -43,7 +43,7 @@ INFERENCE_PATHS = tuple(
     f"{v}{p}"
     for v in ("", "/v1")
     for p in ("/models", "/embeddings", "/completions", "/responses", "/moderations", "/audio", "/images", "/rerank")
-) + ("/v1/messages",)
+) + ("/v1/messages", "/v1beta/models")
 
 
 def routing_table() -> RoutingTable:

@@ -20,10 +20,12 @@ BLOCK_CLOSE = "</recalled-memories>"
 # the heading Codex leaves before an AGENTS.md <INSTRUCTIONS> block.
 _CLIENT_NOTE = re.compile(r"\[Request interrupted by user[^\]]*\]|# AGENTS\.md instructions for [^\n]*")
 # Wrapped blocks that are never the human's words, removed whole, in this order: Claude Code's
-# reminders, our own recalled notes, Codex's environment, AGENTS.md and instruction blocks.
+# reminders, our own recalled notes, Gemini CLI's session context (date, OS, workspace, GEMINI.md),
+# Codex's environment, AGENTS.md and instruction blocks.
 SCAFFOLD_TAGS = (
     "system-reminder",
     "recalled-memories",
+    "session_context",
     "environment_context",
     "user_instructions",
     "INSTRUCTIONS",

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from app import ranking
 from app.context import ctx
-from app.errors import TOO_LARGE, error_response, is_anthropic
+from app.errors import TOO_LARGE, error_response, error_shape
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
 from app.records import (
     MAX_LIMIT,
@@ -90,15 +90,15 @@ def handle_api_errors(func: Callable[[Request], Awaitable[Response]]) -> Callabl
 
     @functools.wraps(func)
     async def wrapper(request: Request) -> Response:
-        anthropic = is_anthropic(request.scope["path"], request.headers)
+        shape = error_shape(request.scope["path"], request.headers)
         try:
             return await func(request)
         except ApiError as exc:
-            return error_response(anthropic, exc.status, str(exc))
+            return error_response(shape, exc.status, str(exc))
         except RecordTooLarge as exc:
-            return error_response(anthropic, 413, str(exc))
+            return error_response(shape, 413, str(exc))
         except (RecordError, InvalidCursor) as exc:  # the caller's input; anything else is a 500
-            return error_response(anthropic, 400, str(exc))
+            return error_response(shape, 400, str(exc))
         except ClientDisconnect:
             return Response(status_code=CLIENT_GONE)
 

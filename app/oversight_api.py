@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from app.auth import Principal
 from app.context import ctx
-from app.errors import error_response
+from app.errors import ErrorShape, error_response
 from app.memory_api import ApiError, _body, _json, _store, handle_api_errors
 from app.oversight import Oversight
 from app.records import iso
@@ -110,6 +110,6 @@ async def metrics(request: Request) -> Response:
     c = ctx(request)
     oversight = _oversight(request)
     if oversight.metrics is None:
-        return error_response(False, 404, "metrics are switched off (observability.metrics.enabled)")
+        return error_response(ErrorShape.OPENAI, 404, "metrics are switched off (observability.metrics.enabled)")
     oversight.litellm_up = 1.0 if (await c.upstream.probe())["status"] == "reachable" else 0.0
     return Response(oversight.metrics.render(), media_type=CONTENT_TYPE_LATEST)

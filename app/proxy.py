@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
-from app.errors import TOO_LARGE, error_response, send_error, stream_error_event
+from app.errors import TOO_LARGE, ErrorShape, error_response, send_error, stream_error_event
 from app.headers import client_response_headers
 
 log = logging.getLogger("memory_proxy.proxy")
@@ -104,12 +104,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_body_or_refusal(request: Request, limit: int, anthropic: bool) -> bytes | Response:
+async def read_body_or_refusal(request: Request, limit: int, shape: ErrorShape) -> bytes | Response:
     """The whole body, or the response that ends the request: 413 past `limit`, 499 if the client left."""
     try:
         return await read_body(request, limit)
     except BodyTooLarge:
-        return error_response(anthropic, 413, TOO_LARGE)
+        return error_response(shape, 413, TOO_LARGE)
     except ClientDisconnect:
         return Response(status_code=CLIENT_GONE)
 
@@ -128,7 +128,7 @@ class ProxyResponse:
         path_qs: str,
         headers: list[tuple[str, str]],
         body: bytes | AsyncIterator[bytes],
-        anthropic: bool,
+        error_shape: ErrorShape,
         extra_headers: list[tuple[str, str]] | None = None,
         tap: Callable[[bytes], None] | None = None,
         on_complete: Callable[[int], None] | None = None,
@@ -142,7 +142,7 @@ class ProxyResponse:
         self.reveal_internals = reveal_internals
         self.headers = headers
         self.body = body
-        self.anthropic = anthropic
+        self.error_shape = error_shape
         self.extra_headers = extra_headers or []
         self.tap = tap
         self.on_complete = on_complete
@@ -184,7 +184,7 @@ class ProxyResponse:
     async def _send_error(self, send: Send, status: int, message: str) -> None:
         self.status = status
         extra = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in self.extra_headers]
-        await send_error(send, self.anthropic, status, message, extra)
+        await send_error(send, self.error_shape, status, message, extra)
 
     async def _relay(self, send: Send) -> None:
         session = self.upstream.session
@@ -232,7 +232,7 @@ class ProxyResponse:
             log.warning("%s %s: %s (%s)", self.method, self.url.path, reason, type(exc).__name__)
             self.status = 502
             if "text/event-stream" in resp.headers.get("content-type", ""):
-                event = stream_error_event(self.anthropic, reason)
+                event = stream_error_event(self.error_shape, reason)
                 await send({"type": "http.response.body", "body": event, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
             return

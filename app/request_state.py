@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from app.auth import Principal
+from app.errors import ErrorShape
 from app.routing import Route
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class RequestState:
     """
 
     request_id: str
-    anthropic: bool
+    error_shape: ErrorShape
     route: Route | None = None
     principal: Principal | None = None
     scope: str | None = None

@@ -79,7 +79,7 @@ async def liveness(request: Request) -> Response:
 
 async def not_found(request: Request) -> Response:
     """A path under one of our own prefixes that names nothing: 404, never LiteLLM's."""
-    return error_response(state_of(request).anthropic, 404, f"no such endpoint: {request.scope['path']}")
+    return error_response(state_of(request).error_shape, 404, f"no such endpoint: {request.scope['path']}")
 
 
 async def routing_info(request: Request) -> Response:
@@ -90,7 +90,7 @@ async def routing_info(request: Request) -> Response:
     try:
         d = resolve_scope(c.settings.scopes, request.headers, state.principal)
     except InvalidScope as exc:
-        return error_response(state.anthropic, 400, str(exc))
+        return error_response(state.error_shape, 400, str(exc))
     return JSONResponse(
         {
             "user_id": d.user_id,
@@ -106,11 +106,11 @@ async def forward(request: Request) -> ASGIApp:
     """Every other method and path: streamed to LiteLLM and back unchanged."""
     c = ctx(request)
     state = state_of(request)
-    anthropic = state.anthropic
+    shape = state.error_shape
     limit = c.settings.limits.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        return error_response(anthropic, 413, TOO_LARGE)
+        return error_response(shape, 413, TOO_LARGE)
     exceeded = False
 
     async def body():
@@ -131,7 +131,7 @@ async def forward(request: Request) -> ASGIApp:
     if has_body and "json" in request.headers.get("content-type", ""):
         # JSON bodies (embeddings, completions, responses, …) can carry provider-routing fields
         # too; other bodies (file uploads) stream through untouched.
-        raw = await read_body_or_refusal(request, limit, anthropic)
+        raw = await read_body_or_refusal(request, limit, shape)
         if isinstance(raw, Response):
             return raw
         payload = clean_json_body(raw)
@@ -141,7 +141,7 @@ async def forward(request: Request) -> ASGIApp:
         path,
         headers,
         payload,
-        anthropic,
+        shape,
         body_size_exceeded=lambda: exceeded,
         reveal_internals=state.sees_internals,
     )

@@ -23,19 +23,19 @@ class ReplyFormat(Protocol):
     def reply_text(self, body: object) -> str | None: ...
 
 
-_INPUT = ("prompt_tokens", "input_tokens")
-_OUTPUT = ("completion_tokens", "output_tokens")
+_INPUT = ("prompt_tokens", "input_tokens", "promptTokenCount")
+_OUTPUT = ("completion_tokens", "output_tokens", "candidatesTokenCount")
 
 
 def usage_tokens(obj: dict[str, Any]) -> tuple[int | None, int | None]:
     """(input, output) tokens from a reply or stream event's `usage`, wherever the dialect puts it.
 
     OpenAI chat: top-level `usage`; Anthropic: `message.usage` (message_start) and `usage`
-    (message_delta); Responses: `response.usage` (response.completed).
+    (message_delta); Responses: `response.usage` (response.completed); Gemini: `usageMetadata`.
     """
     found: list[int | None] = [None, None]
     for holder in (obj, obj.get("message"), obj.get("response")):
-        usage = holder.get("usage") if isinstance(holder, dict) else None
+        usage = (holder.get("usage") or holder.get("usageMetadata")) if isinstance(holder, dict) else None
         if not isinstance(usage, dict):
             continue
         for i, names in enumerate((_INPUT, _OUTPUT)):
@@ -93,7 +93,7 @@ class ReplyAssembler:
             self._event(event)
 
     def _event(self, raw: bytes) -> None:
-        if not self.wants_text and b'"usage"' not in raw and b'"error"' not in raw:
+        if not self.wants_text and b'"usage' not in raw and b'"error"' not in raw:
             return
         data_lines = [line[5:].lstrip() for line in raw.splitlines() if line.startswith(b"data:")]
         if not data_lines:

@@ -1,6 +1,7 @@
-"""A fake LLM provider for the end-to-end tests: OpenAI and Anthropic endpoints on loopback.
+"""A fake LLM provider for the end-to-end tests: OpenAI, Anthropic and Gemini endpoints on loopback.
 
-It serves chat completions, Anthropic messages and the OpenAI Responses API, and records every
+It serves chat completions, Anthropic messages, the OpenAI Responses API and Gemini's
+generateContent / streamGenerateContent (`?alt=sse`), and records every
 request (path, headers, body) at GET /_requests. The last user message steers faults: `FAULT:break`
 cuts a stream midway, `FAULT:slow` sends a chunk every 200 ms, `FAULT:status=503` answers that
 status with Retry-After, `FAULT:hang` never answers; on /responses `FAULT:failed` and
@@ -24,6 +25,11 @@ def _last_user_text(body: dict) -> str:
     entries = body.get("messages") or body.get("input") or []
     if isinstance(entries, str):
         return entries
+    for content in reversed(body.get("contents") or []):  # Gemini: contents[].parts[].text
+        if isinstance(content, dict) and content.get("role", "user") == "user":
+            texts = [p["text"] for p in content.get("parts") or () if isinstance(p, dict) and "text" in p]
+            if texts:
+                return texts[-1]
     for m in reversed(entries):
         if isinstance(m, dict) and m.get("role") == "user":
             c = m.get("content")
@@ -63,7 +69,10 @@ async def _record(request: web.Request) -> dict:
         body = json.loads(raw) if raw else {}
     except ValueError:
         body = {"_raw": raw.decode("utf-8", "replace")}
-    REQUESTS.append({"path": request.path, "headers": dict(request.headers), "body": body, "at": time.time()})
+    entry = {"path": request.path, "headers": dict(request.headers), "body": body, "at": time.time()}
+    if request.query_string:  # Gemini's `?alt=sse` (and a `?key=` that must never get this far)
+        entry["query"] = request.query_string
+    REQUESTS.append(entry)
     return body
 
 
@@ -231,6 +240,34 @@ async def responses(request: web.Request) -> web.StreamResponse:
     return await _sse(request, events, text)
 
 
+async def gemini(request: web.Request) -> web.StreamResponse:
+    """`models/{model}:generateContent` and `:streamGenerateContent` (SSE with `?alt=sse`)."""
+    model, _, method = request.match_info["target"].partition(":")
+    if method not in ("generateContent", "streamGenerateContent"):
+        raise web.HTTPNotFound()
+    body = await _record(request)
+    fault = await _fault(request, body)
+    if fault is not None:
+        return fault
+    reply = _reply_for(body)
+    usage = {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15}
+
+    def response(text: str, finish: str | None) -> dict:
+        candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model, "responseId": "fake"}
+
+    if method == "generateContent":
+        return web.json_response(response(reply, "STOP"))
+    words = _words(reply)
+    chunks = [response(w, "STOP" if i == len(words) - 1 else None) for i, w in enumerate(words)]
+    if request.query.get("alt") != "sse":  # without alt=sse the API streams one JSON array
+        return web.json_response(chunks)
+    events = [b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks]
+    return await _sse(request, events, _last_user_text(body))
+
+
 async def models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
 
@@ -268,6 +305,7 @@ def build_app() -> web.Application:
     app.router.add_post(r"/{prefix:.*}responses", responses)
     app.router.add_post(r"/{prefix:.*}embeddings", embeddings)
     app.router.add_get(r"/{prefix:.*}models", models)
+    app.router.add_post(r"/{prefix:.*}models/{target:[^/]+}", gemini)
     return app
 
 

@@ -13,7 +13,8 @@ import pytest
 from app import memory
 from app.auth import ANONYMOUS
 from app.config import load_settings
-from app.dialects import for_path
+from app.dialects import Dialect, for_path
+from app.main import routing_table
 from app.memory import Recalled, render_block
 from app.scopes import resolve_scope
 from tests.inprocess import make_settings, running, upstream_requests
@@ -30,6 +31,7 @@ SCOPES = {
     "anthropic-sdk": "anthropic-sdk",
     "openai-agents": "openai-agents",
     "llm": "llm",
+    "gemini-cli": "gemini-cli",
 }
 # Words of the clients' own scaffolding: never the human's.
 SCAFFOLDING = (
@@ -52,6 +54,16 @@ def load(name: str) -> dict[str, Any]:
 
 
 CASES = [pytest.param(name, i, id=f"{name}-{i}") for name in SCOPES for i in range(len(load(name)["requests"]))]
+# Dialects with a list of messages or items, where the notes are an entry of their own (Gemini's
+# notes are a part inside the human's content: tests/test_dialects_gemini.py).
+ENTRY_CASES = [case for case in CASES if case.values[0] != "gemini-cli"]
+
+
+def dialect_of(path: str) -> Dialect:
+    """The dialect the routing table sends a POST on `path` to."""
+    dialect = for_path(routing_table().match("POST", path).route.path)
+    assert dialect is not None, path
+    return dialect
 
 
 def human_words(recording: dict[str, Any], request: dict[str, Any]) -> str:
@@ -80,8 +92,7 @@ def test_scope_from_the_clients_own_headers(name: str, i: int) -> None:
 def test_human_turn_is_found_and_scaffolding_never(name: str, i: int) -> None:
     recording = load(name)
     request = recording["requests"][i]
-    dialect = for_path(request["path"])
-    assert dialect is not None
+    dialect = dialect_of(request["path"])
     turn = memory.new_user_turn(dialect.turns(request["body"]))
     assert turn is not None and turn.text == human_words(recording, request)
     assert memory.query_text(dialect.turns(request["body"]), "last_user") == turn.text
@@ -98,12 +109,11 @@ def entries(body: dict[str, Any]) -> list[Any]:
     return items if isinstance(items, list) else [items]
 
 
-@pytest.mark.parametrize(("name", "i"), CASES)
+@pytest.mark.parametrize(("name", "i"), ENTRY_CASES)
 def test_injection_keeps_every_byte_before_the_human_turn(name: str, i: int) -> None:
     recording = load(name)
     request = recording["requests"][i]
-    dialect = for_path(request["path"])
-    assert dialect is not None
+    dialect = dialect_of(request["path"])
     body = copy.deepcopy(request["body"])
     turn = memory.new_user_turn(dialect.turns(body))
     assert turn is not None
@@ -122,7 +132,7 @@ def test_injection_keeps_every_byte_before_the_human_turn(name: str, i: int) -> 
     assert again is not None and again.text == turn.text  # the block is not taken for the human
 
 
-@pytest.mark.parametrize(("name", "i"), CASES)
+@pytest.mark.parametrize(("name", "i"), ENTRY_CASES)
 async def test_recorded_request_through_the_proxy(tmp_path: Path, name: str, i: int) -> None:
     """Scope, recall, injection and capture for the recorded bytes, through the real app."""
     recording = load(name)
@@ -165,6 +175,12 @@ async def test_recorded_request_through_the_proxy(tmp_path: Path, name: str, i: 
         ("codex_cli_rs/0.171.0 (Debian 12.0.0; x86_64) xterm-256color (codex-tui; 0.171.0)", "codex-cli"),
         ("codex_exec/0.169.0 (Mac OS 15.1.0; arm64) iTerm.app/3.5.10 (codex_exec; 0.169.0)", "codex-cli"),
         ("Agents/Python 0.24.0", "openai-agents"),
+        ("GeminiCLI/0.60.1/gemini-2.5-pro (darwin; arm64; terminal)", "gemini-cli"),
+        (
+            "CloudCodeVSCode/0.61.0 (aidev_client; os_type=Linux; os_version=6.1; arch=x64; "
+            "host_path=VSCode/1.99.0; proxy_client=geminicli)",
+            "gemini-cli",
+        ),
         ("OpenAI/Python 3.57.0", "openai-sdk"),
         ("codex-like-but-not/1.0", "default-dev"),
     ],

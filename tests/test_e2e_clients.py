@@ -1,7 +1,7 @@
-"""The real Claude Code and Codex CLIs (pinned npm versions) against the real stack.
+"""The real Claude Code, Codex and Gemini CLIs (pinned npm versions) against the real stack.
 
-Each CLI runs non-interactively (`claude -p`, `codex exec`) with its telemetry, update checks and
-login flows off. A fact told in one run must be recalled in the next, in the scope named by the
+Each CLI runs non-interactively (`claude -p`, `codex exec`, `gemini -p`) with its telemetry, update
+checks and login flows off. A fact told in one run must be recalled in the next, in the scope named by the
 client's own User-Agent; the human's words are stored once and the clients' scaffolding never.
 """
 
@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.clients.install import CLAUDE_CODE, CODEX, missing_tools
-from tests.clients.record import claude_argv, codex_argv, codex_home, quiet_env, workspace
+from tests.clients.install import CLAUDE_CODE, CODEX, GEMINI_CLI, missing_tools
+from tests.clients.record import claude_argv, codex_argv, codex_home, gemini_argv, gemini_env, quiet_env, workspace
 from tests.e2e import marker, provider_calls, wait_for
+from tests.stack import start_keyed_memory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 # Words of the clients' scaffolding that must never be stored as memories.
@@ -31,9 +32,10 @@ def clients() -> None:
     if missing and os.environ.get("CI") == "true":
         pytest.fail(f"{', '.join(missing)} not on PATH: the live client tests cannot run")
     if missing:
-        pytest.skip(f"{', '.join(missing)} not on PATH: the live Claude Code and Codex tests need them")
+        pytest.skip(f"{', '.join(missing)} not on PATH: the live Claude Code, Codex and Gemini CLI tests need them")
     CLAUDE_CODE.argv()
     CODEX.argv()
+    GEMINI_CLI.argv()
 
 
 def run(argv: list[str], env: dict[str, str], cwd: Path) -> str:
@@ -42,8 +44,11 @@ def run(argv: list[str], env: dict[str, str], cwd: Path) -> str:
     return done.stdout
 
 
-def contents(stack, scope: str) -> list[str]:  # type: ignore[no-untyped-def]
-    r = httpx.get(f"{stack.memory_url}/v1/memories", params={"user_id": scope, "limit": 100}, timeout=10)
+def contents(stack, scope: str, url: str | None = None, key: str | None = None) -> list[str]:  # type: ignore[no-untyped-def]
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    r = httpx.get(
+        f"{url or stack.memory_url}/v1/memories", params={"user_id": scope, "limit": 100}, headers=headers, timeout=10
+    )
     assert r.status_code == 200, r.text
     return [m["content"] for m in r.json()["data"]]
 
@@ -98,3 +103,94 @@ def test_codex_remembers_across_runs(stack, clients, tmp_path: Path) -> None:  #
     assert [i["role"] for i in items[:at] if i.get("role") == "developer"] == ["developer", "developer"]
     assert second["body"]["tools"] == first["body"]["tools"]
     assert [t.get("name") for t in second["body"]["tools"]] == [t.get("name") for t in recorded("codex")["tools"]]
+
+
+GEMINI_SCAFFOLDING = (*SCAFFOLDING, "session_context", "Workspace Directories", "Gemini CLI")
+
+
+def recalled_before_words(call: dict, told: str, asked: str) -> None:
+    """LiteLLM hands the provider the Gemini request as chat messages: the notes (holding what was
+    told) come after the session context and right before the words asked, in the same turn."""
+    text = json.dumps(call["body"]["messages"])
+    assert text.index("session_context") < text.index("recalled-memories") < text.index(asked)
+    block = text[text.index("<recalled-memories>") : text.index("</recalled-memories>")]
+    assert told in block and asked not in block
+
+
+def test_gemini_cli_remembers_across_runs(stack, clients, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    work = workspace(tmp_path)
+    env = gemini_env(tmp_path, stack.memory_url, "unused-on-loopback")
+    m = marker()
+    told = f"My cat {m} is called Zorblax and she loves tuna."
+    asked = f"What does my cat {m} love to eat?"
+    assert f"Fake reply to: {told}" in run(gemini_argv(told), env, work)  # streamed (?alt=sse)
+    assert wait_for(lambda: told in contents(stack, "gemini-cli"))
+    assert f"Fake reply to: {asked}" in run(gemini_argv(asked), env, work)  # a new session, same scope
+    (first,) = [c for c in provider_calls(stack, told) if asked not in json.dumps(c["body"])]
+    (second,) = provider_calls(stack, asked)
+    recalled_before_words(second, told, asked)
+    # Gemini CLI's system instruction and tools reach the provider unchanged by the recall.
+    assert second["body"]["messages"][0] == first["body"]["messages"][0]
+    assert second["body"]["tools"] == first["body"]["tools"]
+    stored = wait_for(lambda: (s := contents(stack, "gemini-cli")) and asked in s and s)
+    assert stored.count(told) == 1 and stored.count(asked) == 1
+    assert not [c for c in stored if any(w in c for w in GEMINI_SCAFFOLDING)]
+
+
+def test_gemini_cli_pinned_key_and_wrong_key(stack, clients, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pinned, admin = "gk-e2e-" + marker(), "gk-admin-" + marker()
+    proc, url = start_keyed_memory(stack, tmp_path, "keyed", pinned, admin)
+    try:
+        work = workspace(tmp_path)
+        m = marker()
+        told = f"My parrot {m} is called Kiwi."
+        out = run(gemini_argv(told), gemini_env(tmp_path, url, pinned), work)  # the key goes in x-goog-api-key
+        assert f"Fake reply to: {told}" in out
+        assert wait_for(lambda: told in contents(stack, "pycharm-ai", url, admin))  # the key's own scope
+        assert told not in contents(stack, "gemini-cli", url, admin)
+        wrong = subprocess.run(
+            gemini_argv(f"never stored {m}"),
+            env=gemini_env(tmp_path, url, "gk-wrong-key"),
+            cwd=work,
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert wrong.returncode != 0 and "401" in wrong.stdout + wrong.stderr
+        r = httpx.post(
+            f"{url}/v1beta/models/fake-model:streamGenerateContent",
+            params={"alt": "sse", "key": "gk-wrong-key"},
+            json={"contents": [{"role": "user", "parts": [{"text": f"never stored {m}"}]}]},
+            timeout=30,
+        )
+        assert r.status_code == 401
+        assert r.json() == {
+            "error": {"code": 401, "message": "missing or invalid API key", "status": "UNAUTHENTICATED"}
+        }
+        assert provider_calls(stack, f"never stored {m}") == []
+    finally:
+        proc.stop()
+
+
+def test_gemini_generate_content_not_streamed(stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """What a Gemini SDK's generate_content sends: one reply, captured, in Gemini CLI's scope by its User-Agent."""
+    m = marker()
+    user_agent = "GeminiCLI/0.61.0/fake-model (linux; x64; terminal)"
+    for version in ("v1beta", "v1"):
+        said = f"My dog {m} answers to Rex on {version}."
+        body = {
+            "contents": [{"role": "user", "parts": [{"text": said}]}],
+            "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        }
+        r = httpx.post(
+            f"{stack.memory_url}/{version}/models/fake-model:generateContent",
+            json=body,
+            headers={"x-goog-api-key": "unused-on-loopback", "user-agent": user_agent},
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["candidates"][0]["content"]["parts"][0]["text"] == f"Fake reply to: {said}"
+        assert r.headers["x-memory-user-id"] == "gemini-cli"
+        stored = wait_for(lambda: (s := contents(stack, "gemini-cli")) and f"Fake reply to: {said}" in s and s)  # noqa: B023
+        assert said in stored and not [c for c in stored if "Be brief" in c]

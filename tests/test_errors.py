@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from app.dialects import anthropic_messages, openai_chat
-from app.errors import error_body, error_response, is_anthropic, stream_error_event
+from app.dialects import anthropic_messages, gemini, openai_chat
+from app.errors import ErrorShape, error_body, error_response, error_shape, stream_error_event
 from app.sse import ReplyAssembler
 
 STATUSES = [400, 401, 403, 404, 413, 429, 500, 502, 503, 504]
@@ -15,7 +15,7 @@ STATUSES = [400, 401, 403, 404, 413, 429, 500, 502, 503, 504]
 
 @pytest.mark.parametrize("status", STATUSES)
 def test_openai_shape(status: int) -> None:
-    body = json.loads(error_body(False, status, "something broke", None))
+    body = json.loads(error_body(ErrorShape.OPENAI, status, "something broke", None))
     assert set(body) == {"error"}
     assert set(body["error"]) == {"message", "type", "code"}
     assert body["error"]["message"] == "something broke"
@@ -25,7 +25,7 @@ def test_openai_shape(status: int) -> None:
 
 @pytest.mark.parametrize("status", STATUSES)
 def test_anthropic_shape(status: int) -> None:
-    body = json.loads(error_body(True, status, "something broke"))
+    body = json.loads(error_body(ErrorShape.ANTHROPIC, status, "something broke"))
     assert set(body) == {"type", "error"}
     assert body["type"] == "error"
     assert set(body["error"]) == {"type", "message"}
@@ -42,29 +42,29 @@ def test_anthropic_shape(status: int) -> None:
         (429, "rate_limit_error"),
     ],
 )
-@pytest.mark.parametrize("anthropic", [False, True])
-def test_error_types(status: int, kind: str, anthropic: bool) -> None:
-    body = json.loads(error_body(anthropic, status, "m"))
+@pytest.mark.parametrize("shape", [ErrorShape.OPENAI, ErrorShape.ANTHROPIC])
+def test_error_types(status: int, kind: str, shape: ErrorShape) -> None:
+    body = json.loads(error_body(shape, status, "m"))
     assert body["error"]["type"] == kind
 
 
 def test_unknown_statuses_fall_back_sensibly() -> None:
-    assert json.loads(error_body(False, 418, "m"))["error"]["type"] == "invalid_request_error"
-    assert json.loads(error_body(True, 599, "m"))["error"]["type"] == "api_error"
+    assert json.loads(error_body(ErrorShape.OPENAI, 418, "m"))["error"]["type"] == "invalid_request_error"
+    assert json.loads(error_body(ErrorShape.ANTHROPIC, 599, "m"))["error"]["type"] == "api_error"
 
 
 def test_openai_code_explicit() -> None:
-    assert json.loads(error_body(False, 400, "m", "invalid_scope"))["error"]["code"] == "invalid_scope"
+    assert json.loads(error_body(ErrorShape.OPENAI, 400, "m", "invalid_scope"))["error"]["code"] == "invalid_scope"
 
 
 def test_message_is_json_escaped() -> None:
     msg = 'quote " backslash \\ newline \n <tag>'
-    assert json.loads(error_body(False, 400, msg))["error"]["message"] == msg
-    assert json.loads(error_body(True, 400, msg))["error"]["message"] == msg
+    for shape in ErrorShape:
+        assert json.loads(error_body(shape, 400, msg))["error"]["message"] == msg
 
 
 def test_error_response() -> None:
-    r = error_response(True, 403, "scope not allowed", headers={"x-memory-user-id": "a"})
+    r = error_response(ErrorShape.ANTHROPIC, 403, "scope not allowed", headers={"x-memory-user-id": "a"})
     assert r.status_code == 403
     assert r.headers["content-type"].startswith("application/json")
     assert r.headers["x-memory-user-id"] == "a"
@@ -74,17 +74,43 @@ def test_error_response() -> None:
 @pytest.mark.parametrize(
     ("path", "headers", "expected"),
     [
-        ("/v1/messages", {}, True),
-        ("/v1/messages/count_tokens", {}, True),
-        ("/v1/chat/completions", {"anthropic-version": "2023-06-01"}, True),
-        ("/v1/chat/completions", {}, False),
-        ("/chat/completions", {"authorization": "Bearer x"}, False),
-        ("/v1/models", {}, False),
-        ("/v1/memories", {}, False),
+        ("/v1/messages", {}, ErrorShape.ANTHROPIC),
+        ("/v1/messages/count_tokens", {}, ErrorShape.ANTHROPIC),
+        ("/v1/chat/completions", {"anthropic-version": "2023-06-01"}, ErrorShape.ANTHROPIC),
+        ("/v1/chat/completions", {}, ErrorShape.OPENAI),
+        ("/chat/completions", {"authorization": "Bearer x"}, ErrorShape.OPENAI),
+        ("/v1/models", {}, ErrorShape.OPENAI),
+        ("/v1/models/gpt-4o", {}, ErrorShape.OPENAI),
+        ("/v1/memories", {}, ErrorShape.OPENAI),
+        ("/v1beta/models/gemini-2.5-pro:streamGenerateContent", {}, ErrorShape.GEMINI),
+        ("/v1beta/models/gemini-2.5-pro:countTokens", {}, ErrorShape.GEMINI),
+        ("/v1beta/models", {}, ErrorShape.GEMINI),
+        ("/v1/models/gemini-2.5-pro:generateContent", {}, ErrorShape.GEMINI),
     ],
 )
-def test_is_anthropic(path: str, headers: dict[str, str], expected: bool) -> None:
-    assert is_anthropic(path, headers) is expected
+def test_error_shape(path: str, headers: dict[str, str], expected: ErrorShape) -> None:
+    assert error_shape(path, headers) is expected
+
+
+@pytest.mark.parametrize(
+    ("status", "name"),
+    [
+        (400, "INVALID_ARGUMENT"),
+        (401, "UNAUTHENTICATED"),
+        (403, "PERMISSION_DENIED"),
+        (404, "NOT_FOUND"),
+        (413, "INVALID_ARGUMENT"),
+        (429, "RESOURCE_EXHAUSTED"),
+        (500, "INTERNAL"),
+        (502, "UNAVAILABLE"),
+        (503, "UNAVAILABLE"),
+        (504, "DEADLINE_EXCEEDED"),
+        (405, "FAILED_PRECONDITION"),
+    ],
+)
+def test_gemini_shape(status: int, name: str) -> None:
+    body = json.loads(error_body(ErrorShape.GEMINI, status, "something broke"))
+    assert body == {"error": {"code": status, "message": "something broke", "status": name}}
 
 
 def _events(raw: bytes) -> list[list[str]]:
@@ -95,7 +121,7 @@ def _events(raw: bytes) -> list[list[str]]:
 
 @pytest.mark.parametrize("message", ["upstream broke", "[DONE]", "data: [DONE]\n\n"])
 def test_openai_stream_error_event(message: str) -> None:
-    raw = stream_error_event(False, message)
+    raw = stream_error_event(ErrorShape.OPENAI, message)
     events = _events(raw)
     assert len(events) == 1
     (line,) = events[0]
@@ -110,7 +136,7 @@ def test_openai_stream_error_event(message: str) -> None:
 
 @pytest.mark.parametrize("message", ["upstream broke", "[DONE]"])
 def test_anthropic_stream_error_event(message: str) -> None:
-    raw = stream_error_event(True, message)
+    raw = stream_error_event(ErrorShape.ANTHROPIC, message)
     events = _events(raw)
     assert len(events) == 1
     assert events[0][0] == "event: error"
@@ -121,9 +147,10 @@ def test_anthropic_stream_error_event(message: str) -> None:
         assert b"[DONE]" not in raw
 
 
-@pytest.mark.parametrize("anthropic", [False, True])
-def test_stream_error_event_marks_reply_failed(anthropic: bool) -> None:
-    asm = ReplyAssembler(anthropic_messages if anthropic else openai_chat, streaming=True)
-    asm.feed(stream_error_event(anthropic, "broken"))
+@pytest.mark.parametrize("dialect", [openai_chat, anthropic_messages, gemini])
+def test_stream_error_event_marks_reply_failed(dialect) -> None:  # type: ignore[no-untyped-def]
+    asm = ReplyAssembler(dialect, streaming=True)
+    asm.feed(b'data: {"candidates": [{"content": {"parts": [{"text": "half a "}]}}]}\n\n')
+    asm.feed(stream_error_event(dialect.error_shape, "broken"))
     assert asm.failed is True
     assert asm.text() is None

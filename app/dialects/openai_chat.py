@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.dialects import messages
+from app.dialects import body_fields, messages
 from app.dialects.messages import append_text, inject_near_user
+from app.errors import ErrorShape
 from app.sse import StreamEvent
 
-anthropic = False
+error_shape = ErrorShape.OPENAI
+model = body_fields.model
+set_model = body_fields.set_model
+streams = body_fields.streams
+upstream_target = body_fields.upstream_target
+utility_request = body_fields.utility_request
 turns = messages.turns
 present_text = messages.present_text
 

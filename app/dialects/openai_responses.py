@@ -9,11 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from app.dialects import body_fields
 from app.dialects.messages import content_texts
+from app.errors import ErrorShape
 from app.memory import TEXT_PARTS, Turn, human_text
 from app.sse import StreamEvent
 
-anthropic = False
+error_shape = ErrorShape.OPENAI
+model = body_fields.model
+set_model = body_fields.set_model
+streams = body_fields.streams
+upstream_target = body_fields.upstream_target
+utility_request = body_fields.utility_request
 
 
 def _is_message(item: Any) -> bool:

@@ -39,6 +39,7 @@ CLAUDE_CODE = NpmClient(
     "@anthropic-ai/claude-code", "2.1.332", ("node", "node_modules/@anthropic-ai/claude-code/cli-wrapper.cjs")
 )
 CODEX = NpmClient("@openai/codex", "0.171.0", ("node_modules/.bin/codex",))
+GEMINI_CLI = NpmClient("@google/gemini-cli", "0.61.0", ("node", "node_modules/@google/gemini-cli/bundle/gemini.js"))
 
 
 def node() -> str:

@@ -1,6 +1,6 @@
 """Re-record what real AI clients send: `python -m tests.clients.record [NAME ...]`.
 
-Each client runs once (Claude Code and Codex twice: a new session, then a resumed one) against
+Each client runs once (Claude Code, Codex and Gemini CLI twice: a new session, then a resumed one) against
 the fake provider, pointed straight at it, so the file holds the client's own bytes. One more
 recording, `litellm-responses`, is what LiteLLM forwards upstream for an OpenAI-SDK Responses
 call. Files are `tests/clients/<name>.json`; the versions are pinned below and in install.py.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.clients.install import CLAUDE_CODE, CLIENTS_DIR, CODEX
+from tests.clients.install import CLAUDE_CODE, CLIENTS_DIR, CODEX, GEMINI_CLI
 from tests.stack import MASTER_KEY, ROOT, free_port, http_ok, spawn, start_stack, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -30,7 +30,7 @@ PROMPT = "My cat is called Zorblax and she loves tuna."
 FOLLOW_UP = "What does my cat love to eat?"
 AGENTS_MD = "# Repository rules\n\nRun the tests with `make test` before every commit.\n"
 # Variables that would point a client elsewhere or log it in: the developer's, not the run's.
-CLIENT_VARS = ("PYTEST", "ANTHROPIC_", "OPENAI_", "CODEX_", "CLAUDE_", "LLM_")
+CLIENT_VARS = ("PYTEST", "ANTHROPIC_", "OPENAI_", "CODEX_", "CLAUDE_", "LLM_", "GEMINI_", "GOOGLE_")
 DROPPED_HEADERS = {"host", "content-length", "connection"}  # transport details that change every run
 
 
@@ -83,11 +83,11 @@ def quiet_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def workspace(root: Path) -> Path:
-    """A git repository with an AGENTS.md and a CLAUDE.md, as a real project has."""
+    """A git repository with an AGENTS.md, a CLAUDE.md and a GEMINI.md, as a real project has."""
     work = root / "project"
     work.mkdir()
-    (work / "AGENTS.md").write_text(AGENTS_MD)
-    (work / "CLAUDE.md").write_text(AGENTS_MD)
+    for name in ("AGENTS.md", "CLAUDE.md", "GEMINI.md"):
+        (work / name).write_text(AGENTS_MD)
     subprocess.run(["git", "init", "-q", str(work)], check=True)
     return work
 
@@ -144,6 +144,43 @@ def record_codex(p: Provider, root: Path) -> tuple[str, list[dict]]:
     run(codex_argv(PROMPT), env, work)
     run(codex_argv("resume", "--last", FOLLOW_UP), env, work)
     return CODEX.version, p.take()
+
+
+def gemini_home(root: Path) -> Path:
+    """A HOME whose ~/.gemini/settings.json picks the API-key login and turns usage statistics,
+    telemetry and update checks off."""
+    home = root / "home"
+    (home / ".gemini").mkdir(parents=True, exist_ok=True)
+    settings = {
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False},
+        "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+    }
+    (home / ".gemini" / "settings.json").write_text(json.dumps(settings))
+    return home
+
+
+def gemini_env(root: Path, base_url: str, key: str) -> dict[str, str]:
+    """Gemini CLI pointed at `base_url` with an API key, trusting the workspace (headless runs need it)."""
+    return quiet_env(
+        gemini_home(root), GOOGLE_GEMINI_BASE_URL=base_url, GEMINI_API_KEY=key, GEMINI_CLI_TRUST_WORKSPACE="true"
+    )
+
+
+def gemini_argv(*args: str) -> list[str]:
+    """`gemini -p` with a model name the fake provider answers; `-r latest` resumes."""
+    *flags, prompt = args
+    return [*GEMINI_CLI.argv(), "-m", "fake-model", *flags, "-p", prompt]
+
+
+def record_gemini_cli(p: Provider, root: Path) -> tuple[str, list[dict]]:
+    """`gemini -p` in a project with a GEMINI.md, then `gemini -r latest -p`."""
+    work = workspace(root)
+    env = gemini_env(root, p.url, "gemini-recording-key")
+    run(gemini_argv(PROMPT), env, work)
+    run(gemini_argv("-r", "latest", FOLLOW_UP), env, work)
+    return GEMINI_CLI.version, p.take()
 
 
 def python_env() -> Path:
@@ -264,6 +301,7 @@ def recorders() -> dict[str, Callable[[Provider, Path], tuple[str, list[dict]]]]
     found: dict[str, Callable[[Provider, Path], tuple[str, list[dict]]]] = {
         "claude-code": record_claude_code,
         "codex": record_codex,
+        "gemini-cli": record_gemini_cli,
         "llm": record_llm,
         "litellm-responses": record_litellm_responses,
     }
