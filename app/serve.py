@@ -30,7 +30,9 @@ class PortTaken(Exception):
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on host:port (SO_REUSEADDR, as uvicorn binds); PortTaken if it is in use."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -934,7 +934,7 @@ bench/requirements.txt` first for matplotlib and py-spy): the script builds a SQ
 ~890 each; 200k rows with `--quick`), cached in `bench/out/` and copied fresh for each run, then
 starts the real stack on loopback: a lean fake OpenAI-compatible provider (`bench/fake_llm.py`,
 no recording, uvloop) and `honcho start` on the repository's Procfile, so LiteLLM runs through
-`bin/litellm-proxy` and the memory proxy through the Procfile's memory: line (uvicorn, through `python -m app.serve`), with
+`bin/litellm-proxy` and the memory proxy through the Procfile's memory: line (`python -m app.serve`), with
 `MEMORY_DB` pointing at the store. The load generator is aiohttp on uvloop in the bench process. On
 this 2-CPU machine the load generator, the fake provider, LiteLLM and the memory proxy all compete for
 the same two cores, so the proxied path pays for a fourth busy process while the direct path does not;

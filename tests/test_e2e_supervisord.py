@@ -106,7 +106,9 @@ def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervised]
     running = Supervised(stack, checkout, supervisord)
     try:
         wait_until(lambda: http_ok(f"{stack.memory_url}/health"), supervisord, 120, "the memory proxy")
-        wait_until(lambda: http_ok(f"{stack.litellm_url}/health/liveliness"), supervisord, LITELLM_START_TIMEOUT, "LiteLLM")
+        wait_until(
+            lambda: http_ok(f"{stack.litellm_url}/health/liveliness"), supervisord, LITELLM_START_TIMEOUT, "LiteLLM"
+        )
         yield running
     finally:
         below = descendants(supervisord.popen.pid)
@@ -150,7 +152,12 @@ def test_litellm_never_sees_database_url_or_memory_settings(supervised: Supervis
     m = marker()
     headers = {"authorization": f"Bearer {MASTER_KEY}"}
     body = {"model": "fake-model", "messages": [{"role": "user", "content": m}]}
-    assert httpx.post(f"{supervised.stack.litellm_url}/v1/chat/completions", json=body, headers=headers, timeout=60).status_code == 200
+    assert (
+        httpx.post(
+            f"{supervised.stack.litellm_url}/v1/chat/completions", json=body, headers=headers, timeout=60
+        ).status_code
+        == 200
+    )
 
 
 def test_litellm_killed_memory_proxy_serves_and_litellm_comes_back(supervised: Supervised) -> None:
@@ -178,7 +185,9 @@ def test_memory_proxy_killed_is_restarted_with_every_acknowledged_memory(supervi
     scope = {"x-memory-user-id": "restart-check"}
     acknowledged = []
     for i in range(50):
-        reply = httpx.post(f"{url}/v1/memories", json={"content": f"kept fact {i} {marker()}"}, headers=scope, timeout=30)
+        reply = httpx.post(
+            f"{url}/v1/memories", json={"content": f"kept fact {i} {marker()}"}, headers=scope, timeout=30
+        )
         assert reply.status_code == 201
         acknowledged.append(reply.json()["id"])
     before = supervised.pid("memory")

@@ -46,7 +46,10 @@ def test_supervisorctl_reaches_supervisord_through_a_socket_in_the_project() -> 
     assert conf["supervisord"]["pidfile"].startswith("%(here)s/logs/")
     ignored = subprocess.run(["git", "check-ignore", "logs/memory.log"], cwd=ROOT, capture_output=True).returncode
     assert ignored == 0
-    assert "logs/.gitignore" in subprocess.run(["git", "ls-files", "logs"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert (
+        "logs/.gitignore"
+        in subprocess.run(["git", "ls-files", "logs"], cwd=ROOT, capture_output=True, text=True).stdout
+    )
 
 
 def launcher_in(tmp_path: Path, procfile: str, env_file: str) -> Path:
