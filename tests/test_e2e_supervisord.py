@@ -56,6 +56,13 @@ class Supervised:
         )
         return done.stdout + done.stderr
 
+    def log(self, name: str) -> str:
+        """The text of logs/NAME.log in the copy (empty before it exists)."""
+        try:
+            return (self.checkout / "logs" / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
     def pid(self, program: str) -> int:
         """The pid supervisord has for `program` (0 while it is not running)."""
         return int(self.ctl("pid", program).strip() or 0)
@@ -104,11 +111,16 @@ def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervised]
     conf = str(checkout / "supervisord.conf")
     supervisord = spawn("supervisord", ["supervisord", "-n", "-c", conf], env, workdir, cwd=checkout)
     running = Supervised(stack, checkout, supervisord)
+
+    def up(url: str) -> bool:
+        exited = [line for line in running.log("supervisord").splitlines() if "exited: " in line]
+        if exited:  # a program that exits at start (supervisord would start it again and again)
+            raise RuntimeError(f"{exited[0]}\n{running.log('litellm')[-3000:]}\n{running.log('memory')[-3000:]}")
+        return http_ok(url)
+
     try:
-        wait_until(lambda: http_ok(f"{stack.memory_url}/health"), supervisord, 120, "the memory proxy")
-        wait_until(
-            lambda: http_ok(f"{stack.litellm_url}/health/liveliness"), supervisord, LITELLM_START_TIMEOUT, "LiteLLM"
-        )
+        wait_until(lambda: up(f"{stack.memory_url}/health"), supervisord, 120, "the memory proxy")
+        wait_until(lambda: up(f"{stack.litellm_url}/health/liveliness"), supervisord, LITELLM_START_TIMEOUT, "LiteLLM")
         yield running
     finally:
         below = descendants(supervisord.popen.pid)
