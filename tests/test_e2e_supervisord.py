@@ -30,6 +30,7 @@ from tests.stack import (
     repo_copy,
     spawn,
     stack_config,
+    start_stack,
     wait_until,
 )
 
@@ -219,3 +220,27 @@ def test_stopping_supervisord_stops_both_and_nothing_listens(supervised: Supervi
     time.sleep(1)
     assert not [p for p in ports if listening(p)]
     assert not [pid for pid in programs if Path(f"/proc/{pid}").exists()]
+
+
+def test_under_honcho_the_same_kill_stops_the_whole_stack(tmp_path: Path) -> None:
+    # The contrast README's "Run it all day" describes: honcho stops every line when one exits.
+    stack = start_stack(tmp_path)
+    try:
+        honcho = stack.procs[-1]
+        litellm = [pid for pid in descendants(honcho.popen.pid) if "/bin/litellm" in cmdline(pid)]
+        assert litellm, "LiteLLM's process under honcho"
+        os.kill(litellm[0], signal.SIGKILL)
+        honcho.popen.wait(60)
+        time.sleep(1)
+        assert not listening(int(stack.memory_url.rsplit(":", 1)[1]))
+        assert "stopped" in honcho.tail()
+    finally:
+        stack.stop()
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line ('' once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
