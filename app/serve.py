@@ -30,9 +30,8 @@ class PortTaken(Exception):
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on host:port (SO_REUSEADDR, as uvicorn binds); PortTaken if it is in use."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
-        0
-    ]
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = found[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -42,8 +41,7 @@ def bind(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise PortTaken(address) from None
         raise
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    sock.listen(2048)  # uvicorn's default backlog
     return sock
 
 
