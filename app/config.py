@@ -421,7 +421,7 @@ def _observability(doc: _Doc) -> Observability:
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name) or str(default)
     if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise ConfigError(f"environment: {name}={raw!r} is not a port number")
+        raise ConfigError(f"{name}={raw!r} is not a port number (1-65535): set it in .env or the environment")
     return int(raw)
 
 

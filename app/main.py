@@ -151,11 +151,20 @@ def create_app(settings: Settings) -> Guard:
     return Guard(Dispatch(api), settings, context.counters, routing_table(), oversight.answered)
 
 
+def log_level() -> str:
+    """MEMORY_LOG_LEVEL (default info), as uvicorn takes it."""
+    return os.environ.get("MEMORY_LOG_LEVEL", "info").lower()
+
+
+def configure_logging() -> None:
+    """The format and level of the app's `memory_proxy` loggers."""
+    logging.basicConfig(level=log_level().upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def __getattr__(name: str) -> Any:
     """`uvicorn app.main:app` builds the app from the environment on first access, not at import."""
     if name == "app":
-        level = os.environ.get("MEMORY_LOG_LEVEL", "info").upper()
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging()
         try:
             return create_app(load_settings())
         except ConfigError as exc:

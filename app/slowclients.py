@@ -2,7 +2,7 @@
 
 uvicorn bounds the idle time between requests (keep-alive) but not the time a client takes to
 send one, and the app never sees a request whose headers are incomplete: so the deadlines live in
-the protocol. The Procfile selects it with `--http app.slowclients:TimedHttpToolsProtocol`; the
+the protocol. app.serve (the Procfile's memory: line) selects it; the
 app's lifespan publishes the configured limits in the lifespan state, which uvicorn hands to
 every connection.
 """

@@ -11,8 +11,11 @@ from app.store.usage import UsageRecord
 
 log = logging.getLogger("memory_proxy.writer")
 BATCH = 512
-WRITE_ATTEMPTS = 3
-RETRY_DELAY = 0.5  # seconds before the first retry; doubles after each failure
+# A batch is retried for about 20 s (0.5 + 1 + 2 + 4 + 5 + 5 + 5) before it is counted as dropped:
+# long enough for a PostgreSQL restart or failover, while later items wait in the queue behind it.
+WRITE_ATTEMPTS = 8
+RETRY_DELAY = 0.5  # seconds before the first retry; doubles after each failure, up to MAX_RETRY_DELAY
+MAX_RETRY_DELAY = 5.0
 LINGER = 0.02  # seconds a batch waits for company before it is written
 USAGE_LINGER = 0.25  # … when it starts with a usage record: no one waits to read those back at once
 Item = NewMemory | UsageRecord
@@ -96,7 +99,7 @@ class MemoryWriter:
                     "memory write of %d items failed (attempt %d): %s", len(batch), attempt + 1, self.last_error
                 )
                 if attempt + 1 < WRITE_ATTEMPTS:
-                    await asyncio.sleep(RETRY_DELAY * 2**attempt)
+                    await asyncio.sleep(min(RETRY_DELAY * 2**attempt, MAX_RETRY_DELAY))
             else:
                 self.written += len(batch)
                 self.last_error = None
@@ -110,9 +113,13 @@ class MemoryWriter:
         except TimeoutError:
             log.warning("memory writer flush timed out with %d pending", self.queue.qsize())
 
-    async def stop(self) -> None:
-        """Flush pending writes, then stop the task."""
-        await self.flush()
+    async def stop(self, seconds: float = 10.0) -> None:
+        """Flush pending writes, then stop the task; what could not be written is counted as dropped."""
+        await self.flush(seconds)
+        unwritten = self.pending + self.in_flight
+        if unwritten:
+            self.dropped += unwritten
+            log.warning("memory writer stopped with %d items unwritten (counted as dropped)", unwritten)
         if self._task is not None:
             self._task.cancel()
             try:

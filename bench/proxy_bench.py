@@ -12,8 +12,8 @@ What it does:
    copied fresh for every run): 1k scopes, one holding 100k memories, one 10k, one 1k, the other
    997 sharing the rest (1M rows in all; 200k with --quick). Text is Zipf-distributed pseudo-words.
 2. Starts the real stack on free loopback ports: a lean fake provider (bench/fake_llm.py), then
-   `honcho start` on the repository's Procfile (bin/litellm-proxy for LiteLLM, the memory: uvicorn
-   line for the proxy) with MEMORY_DB pointing at the copy and a config whose model reaches the fake.
+   `honcho start` on the repository's Procfile (bin/litellm-proxy for LiteLLM, the memory: line
+   `python -m app.serve` for the proxy) with MEMORY_DB pointing at the copy and a config whose model reaches the fake.
 3. Measures, interleaving direct and proxied rounds (ABAB...) and reporting medians over rounds:
    sequential latency (direct, memory off, memory on over the 10k and 100k scopes); throughput and
    p50/p99 at 1/8/32/64 clients, streaming and not; streaming time to first byte and the spacing of
@@ -282,7 +282,7 @@ def start_stack(workdir: Path, db: Path) -> Stack:
         wait_until(lambda: http_ok(f"{stack.litellm_url}/health/liveliness"), honcho, 600, "LiteLLM")
         procs = _descendant_pythons(honcho.popen.pid)
         for pid, cmd in procs.items():
-            if "app.main:app" in cmd:
+            if "app.serve" in cmd:
                 stack.pids["proxy"] = pid
             elif "litellm" in cmd and "honcho" not in cmd:
                 stack.pids["litellm"] = pid
@@ -934,7 +934,7 @@ bench/requirements.txt` first for matplotlib and py-spy): the script builds a SQ
 ~890 each; 200k rows with `--quick`), cached in `bench/out/` and copied fresh for each run, then
 starts the real stack on loopback: a lean fake OpenAI-compatible provider (`bench/fake_llm.py`,
 no recording, uvloop) and `honcho start` on the repository's Procfile, so LiteLLM runs through
-`bin/litellm-proxy` and the memory proxy through the Procfile's `uvicorn app.main:app` line, with
+`bin/litellm-proxy` and the memory proxy through the Procfile's memory: line (`python -m app.serve`), with
 `MEMORY_DB` pointing at the store. The load generator is aiohttp on uvloop in the bench process. On
 this 2-CPU machine the load generator, the fake provider, LiteLLM and the memory proxy all compete for
 the same two cores, so the proxied path pays for a fourth busy process while the direct path does not;

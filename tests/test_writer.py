@@ -65,6 +65,26 @@ async def test_a_batch_that_keeps_failing_is_counted_as_dropped():
     assert (w.written, w.failures, w.dropped, w.last_error) == (0, writer_mod.WRITE_ATTEMPTS, 1, "RuntimeError")
 
 
+async def test_a_store_down_for_six_attempts_loses_nothing():
+    # a database restart: the batch waits for it instead of being dropped after a few tries
+    store = FlakyStore(fail=6)
+    w = MemoryWriter(store)  # type: ignore[arg-type]
+    w.start()
+    w.submit([NewMemory("s", "user", "kept turn")])
+    await w.flush(5)
+    await w.stop()
+    assert (w.written, w.failures, w.dropped, w.last_error) == (1, 6, 0, None)
+
+
+async def test_items_unwritten_at_stop_are_counted_as_dropped():
+    store = GatedStore()  # never opened: the store hangs
+    w = MemoryWriter(store)  # type: ignore[arg-type]
+    w.start()
+    w.submit([NewMemory("s", "user", f"t{i}") for i in range(3)])
+    await w.stop(0.2)
+    assert (w.written, w.dropped) == (0, 3)
+
+
 async def test_light_traffic_shares_one_batch():
     store = FlakyStore(fail=0)
     w = MemoryWriter(store)  # type: ignore[arg-type]
