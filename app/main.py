@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from app import chat, dashboard, dialects, memory_api, oversight_api, routes
+from app import chat, dashboard, dialects, logsafe, memory_api, oversight_api, routes
 from app.config import ConfigError, Settings, load_settings
 from app.context import Context
 from app.guard import Guard
@@ -34,7 +34,7 @@ from app.slowclients import BODY_TIMEOUT, HEADER_TIMEOUT
 from app.store import open_store
 from app.writer import MemoryWriter
 
-log = logging.getLogger("memory_proxy")
+log = logsafe.logger("memory_proxy")
 
 
 # What a key pinned to one scope may reach through the master key: inference, not LiteLLM's

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,11 +13,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from app import logsafe
 from app.config import Settings
 from app.errors import TOO_LARGE, error_response, send_error, stream_error_event
 from app.headers import client_response_headers
 
-log = logging.getLogger("memory_proxy.proxy")
+log = logsafe.logger("memory_proxy.proxy")
 
 
 def redact_url(url: str) -> str:

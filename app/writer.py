@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 
+from app import logsafe
 from app.store import MemoryStore, NewMemory
 from app.store.usage import UsageRecord
 
-log = logging.getLogger("memory_proxy.writer")
+log = logsafe.logger("memory_proxy.writer")
 BATCH = 512
 WRITE_ATTEMPTS = 3
 RETRY_DELAY = 0.5  # seconds before the first retry; doubles after each failure
