@@ -15,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from app import dialects, logsafe, memory, ranking, relevance, textindex
+from app import dialects, logsafe, memory, objects, ranking, relevance, textindex
 from app.bodies import TooDeep, controls_allowed, parse_json, strip_routing_fields
 from app.context import Context, ctx
-from app.dialects import Dialect
+from app.dialects import Dialect, openai_responses
 from app.errors import error_response
 from app.headers import upstream_request_headers
 from app.proxy import ProxyResponse, read_body_or_refusal, upstream_target
@@ -115,6 +115,8 @@ async def chat(request: Request) -> ASGIApp:
         return error_response(anthropic, 400, str(exc))
     scope = decision.user_id
     state.scope, state.client = scope, decision.matched_pattern
+    if (refusal := await objects.refused_reference(c, request, body)) is not None:
+        return refusal
     if c.oversight is not None:  # the scope's stored mode: a request may narrow it, never widen it
         scope_inject, scope_capture = memory.parse_mode(c.oversight.mode(scope))
         want_inject, want_capture = want_inject and scope_inject, want_capture and scope_capture
@@ -161,6 +163,10 @@ async def chat(request: Request) -> ASGIApp:
             if 200 <= status < 300:
                 state.captured = _capture(c, scope, model_name, user_turn, assembler.text())
 
+    recorder = None
+    if dialect is openai_responses and c.store is not None:
+        owner = objects.owner_of(request, state.principal, scope)
+        recorder = objects.ResponseIds(c.store, owner, streaming=body.get("stream") is True)
     return ProxyResponse(
         c.upstream,
         "POST",
@@ -172,6 +178,7 @@ async def chat(request: Request) -> ASGIApp:
         tap,
         on_complete,
         reveal_internals=state.sees_internals,
+        recorder=recorder,
     )
 
 
