@@ -82,10 +82,16 @@ async def stored_response(request: Request) -> ASGIApp:
     """/v1/responses/{response_id} and its /input_items and /cancel: the owner's, then LiteLLM's."""
     state = state_of(request)
     assert state.principal is not None
+    c = ctx(request)
+    principal = state.principal
     object_id = request.path_params["response_id"]
-    if not await owns(ctx(request), request, state.principal, object_id):
+    if not await owns(c, request, principal, object_id):
         return _not_found(state.anthropic, object_id)
-    return await routes.forward(request)
+    recorder = None
+    if c.store is not None and principal.user_id is not None and request.scope["path"].endswith(object_id):
+        # LiteLLM hands out a fresh encoding of the id with each response object: it is the owner's too.
+        recorder = ResponseIds(c.store, owner_of(request, principal, principal.user_id), streaming=False)
+    return await routes.forward(request, recorder)
 
 
 async def operators_only(request: Request) -> ASGIApp:

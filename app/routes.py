@@ -13,7 +13,7 @@ from app.bodies import TooDeep, clean_json_body, controls_allowed
 from app.context import ctx
 from app.errors import TOO_LARGE, error_response
 from app.headers import upstream_request_headers
-from app.proxy import BodyTooLarge, ProxyResponse, read_body_or_refusal, upstream_target
+from app.proxy import BodyTooLarge, ProxyResponse, Recorder, read_body_or_refusal, upstream_target
 from app.request_state import state_of
 from app.scopes import InvalidScope, resolve_scope
 
@@ -102,8 +102,8 @@ async def routing_info(request: Request) -> Response:
     )
 
 
-async def forward(request: Request) -> ASGIApp:
-    """Every other method and path: streamed to LiteLLM and back unchanged."""
+async def forward(request: Request, recorder: Recorder | None = None) -> ASGIApp:
+    """Every other method and path: streamed to LiteLLM and back unchanged (`recorder` reads the reply)."""
     c = ctx(request)
     state = state_of(request)
     anthropic = state.anthropic
@@ -150,4 +150,5 @@ async def forward(request: Request) -> ASGIApp:
         anthropic,
         body_size_exceeded=lambda: exceeded,
         reveal_internals=state.sees_internals,
+        recorder=recorder,
     )
