@@ -39,8 +39,8 @@ class EscapeFields(logging.Filter):
         elif record.args:
             record.args = tuple(_safe(a) for a in record.args)
         if record.exc_info and record.exc_info[1] is not None:
+            # Formatters print a set exc_text instead of formatting exc_info again.
             record.exc_text = escaped("".join(traceback.format_exception(*record.exc_info)).rstrip())
-            record.exc_info = None
         return True
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import orjson
 import pytest
 
@@ -111,3 +115,17 @@ async def test_every_json_route_answers_deep_nesting_with_a_400_in_dialect(tmp_p
             assert (r.json().get("type") == "error") is path.startswith("/v1/messages"), path
         assert upstream_requests(needle) == []
         assert await p.memories("default") == []
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_every_parameter_the_pinned_litellm_owns_is_a_control_field() -> None:
+    python = Path(__file__).resolve().parent.parent / ".litellm" / "bin" / "python"
+    assert python.exists(), "run bin/litellm-proxy --install-only first"
+    script = "import json; from litellm.types.utils import all_litellm_params as p; print(json.dumps(sorted(set(p))))"
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    out = subprocess.run([str(python), "-c", script], capture_output=True, text=True, check=True, env=env).stdout
+    owned = orjson.loads(out.strip().splitlines()[-1])
+    assert "num_retries" in owned and "mock_response" in owned
+    removed = [n for n in owned if is_control_field(n) or n in ROUTING_FIELDS]
+    assert sorted(set(owned) - set(removed)) == ["metadata"]

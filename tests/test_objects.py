@@ -105,6 +105,15 @@ async def test_records_survive_a_restart_and_go_when_the_scope_is_forgotten(tmp_
         assert (await p.client.get(f"/v1/responses/{rid}", headers=ALICE)).status_code == 404
 
 
+async def test_two_instances_on_one_database_share_the_records(tmp_path: Path, store_url: str) -> None:
+    async with running(tmp_path, settings=settings_for(tmp_path, store_url)) as first:
+        rid = await create(first.client, ALICE, stream=True)
+        async with running(tmp_path, settings=settings_for(tmp_path, store_url)) as second:
+            fake_provider.STORED[rid] = {"response": {"id": rid}, "input": []}
+            assert (await second.client.get(f"/v1/responses/{rid}", headers=ALICE)).status_code == 200
+            assert (await second.client.get(f"/v1/responses/{rid}", headers=BOB)).status_code == 404
+
+
 class FakeStore:
     def __init__(self) -> None:
         self.owned: list[str] = []
