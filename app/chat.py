@@ -115,7 +115,7 @@ async def chat(request: Request) -> ASGIApp:
         return error_response(anthropic, 400, str(exc))
     scope = decision.user_id
     state.scope, state.client = scope, decision.matched_pattern
-    if (refusal := await objects.refused_reference(c, request, body)) is not None:
+    if (refusal := await objects.refused_reference(c, request, body, raw)) is not None:
         return refusal
     if c.oversight is not None:  # the scope's stored mode: a request may narrow it, never widen it
         scope_inject, scope_capture = memory.parse_mode(c.oversight.mode(scope))

@@ -5,12 +5,14 @@ anyone's who knows its id. The proxy records the owner (a digest of the key, and
 Responses id the provider returns, and a pinned key may address only ids recorded as its own: GET,
 DELETE, `/input_items`, `/cancel`, and `previous_response_id` in a new response. Any other id is a
 404, upstream never called. Families the proxy does not track (message batches, conversations, item
-references, other paths under /v1/responses) are for operators only. Operators pass everywhere.
+references, containers, vector stores, files, other paths under /v1/responses) are for operators
+only. Operators pass everywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import orjson
@@ -54,23 +56,36 @@ async def owns(c: Context, request: Request, principal: Principal, object_id: st
     return recorded == owner_of(request, principal, principal.user_id)
 
 
-def untracked_reference(body: dict[str, Any]) -> str | None:
-    """A field of a new response that names a stored object the proxy does not track, if any."""
-    if body.get("conversation") is not None:
-        return "conversation"
+# A `file_id` key anywhere in a body (OpenAI input_file/input_image and chat `file` parts, Anthropic
+# `source: {"type": "file"}`): inside a JSON string the quotes would be escaped, so this finds keys only.
+_FILE_ID = re.compile(rb'"file_id"\s*:')
+
+
+def untracked_reference(body: dict[str, Any], raw: bytes) -> str | None:
+    """A field of a new request that names a stored object the proxy does not track, if any: a
+    conversation, an item reference, a container (Anthropic's or a tool's), vector stores, a file."""
+    for field in ("conversation", "container"):
+        if body.get(field) is not None:
+            return field
     items = body.get("input")
     if isinstance(items, list) and any(isinstance(i, dict) and i.get("type") == "item_reference" for i in items):
         return "item_reference"
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, dict) and (isinstance(tool.get("container"), str) or tool.get("vector_store_ids")):
+            return "container" if isinstance(tool.get("container"), str) else "vector_store_ids"
+    if _FILE_ID.search(raw):
+        return "file_id"
     return None
 
 
-async def refused_reference(c: Context, request: Request, body: dict[str, Any]) -> ASGIApp | None:
-    """The 404 for a new response that continues or cites an object this caller does not own, else None."""
+async def refused_reference(c: Context, request: Request, body: dict[str, Any], raw: bytes) -> ASGIApp | None:
+    """The 404 for a new request that continues or cites an object this caller does not own, else None."""
     state = state_of(request)
     assert state.principal is not None
     if state.principal.operator:
         return None
-    if (field := untracked_reference(body)) is not None:
+    if (field := untracked_reference(body, raw)) is not None:
         return error_response(state.anthropic, 404, f"`{field}` is not available to this key")
     previous = body.get("previous_response_id")
     if previous is not None and not (isinstance(previous, str) and await owns(c, request, state.principal, previous)):

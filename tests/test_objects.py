@@ -85,9 +85,24 @@ async def test_families_the_proxy_does_not_track_are_closed_to_pinned_keys(tmp_p
         assert r.status_code == 404 and r.json()["type"] == "error"
         assert (await p.client.get("/v1/messages/batches/msgbatch_1", headers=anthropic)).status_code == 404
         assert (await p.client.post("/v1/responses/compact", json={}, headers=ALICE)).status_code == 404
-        for extra in ({"conversation": "conv_1"}, {"input": [{"type": "item_reference", "id": "msg_1"}]}):
+        file_part = {"type": "input_file", "file_id": "file-1"}
+        for extra in (
+            {"conversation": "conv_1"},
+            {"input": [{"type": "item_reference", "id": "msg_1"}]},
+            {"input": [{"role": "user", "content": [file_part]}]},
+            {"tools": [{"type": "code_interpreter", "container": "cntr_1"}]},
+            {"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]},
+        ):
             body = {"model": "m", "input": "hi", **extra}
-            assert (await p.client.post("/v1/responses", json=body, headers=ALICE)).status_code == 404
+            assert (await p.client.post("/v1/responses", json=body, headers=ALICE)).status_code == 404, extra
+            assert (await p.client.post("/v1/responses", json=body, headers=ADMIN)).status_code == 200, extra
+        source = {"type": "document", "source": {"type": "file", "file_id": "file_1"}}
+        for extra in ({"container": "container_1"}, {"messages": [{"role": "user", "content": [source]}]}):
+            body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], **extra}
+            r = await p.client.post("/v1/messages", json=body, headers=anthropic)
+            assert r.status_code == 404 and r.json()["type"] == "error", extra
+        mention = {"model": "m", "input": 'my notes say "file_id": 7', "tools": [{"type": "function", "name": "f"}]}
+        assert (await p.client.post("/v1/responses", json=mention, headers=ALICE)).status_code == 200
         chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
         counted = await p.client.post("/v1/messages/count_tokens", json=chat, headers=anthropic)
         assert "no such endpoint" not in counted.text  # passed through (the fake provider has no such route)
