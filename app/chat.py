@@ -6,7 +6,6 @@ The dialect module (app/dialects/) knows the wire format; this module knows none
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -16,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from app import dialects, memory, ranking, relevance, textindex
-from app.bodies import strip_routing_fields
+from app import dialects, logsafe, memory, objects, ranking, relevance, textindex
+from app.bodies import TooDeep, controls_allowed, parse_json, strip_routing_fields
 from app.context import Context, ctx
-from app.dialects import Dialect
+from app.dialects import Dialect, openai_responses
 from app.errors import error_response
 from app.headers import upstream_request_headers
 from app.proxy import ProxyResponse, read_body_or_refusal, upstream_target
@@ -28,7 +27,7 @@ from app.scopes import InvalidScope, resolve_scope
 from app.sse import ReplyAssembler
 from app.store import NOTHING_HELD, NewMemory
 
-log = logging.getLogger("memory_proxy.chat")
+log = logsafe.logger("memory_proxy.chat")
 T = TypeVar("T")
 RECALL_TIMEOUT = 2.0
 # Bodies above this size are parsed, scanned and re-encoded in a worker thread: at 32 MB those
@@ -102,9 +101,11 @@ async def chat(request: Request) -> ASGIApp:
     if isinstance(raw, Response):
         return raw
     try:
-        body = await _cpu(len(raw), orjson.loads, raw)
+        body = await _cpu(len(raw), parse_json, raw)
     except orjson.JSONDecodeError as exc:
         return error_response(shape, 400, f"request body is not valid JSON: {exc}")
+    except TooDeep as exc:
+        return error_response(shape, 400, f"request body refused: {exc}")
     if not isinstance(body, dict):
         return error_response(shape, 400, "request body must be a JSON object")
     try:
@@ -114,11 +115,16 @@ async def chat(request: Request) -> ASGIApp:
         return error_response(shape, 400, str(exc))
     scope = decision.user_id
     state.scope, state.client = scope, decision.matched_pattern
+    if (refusal := await objects.refused_reference(c, request, body, raw)) is not None:
+        return refusal
     if c.oversight is not None:  # the scope's stored mode: a request may narrow it, never widen it
         scope_inject, scope_capture = memory.parse_mode(c.oversight.mode(scope))
         want_inject, want_capture = want_inject and scope_inject, want_capture and scope_capture
-    headers = upstream_request_headers(request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header)
-    changed = strip_routing_fields(body)
+    allowed = controls_allowed(state.principal, c.settings.limits.admin_litellm_controls)
+    headers = upstream_request_headers(
+        request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header, litellm_allowed=allowed
+    )
+    changed = strip_routing_fields(body, allowed)
     model = dialect.model(body, request.path_params)
     if isinstance(model, str):
         model, headers, renamed = _route_model(c, model, headers, scope)
@@ -159,6 +165,10 @@ async def chat(request: Request) -> ASGIApp:
             if 200 <= status < 300:
                 state.captured = _capture(c, scope, model_name, user_turn, assembler.text())
 
+    recorder = None
+    if dialect is openai_responses and c.store is not None:
+        owner = objects.owner_of(request, state.principal, scope)
+        recorder = objects.ResponseIds(c.store, owner, streaming=body.get("stream") is True)
     return ProxyResponse(
         c.upstream,
         "POST",
@@ -170,6 +180,7 @@ async def chat(request: Request) -> ASGIApp:
         tap,
         on_complete,
         reveal_internals=state.sees_internals,
+        recorder=recorder,
     )
 
 

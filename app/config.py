@@ -120,6 +120,9 @@ class ProxyLimits:
     header_timeout: float = 10.0  # seconds a client may take to send its request line and headers
     body_timeout: float = 60.0  # seconds a client may take to send its request body
     allowed_origins: tuple[str, ...] = ()
+    # LiteLLM request controls (body fields like `num_retries`, `x-litellm-*` headers) that admin keys
+    # may still send; every other key's are removed (app/bodies.py, app/headers.py).
+    admin_litellm_controls: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -400,7 +403,16 @@ def _limits(doc: _Doc) -> ProxyLimits:
         header_timeout=_positive(doc, (*sec, "header_timeout"), float, d.header_timeout),
         body_timeout=_positive(doc, (*sec, "body_timeout"), float, d.body_timeout),
         allowed_origins=tuple(o.lower() for o in origins),
+        admin_litellm_controls=frozenset(_names(doc, (*sec, "admin_litellm_controls"))),
     )
+
+
+def _names(doc: _Doc, path: tuple[Any, ...]) -> list[str]:
+    names = doc.get(path, list, [])
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name:
+            raise doc.error((*path, i), "must be a field or header name")
+    return [n.lower() if n.lower().startswith("x-litellm-") else n for n in names]
 
 
 def _observability(doc: _Doc) -> Observability:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import logsafe
 from app.auth import authenticate, take_query_key
 from app.config import Settings, is_loopback_host
 from app.context import Counters
@@ -18,7 +18,7 @@ from app.paths import BadPath, canonical_path
 from app.request_state import RequestState, attach, request_id
 from app.routing import Access, RoutingTable
 
-log = logging.getLogger("memory_proxy.access")
+log = logsafe.logger("memory_proxy.access")
 Refusal = tuple[int, str, list[tuple[bytes, bytes]]]
 # Told of every answered request: its state, status, seconds in all and to the first body byte.
 Answered = Callable[[RequestState, int, float, float | None], None]

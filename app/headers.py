@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 HOP_BY_HOP = frozenset(
     {
@@ -41,17 +41,24 @@ def filter_headers(headers: Iterable[tuple[str, str]], drop: frozenset[str]) -> 
 
 
 def upstream_request_headers(
-    client: Iterable[tuple[str, str]], master_key: str | None, scope_header: str = "x-memory-user-id"
+    client: Iterable[tuple[str, str]],
+    master_key: str | None,
+    scope_header: str = "x-memory-user-id",
+    litellm_allowed: Collection[str] = (),
 ) -> list[tuple[str, str]]:
     """Headers to send to LiteLLM: filtered, with the client's credential swapped for the master key.
 
     Our own `x-memory-*` controls and the scope header stay here: LiteLLM forwards every `x-*`
-    header to the provider, and a scope name is nobody else's business.
+    header to the provider, and a scope name is nobody else's business. LiteLLM's `x-litellm-*`
+    request headers (retries, timeouts, tags, callbacks, …) are the operator's: only those named in
+    `litellm_allowed` pass.
     """
     out = [
         (n, v)
         for n, v in filter_headers(client, _REQUEST_DROP)
-        if not (low := n.lower()).startswith("x-memory-") and low != scope_header
+        if not (low := n.lower()).startswith("x-memory-")
+        and low != scope_header
+        and (not low.startswith("x-litellm-") or low in litellm_allowed)
     ]
     if master_key:
         out.append(("authorization", f"Bearer {master_key}"))

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from app import chat, dashboard, dialects, memory_api, oversight_api, routes
+from app import chat, dashboard, dialects, logsafe, memory_api, objects, oversight_api, routes
 from app.config import ConfigError, Settings, load_settings
 from app.context import Context
 from app.guard import Guard
@@ -34,7 +34,7 @@ from app.slowclients import BODY_TIMEOUT, HEADER_TIMEOUT
 from app.store import open_store
 from app.writer import MemoryWriter
 
-log = logging.getLogger("memory_proxy")
+log = logsafe.logger("memory_proxy")
 
 
 # What a key pinned to one scope may reach through the master key: inference, not LiteLLM's
@@ -44,6 +44,11 @@ INFERENCE_PATHS = tuple(
     for v in ("", "/v1")
     for p in ("/models", "/embeddings", "/completions", "/responses", "/moderations", "/audio", "/images", "/rerank")
 ) + ("/v1/messages", "/v1beta/models")
+
+
+# Stored-object families the proxy does not track (app/objects.py): operators only. Responses by id
+# have their own routes above these.
+STORED_OBJECTS = ("/responses", "/v1/responses", "/v1/messages/batches")
 
 
 def routing_table() -> RoutingTable:
@@ -89,6 +94,12 @@ def routing_table() -> RoutingTable:
             ),
             route("dashboard-unknown", "/dashboard", "*", open_, routes.not_found, prefix=True),
             route("memories-unknown", "/v1/memories", "*", client, routes.not_found, prefix=True),
+            *(
+                route("stored-response", f"{v}/responses/{{response_id}}{tail}", "*", client, objects.stored_response)
+                for v in ("", "/v1")
+                for tail in ("", "/input_items", "/cancel")
+            ),
+            *(route("stored-objects", p, "*", client, objects.operators_only, prefix=True) for p in STORED_OBJECTS),
             *(route("inference", p, "*", client, routes.forward, prefix=True) for p in INFERENCE_PATHS),
         ],
         fallback=route("litellm", "/", "*", admin, routes.forward),

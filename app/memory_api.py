@@ -12,6 +12,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from app import ranking
+from app.bodies import TooDeep, parse_json
 from app.context import ctx
 from app.errors import TOO_LARGE, error_response, error_shape
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
@@ -130,9 +131,11 @@ async def search_memories(request: Request) -> Response:
 async def add_memory(request: Request) -> Response:
     """Add one memory; 201 with the stored memory (or the existing one for a duplicate)."""
     try:
-        item = orjson.loads(await _body(request))
+        item = parse_json(await _body(request))
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    except TooDeep as exc:
+        raise ApiError(400, f"request body refused: {exc}") from None
     max_chars = ctx(request).settings.memory.max_memory_chars
     new = parse_record(item, "body", "note", lambda uid: _scope(request, uid), max_chars)
     store = _store(request)

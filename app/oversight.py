@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from app import logsafe
 from app.config import Settings
 from app.dashboard import templates
 from app.metrics import Metrics
@@ -18,7 +18,7 @@ from app.store.usage import Mode, UsageRecord
 if TYPE_CHECKING:
     from app.context import Context
 
-log = logging.getLogger("memory_proxy.oversight")
+log = logsafe.logger("memory_proxy.oversight")
 PRUNE_EVERY = 3600.0  # seconds between deletions of usage records past their retention
 DAY = 86400.0
 USAGE_ROUTES = frozenset({"chat"})  # the routes whose requests the usage log records

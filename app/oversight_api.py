@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import Principal
+from app.bodies import TooDeep, parse_json
 from app.context import ctx
 from app.errors import ErrorShape, error_response
 from app.memory_api import ApiError, _body, _json, _store, handle_api_errors
@@ -91,9 +92,11 @@ async def patch_scope(request: Request) -> Response:
     scope = visible_scope(_principal(request), request.path_params["user_id"])
     assert scope is not None
     try:
-        body = orjson.loads(await _body(request))
+        body = parse_json(await _body(request))
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    except TooDeep as exc:
+        raise ApiError(400, f"request body refused: {exc}") from None
     mode = body.get("mode") if isinstance(body, dict) else None
     if mode not in MODES:
         raise ApiError(400, f'the body must be {{"mode": …}} with one of {", ".join(MODES)}')

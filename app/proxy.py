@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import yarl
@@ -14,11 +13,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from app import logsafe
 from app.config import Settings
 from app.errors import TOO_LARGE, ErrorShape, error_response, send_error, stream_error_event
 from app.headers import client_response_headers
 
-log = logging.getLogger("memory_proxy.proxy")
+log = logsafe.logger("memory_proxy.proxy")
 
 
 def redact_url(url: str) -> str:
@@ -32,6 +32,20 @@ def upstream_target(scope: Scope) -> str:
     path = scope.get("raw_path") or scope["path"].encode()
     query = scope.get("query_string", b"")
     return (path + b"?" + query if query else path).decode("latin-1")
+
+
+class Recorder(Protocol):
+    """Reads a 2xx reply as it passes and writes what it found before the client can act on it."""
+
+    def feed(self, chunk: bytes) -> bool:
+        """Read a chunk; True when `record` must run before this chunk is sent."""
+        ...
+
+    def finish(self) -> bool:
+        """The reply ended whole; True when `record` must run before the end is sent."""
+        ...
+
+    async def record(self) -> None: ...
 
 
 class BodyTooLarge(Exception):
@@ -134,6 +148,7 @@ class ProxyResponse:
         on_complete: Callable[[int], None] | None = None,
         body_size_exceeded: Callable[[], bool] = lambda: False,
         reveal_internals: bool = False,
+        recorder: Recorder | None = None,
     ) -> None:
         self.upstream = upstream
         self.method = method
@@ -146,6 +161,7 @@ class ProxyResponse:
         self.extra_headers = extra_headers or []
         self.tap = tap
         self.on_complete = on_complete
+        self.recorder = recorder
         self.body_size_exceeded = body_size_exceeded
         self.body_done = asyncio.Event()
         self.client_gone = False
@@ -217,6 +233,7 @@ class ProxyResponse:
         raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in (*headers, *self.extra_headers)]
         await send({"type": "http.response.start", "status": resp.status, "headers": raw})
         tap = self.tap if 200 <= resp.status < 300 else None
+        recorder = self.recorder if 200 <= resp.status < 300 else None
         try:
             async for chunk in resp.content.iter_any():
                 if tap is not None:
@@ -225,6 +242,8 @@ class ProxyResponse:
                     except Exception as exc:  # capture must never cut the client's response
                         log.warning("capture stopped reading this reply: %s", type(exc).__name__)
                         tap = self.on_complete = None
+                if recorder is not None and recorder.feed(chunk):
+                    await recorder.record()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (TimeoutError, aiohttp.ClientError) as exc:
             timed_out = isinstance(exc, TimeoutError)
@@ -241,4 +260,6 @@ class ProxyResponse:
             # decides whether what it saw is a complete reply.
             if self.on_complete is not None:
                 self.on_complete(self.status)
+        if recorder is not None and recorder.finish():
+            await recorder.record()
         await send({"type": "http.response.body", "body": b""})

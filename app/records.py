@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from app.bodies import TooDeep, parse_json
 from app.store import Memory, NewMemory
 
 ROLES = frozenset({"user", "assistant", "note", "system"})
@@ -118,9 +119,11 @@ def parse_numbered(
     items = []
     for number, line in lines:
         try:
-            parsed = orjson.loads(line)
+            parsed = parse_json(line)
         except orjson.JSONDecodeError:
             raise RecordError(f"line {number}: not valid JSON") from None
+        except TooDeep as exc:
+            raise RecordError(f"line {number}: {exc}") from None
         items.append(parse_record(parsed, f"line {number}", "user", scope_for, max_chars))
     return items
 

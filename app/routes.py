@@ -9,11 +9,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from app.bodies import clean_json_body
+from app.bodies import TooDeep, clean_json_body, controls_allowed
 from app.context import ctx
 from app.errors import TOO_LARGE, error_response
 from app.headers import upstream_request_headers
-from app.proxy import BodyTooLarge, ProxyResponse, read_body_or_refusal, upstream_target
+from app.proxy import BodyTooLarge, ProxyResponse, Recorder, read_body_or_refusal, upstream_target
 from app.request_state import state_of
 from app.scopes import InvalidScope, resolve_scope
 
@@ -102,8 +102,8 @@ async def routing_info(request: Request) -> Response:
     )
 
 
-async def forward(request: Request) -> ASGIApp:
-    """Every other method and path: streamed to LiteLLM and back unchanged."""
+async def forward(request: Request, recorder: Recorder | None = None) -> ASGIApp:
+    """Every other method and path: streamed to LiteLLM and back unchanged (`recorder` reads the reply)."""
     c = ctx(request)
     state = state_of(request)
     shape = state.error_shape
@@ -126,7 +126,10 @@ async def forward(request: Request) -> ASGIApp:
 
     has_body = request.method not in ("GET", "HEAD", "OPTIONS", "DELETE") or declared not in (None, "0")
     path = upstream_target(request.scope)
-    headers = upstream_request_headers(request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header)
+    allowed = controls_allowed(state.principal, c.settings.limits.admin_litellm_controls)
+    headers = upstream_request_headers(
+        request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header, litellm_allowed=allowed
+    )
     payload: bytes | AsyncIterator[bytes] = body() if has_body else b""
     if has_body and "json" in request.headers.get("content-type", ""):
         # JSON bodies (embeddings, completions, responses, …) can carry provider-routing fields
@@ -134,7 +137,10 @@ async def forward(request: Request) -> ASGIApp:
         raw = await read_body_or_refusal(request, limit, shape)
         if isinstance(raw, Response):
             return raw
-        payload = clean_json_body(raw)
+        try:
+            payload = clean_json_body(raw, allowed)
+        except TooDeep as exc:
+            return error_response(shape, 400, f"request body refused: {exc}")
     return ProxyResponse(
         c.upstream,
         request.method,
@@ -144,4 +150,5 @@ async def forward(request: Request) -> ASGIApp:
         shape,
         body_size_exceeded=lambda: exceeded,
         reveal_internals=state.sees_internals,
+        recorder=recorder,
     )

@@ -10,11 +10,12 @@ every connection.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-log = logging.getLogger("memory_proxy.slowclients")
+from app import logsafe
+
+log = logsafe.logger("memory_proxy.slowclients")
 HEADER_TIMEOUT = "header_timeout"  # lifespan state keys
 BODY_TIMEOUT = "body_timeout"
 

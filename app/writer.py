@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 
+from app import logsafe
 from app.store import MemoryStore, NewMemory
 from app.store.usage import UsageRecord
 
-log = logging.getLogger("memory_proxy.writer")
+log = logsafe.logger("memory_proxy.writer")
 BATCH = 512
 # A batch is retried for about 20 s (0.5 + 1 + 2 + 4 + 5 + 5 + 5) before it is counted as dropped:
 # long enough for a PostgreSQL restart or failover, while later items wait in the queue behind it.

@@ -5,7 +5,8 @@ generateContent / streamGenerateContent (`?alt=sse`), and records every
 request (path, headers, body) at GET /_requests. The last user message steers faults: `FAULT:break`
 cuts a stream midway, `FAULT:slow` sends a chunk every 200 ms, `FAULT:status=503` answers that
 status with Retry-After, `FAULT:hang` never answers; on /responses `FAULT:failed` and
-`FAULT:incomplete` end the reply with `response.failed` / `response.incomplete`.
+`FAULT:incomplete` end the reply with `response.failed` / `response.incomplete`. Responses are
+stored by id (unless `store: false`) and served by GET, DELETE, `/input_items` and `/cancel`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import asyncio
 import json
 import re
 import time
+import uuid
 
 from aiohttp import web
 
 REQUESTS: list[dict] = []
+STORED: dict[str, dict] = {}  # Responses created with `store` (the default), by id: their object and input
 
 
 def _last_user_text(body: dict) -> str:
@@ -173,10 +176,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await _sse(request, events, _last_user_text(body))
 
 
-def _response_object(body: dict, status: str, output: list[dict], created: int) -> dict:
+def _response_object(body: dict, status: str, output: list[dict], created: int, response_id: str) -> dict:
     """A Responses API `response` object."""
     return {
-        "id": "resp_fake",
+        "id": response_id,
         "object": "response",
         "created_at": created,
         "status": status,
@@ -212,15 +215,20 @@ async def responses(request: web.Request) -> web.StreamResponse:
     part = {"type": "output_text", "text": reply, "annotations": []}
     item = {"id": "msg_fake", "type": "message", "status": "completed", "role": "assistant", "content": [part]}
     end = "failed" if "FAULT:failed" in text else "incomplete" if "FAULT:incomplete" in text else "completed"
+    response_id = f"resp_{uuid.uuid4().hex}"
+    final = _response_object(body, end, [item], created, response_id)
+    if body.get("store", True):
+        previous = STORED.get(body.get("previous_response_id") or "", {}).get("input", [])
+        STORED[response_id] = {"response": final, "input": [*previous, *_input_items(body)]}
     if not body.get("stream"):
-        return web.json_response(_response_object(body, end, [item], created))
+        return web.json_response(final)
     sequence = iter(range(1_000_000))
 
     def event(kind: str, data: dict) -> bytes:
         payload = {"type": kind, "sequence_number": next(sequence), **data}
         return f"event: {kind}\ndata: {json.dumps(payload)}\n\n".encode()
 
-    started = _response_object(body, "in_progress", [], created)
+    started = _response_object(body, "in_progress", [], created, response_id)
     where = {"item_id": "msg_fake", "output_index": 0, "content_index": 0}
     events = [
         event("response.created", {"response": started}),
@@ -235,7 +243,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
         event("response.output_text.done", {**where, "text": reply}),
         event("response.content_part.done", {**where, "part": part}),
         event("response.output_item.done", {"output_index": 0, "item": item}),
-        event(f"response.{end}", {"response": _response_object(body, end, [item], created)}),
+        event(f"response.{end}", {"response": final}),
     ]
     return await _sse(request, events, text)
 
@@ -266,6 +274,48 @@ async def gemini(request: web.Request) -> web.StreamResponse:
         return web.json_response(chunks)
     events = [b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks]
     return await _sse(request, events, _last_user_text(body))
+
+
+def _input_items(body: dict) -> list[dict]:
+    entries = body.get("input") or []
+    if isinstance(entries, str):
+        entries = [{"role": "user", "content": entries}]
+    return [{"id": f"msg_{uuid.uuid4().hex[:12]}", "type": "message", **e} for e in entries if isinstance(e, dict)]
+
+
+def _stored(request: web.Request) -> dict | None:
+    REQUESTS.append({"path": request.path, "method": request.method, "headers": dict(request.headers), "body": {}})
+    return STORED.get(request.match_info["response_id"])
+
+
+def _no_such(request: web.Request) -> web.Response:
+    message = f"No response found with id '{request.match_info['response_id']}'."
+    return web.json_response({"error": {"message": message, "type": "invalid_request_error"}}, status=404)
+
+
+async def get_response(request: web.Request) -> web.Response:
+    stored = _stored(request)
+    return web.json_response(stored["response"]) if stored else _no_such(request)
+
+
+async def delete_response(request: web.Request) -> web.Response:
+    if _stored(request) is None:
+        return _no_such(request)
+    del STORED[request.match_info["response_id"]]
+    return web.json_response({"id": request.match_info["response_id"], "object": "response", "deleted": True})
+
+
+async def input_items(request: web.Request) -> web.Response:
+    stored = _stored(request)
+    if stored is None:
+        return _no_such(request)
+    data = stored["input"]
+    return web.json_response({"object": "list", "data": data, "has_more": False, "first_id": None, "last_id": None})
+
+
+async def cancel_response(request: web.Request) -> web.Response:
+    stored = _stored(request)
+    return web.json_response({**stored["response"], "status": "cancelled"}) if stored else _no_such(request)
 
 
 async def models(request: web.Request) -> web.Response:
@@ -303,6 +353,10 @@ def build_app() -> web.Application:
     app.router.add_post(r"/{prefix:.*}chat/completions", chat_completions)
     app.router.add_post(r"/{prefix:.*}messages", messages)
     app.router.add_post(r"/{prefix:.*}responses", responses)
+    app.router.add_get(r"/{prefix:.*}responses/{response_id}", get_response)
+    app.router.add_delete(r"/{prefix:.*}responses/{response_id}", delete_response)
+    app.router.add_get(r"/{prefix:.*}responses/{response_id}/input_items", input_items)
+    app.router.add_post(r"/{prefix:.*}responses/{response_id}/cancel", cancel_response)
     app.router.add_post(r"/{prefix:.*}embeddings", embeddings)
     app.router.add_get(r"/{prefix:.*}models", models)
     app.router.add_post(r"/{prefix:.*}models/{target:[^/]+}", gemini)

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-import orjson
+import os
+import subprocess
+from pathlib import Path
 
-from app.bodies import ROUTING_FIELDS, clean_json_body, strip_routing_fields
+import orjson
+import pytest
+
+from app.auth import Principal
+from app.bodies import (
+    MAX_JSON_DEPTH,
+    ROUTING_FIELDS,
+    TooDeep,
+    clean_json_body,
+    controls_allowed,
+    is_control_field,
+    parse_json,
+    strip_routing_fields,
+)
+from tests.inprocess import marker, running, upstream_requests
 
 
 def test_top_level_and_metadata_routing_fields_are_removed() -> None:
@@ -29,3 +45,87 @@ def test_clean_json_body_keeps_the_original_bytes_when_nothing_changes() -> None
 def test_clean_json_body_rewrites_only_when_a_field_goes() -> None:
     out = orjson.loads(clean_json_body(orjson.dumps({"input": "x", **dict.fromkeys(ROUTING_FIELDS, "v")})))
     assert out == {"input": "x"}
+
+
+def test_litellm_controls_are_removed_unless_allowed() -> None:
+    body = {
+        "model": "m",
+        "num_retries": 8,
+        "fallbacks": ["x"],
+        "timeout": 1,
+        "mock_response": "hi",
+        "input_cost_per_token": 0,
+        "metadata": {"user_id": "u", "tags": ["t"], "spend_logs_metadata": {}, "mine": 1},
+    }
+    assert strip_routing_fields(body) is True
+    assert body == {"model": "m", "metadata": {"user_id": "u", "mine": 1}}
+    kept = {"model": "m", "num_retries": 2, "metadata": {"tags": ["t"]}, "api_base": "http://evil"}
+    assert strip_routing_fields(kept, frozenset({"num_retries", "tags"})) is True
+    assert kept == {"model": "m", "num_retries": 2, "metadata": {"tags": ["t"]}}
+
+
+def test_wire_fields_are_not_mistaken_for_controls() -> None:
+    for name in ("model", "messages", "input", "metadata", "stream", "user", "tools", "max_tokens", "store"):
+        assert not is_control_field(name), name
+
+
+def test_controls_are_allowed_only_to_operators() -> None:
+    listed = frozenset({"num_retries"})
+    assert controls_allowed(Principal("key#0", user_id="alice"), listed) == frozenset()
+    assert controls_allowed(Principal("key#1", admin=True), listed) == listed
+    assert controls_allowed(None, listed) == frozenset()
+
+
+def nested(depth: int) -> bytes:
+    return b'{"a":' * (depth - 1) + b"[]" + b"}" * (depth - 1)
+
+
+def test_json_up_to_the_limit_parses_and_past_it_is_refused() -> None:
+    assert parse_json(nested(MAX_JSON_DEPTH)) is not None
+    for depth in (MAX_JSON_DEPTH + 1, 1000, 5000):
+        with pytest.raises(TooDeep):
+            parse_json(nested(depth))
+    with pytest.raises(TooDeep):
+        clean_json_body(b"[" * 300 + b"]" * 300)
+    wide = orjson.dumps({"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}] * 500})
+    assert parse_json(wide)["messages"]  # many containers, shallow
+
+
+def deep_chat(depth: int) -> bytes:
+    content = b'{"type": "text", "text": ' * depth + b'"x"' + b"}" * depth
+    return b'{"model": "fake-model", "messages": [{"role": "user", "content": [' + content + b"]}]}"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("depth", [300, 1000, 2000])
+async def test_every_json_route_answers_deep_nesting_with_a_400_in_dialect(tmp_path, depth: int) -> None:
+    needle = marker()
+    async with running(tmp_path) as p:
+        for path, body, headers in (
+            ("/v1/chat/completions", deep_chat(depth), {}),
+            ("/v1/messages", deep_chat(depth), {"anthropic-version": "2023-06-01"}),
+            ("/v1/responses", b'{"model": "m", "input": ' + b"[" * depth + b"]" * depth + b"}", {}),
+            ("/v1/embeddings", b'{"model": "m", "x": "' + needle.encode() + b'", "input": ' + nested(depth) + b"}", {}),
+            ("/v1/memories", b'{"content": "c", "metadata": ' + nested(depth) + b"}", {}),
+            ("/v1/memories/import", b'{"content": "c", "metadata": ' + nested(depth) + b"}\n", {}),
+        ):
+            r = await p.client.post(path, content=body, headers={"content-type": "application/json", **headers})
+            assert r.status_code == 400, (path, r.text)
+            assert "nested deeper" in r.text, path
+            assert (r.json().get("type") == "error") is path.startswith("/v1/messages"), path
+        assert upstream_requests(needle) == []
+        assert await p.memories("default") == []
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_every_parameter_the_pinned_litellm_owns_is_a_control_field() -> None:
+    python = Path(__file__).resolve().parent.parent / ".litellm" / "bin" / "python"
+    assert python.exists(), "run bin/litellm-proxy --install-only first"
+    script = "import json; from litellm.types.utils import all_litellm_params as p; print(json.dumps(sorted(set(p))))"
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    out = subprocess.run([str(python), "-c", script], capture_output=True, text=True, check=True, env=env).stdout
+    owned = orjson.loads(out.strip().splitlines()[-1])
+    assert "num_retries" in owned and "mock_response" in owned
+    removed = [n for n in owned if is_control_field(n) or n in ROUTING_FIELDS]
+    assert sorted(set(owned) - set(removed)) == ["metadata"]

@@ -423,3 +423,11 @@ def test_litellm_sections_are_not_checked(tmp_path: Path) -> None:
 def test_enumerations_are_closed_types() -> None:
     assert set(INJECTION_MODES) == {"before_last_user", "system", "last_user_suffix"}
     assert set(QUERY_STRATEGIES) == {"last_user", "last_user_and_assistant", "recent_user"}
+
+
+def test_admin_litellm_controls_are_read_and_checked(tmp_path: Path) -> None:
+    text = "proxy:\n  admin_litellm_controls: [num_retries, X-LiteLLM-Tags]\n"
+    s = load_settings(env=write_config(tmp_path, text))
+    assert s.limits.admin_litellm_controls == frozenset({"num_retries", "x-litellm-tags"})
+    assert load_settings(env=write_config(tmp_path, "model_list: []\n")).limits.admin_litellm_controls == frozenset()
+    assert_names(config_error(tmp_path, "proxy:\n  admin_litellm_controls: [1]\n"), "admin_litellm_controls[0]", 2)

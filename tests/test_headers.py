@@ -156,3 +156,10 @@ def test_memory_controls_and_scope_header_never_go_upstream():
     ]
     sent = dict(upstream_request_headers(client, None, scope_header="x-team-scope"))
     assert sent == {"x-request-id": "abc"}
+
+
+def test_litellm_request_headers_pass_only_when_allowed() -> None:
+    sent = [("X-LiteLLM-Num-Retries", "8"), ("x-litellm-timeout", "1"), ("x-litellm-tags", "a"), ("x-other", "1")]
+    assert names(upstream_request_headers(sent, None)) == ["x-other"]
+    allowed = upstream_request_headers(sent, None, litellm_allowed=frozenset({"x-litellm-tags"}))
+    assert names(allowed) == ["x-litellm-tags", "x-other"]

@@ -42,3 +42,21 @@ async def test_a_wrong_method_is_405_with_allow(tmp_path: Path) -> None:
         r = await p.client.put("/v1/memories")
     assert r.status_code == 405
     assert r.headers["allow"] == "DELETE, GET, POST"
+
+
+async def test_litellm_controls_reach_litellm_only_from_admin_keys_and_only_when_listed(tmp_path: Path) -> None:
+    from tests.inprocess import marker, upstream_requests
+
+    settings = replace(make_settings(tmp_path), keys=KEYS)
+    settings = replace(settings, limits=replace(settings.limits, admin_litellm_controls=frozenset({"num_retries"})))
+    async with running(tmp_path, settings=settings) as p:
+        seen = {}
+        for key in ("pin-key", "adm-key"):
+            needle = marker()
+            body = {"model": "m", "input": needle, "num_retries": 8, "mock_response": "x"}
+            headers = {"authorization": f"Bearer {key}", "x-litellm-num-retries": "8"}
+            assert (await p.client.post("/v1/embeddings", json=body, headers=headers)).status_code == 200
+            (sent,) = upstream_requests(needle)
+            seen[key] = (set(sent["body"]), {h.lower() for h in sent["headers"]})
+    assert seen["pin-key"][0] == {"model", "input"} and "x-litellm-num-retries" not in seen["pin-key"][1]
+    assert seen["adm-key"][0] == {"model", "input", "num_retries"} and "x-litellm-num-retries" not in seen["adm-key"][1]

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from app import textindex
 from app.records import memory_json
 from app.store import Held, InvalidCursor, Memory, MemoryStore, NewMemory, open_store, postings
+from app.store.objects import Owner
 from app.store.sqlite import MIGRATIONS, SqliteStore, sqlite3
 from tests.backends import reset_schema
 from tests.test_cli import RECALL_FIELDS
@@ -909,3 +910,16 @@ async def test_postgres_store_of_the_tsvector_era_is_migrated_onto_the_term_inde
         assert count == sum(p.own for p in postings.postings("next turn", textindex.date_words(1e9 + 1)))
     finally:
         await store.close()
+
+
+async def test_object_owners_are_recorded_once_and_go_with_their_scope(store: MemoryStore) -> None:
+    alice, bob = Owner("k-alice", "alice"), Owner("k-bob", "bob")
+    await store.own_object("resp_1", alice)
+    await store.own_object("resp_1", bob)  # the first record stands
+    await store.own_object("resp_2", bob)
+    assert await store.object_owner("resp_1") == alice
+    assert await store.object_owner("resp_2") == bob
+    assert await store.object_owner("resp_unknown") is None
+    await store.forget("alice")
+    assert await store.object_owner("resp_1") is None
+    assert await store.object_owner("resp_2") == bob

@@ -31,6 +31,7 @@ from app.store import (
     metadata_text,
     postings,
 )
+from app.store.postgres_objects import M006_OBJECT_OWNERS, PostgresObjects
 from app.store.postgres_usage import M002_USAGE, PostgresUsage
 
 POOL_SIZE = 10
@@ -145,6 +146,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
         CREATE TRIGGER memories_link BEFORE INSERT ON memories FOR EACH ROW EXECUTE FUNCTION memories_link();
         """,
     ),
+    M006_OBJECT_OWNERS,
 ]
 POSTINGS_INDEX = "CREATE INDEX memory_terms_impact ON memory_terms (scope, term, impact DESC, seq DESC)"
 _COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
@@ -297,7 +299,7 @@ async def _count(conn: Any, totals: Iterable[tuple[str, int, int, int]]) -> None
         await conn.execute(_DOCS_UPSERT, *columns)
 
 
-class PostgresStore(PostgresUsage):
+class PostgresStore(PostgresUsage, PostgresObjects):
     """PostgreSQL backend. Scoped statements go through `_scoped`, which refuses SQL not bound to a scope."""
 
     def __init__(self, url: str, pool: asyncpg.Pool) -> None:
@@ -455,12 +457,13 @@ class PostgresStore(PostgresUsage):
         return True
 
     async def forget(self, user_id: str) -> int:
-        """Delete every memory of a scope with its postings, then VACUUM so the freed rows' space is reclaimed."""
+        """Delete every memory of a scope with its postings and object owners, then VACUUM (reclaims the space)."""
         async with self._pool.acquire() as conn, conn.transaction():
             await self._lock(conn, [user_id])
             rows = await self._scoped(conn, user_id, "DELETE FROM memories m WHERE m.user_id = $1 RETURNING m.seq")
             await conn.execute("DELETE FROM memory_terms WHERE scope = $1", postings.scope_key(user_id))
             await conn.execute("DELETE FROM memory_term_docs WHERE user_id = $1", user_id)
+            await conn.execute("DELETE FROM object_owners WHERE user_id = $1", user_id)
         self._sizes.pop(user_id, None)
         if rows:
             await self._pool.execute("VACUUM memories, memory_terms, memory_term_docs")

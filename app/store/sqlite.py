@@ -41,6 +41,7 @@ from app.store import (
     metadata_text,
     postings,
 )
+from app.store.sqlite_objects import SqliteObjects, SqliteObjectsAsync, m007_object_owners
 from app.store.sqlite_usage import SqliteUsage, m003_usage
 from app.store.usage import Mode, UsageFilter, UsageRecord
 
@@ -155,6 +156,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m004_postings,
     _m005_packed_postings,
     _m006_pending_postings,
+    m007_object_owners,
 ]
 # (memory rowid, scope, its postings as Posting or plain (term, impact, own) tuples)
 Posted = Sequence[tuple[int, str, Sequence[tuple[int, int, bool]]]]
@@ -299,7 +301,7 @@ def _row(r: tuple[Any, ...]) -> Memory:
     return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
 
 
-class SqliteDb(SqliteUsage):
+class SqliteDb(SqliteUsage, SqliteObjects):
     """The SQL of the SQLite backend (blocking). Reads go through `_scoped`, which refuses SQL not bound to a scope."""
 
     def __init__(self, path: str) -> None:
@@ -474,12 +476,13 @@ class SqliteDb(SqliteUsage):
         return row is not None
 
     def forget(self, user_id: str) -> int:
-        """Delete every memory and index entry of a scope, and purge the bytes from the files."""
+        """Delete every memory, index entry and object owner of a scope, and purge the bytes from the files."""
         with self._transaction() as db:
             (count,) = self._scoped(user_id, "SELECT count(*) FROM memories m WHERE m.user_id = ?").fetchone()
             db.execute("DELETE FROM memory_terms WHERE scope = ?", (postings.scope_key(user_id),))
             db.execute("DELETE FROM memory_term_docs WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
+            db.execute("DELETE FROM object_owners WHERE user_id = ?", (user_id,))
             self._sizes.pop(user_id, None)
         self._purge()
         return count
@@ -641,7 +644,7 @@ class SqliteDb(SqliteUsage):
         self._local = threading.local()
 
 
-class SqliteStore:
+class SqliteStore(SqliteObjectsAsync):
     """The async facade over `SqliteDb`: every call runs on the store's own fixed pool of threads."""
 
     def __init__(self, path: str) -> None:
