@@ -32,6 +32,7 @@ class Oversight:
         self.settings = settings
         self.context = context
         self.modes: dict[str, Mode] = {}
+        self.directories: dict[str, str] = {}  # project scope -> its working directory, as clients reported it
         self.litellm_up = 0.0
         obs = settings.observability
         self.metrics = Metrics(settings, self._gauges) if obs.metrics_enabled else None
@@ -67,6 +68,7 @@ class Oversight:
             "memory_proxy_writer_dropped": writer.dropped if writer else 0,
             "memory_proxy_store_errors": (writer.failures if writer else 0) + c.counters.memory_errors,
             "memory_proxy_litellm_up": self.litellm_up,
+            "memory_proxy_ignored_directories": c.counters.ignored_directories,
         }
 
     def answered(self, state: RequestState, status: int, seconds: float, ttfb: float | None) -> None:
