@@ -275,7 +275,9 @@ def test_cli_usage_prints_the_api_figures(tmp_path: Path, capsys: pytest.Capture
 
 def claude_code_body(text: str, workdir: str) -> dict[str, object]:
     """An Anthropic request with Claude Code's environment block as a `system`-role message."""
-    env = f"# Environment\nYou have been invoked in the following environment: \n - Primary working directory: {workdir}\n"
+    env = (
+        f"# Environment\nYou have been invoked in the following environment: \n - Primary working directory: {workdir}"
+    )
     return {
         "model": "fake-model",
         "max_tokens": 64,
