@@ -118,7 +118,7 @@ async def chat(request: Request) -> ASGIApp:
     if decision.ignored_directory:
         c.counters.ignored_directories += 1
     if decision.project is not None and decision.project.directory is not None and c.oversight is not None:
-        c.oversight.directories[decision.project.scope] = decision.project.directory
+        c.oversight.saw_project(decision.project.scope, decision.project.directory)
     scope = decision.user_id
     state.scope, state.client = scope, decision.matched_pattern
     if c.oversight is not None:  # the scope's stored mode: a request may narrow it, never widen it

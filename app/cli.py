@@ -387,8 +387,12 @@ async def _dispatch(store: MemoryStore, args: argparse.Namespace, scope: Any, ex
             out.write(f"database: {stats['path']} ({_size(stats['bytes'])})\n")
             out.write(f"memories: {stats['memories']} in {len(stats['scopes'])} scopes\n")
             if stats["scopes"]:
-                rows = [[s, *(part or "-" for part in split_scope(s)), str(n)] for s, n in stats["scopes"].items()]
-                _table(out, ["SCOPE", "OWNER", "PROJECT", "MEMORIES"], rows)
+                where = await store.project_directories()
+                rows = [
+                    [s, *(part or "-" for part in split_scope(s)), where.get(s, "-"), str(n)]
+                    for s, n in stats["scopes"].items()
+                ]
+                _table(out, ["SCOPE", "OWNER", "PROJECT", "DIRECTORY", "MEMORIES"], rows)
     return EXIT_OK
 
 

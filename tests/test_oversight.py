@@ -188,6 +188,22 @@ async def test_modes_survive_a_restart(tmp_path: Path, store_url: str):
         assert [(s["user_id"], s["mode"]) for s in scopes] == [("carol", "write")]
 
 
+async def test_project_directories_survive_a_restart(tmp_path: Path, store_url: str):
+    settings = keyed(tmp_path, store_url)
+    async with running(tmp_path, settings=settings) as p:
+        p.client.headers.update(auth(ADMIN))
+        r = await p.client.post("/v1/messages", json=claude_code_body(f"hello {marker()}", "/src/alpha"))
+        scope = r.headers["x-memory-user-id"]
+        await p.drain()
+        for _ in range(100):  # the directory is written off the response path
+            if await p.ctx.store.project_directories():
+                break
+            await asyncio.sleep(0.02)
+    async with running(tmp_path, settings=settings) as p:
+        rows = {s["user_id"]: s for s in (await p.client.get("/v1/scopes", headers=auth(ADMIN))).json()["data"]}
+        assert rows[scope]["directory"] == "/src/alpha"
+
+
 async def test_retention_deletes_old_records(tmp_path: Path, store_url: str):
     async with keyed_proxy(tmp_path, store_url, usage_retention_days=1) as p:
         store = p.ctx.store

@@ -31,6 +31,7 @@ from app.store import (
     metadata_text,
     postings,
 )
+from app.store.postgres_projects import M_SCOPE_PROJECTS, PostgresProjects
 from app.store.postgres_usage import M002_USAGE, PostgresUsage
 
 POOL_SIZE = 10
@@ -145,6 +146,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
         CREATE TRIGGER memories_link BEFORE INSERT ON memories FOR EACH ROW EXECUTE FUNCTION memories_link();
         """,
     ),
+    M_SCOPE_PROJECTS,
 ]
 POSTINGS_INDEX = "CREATE INDEX memory_terms_impact ON memory_terms (scope, term, impact DESC, seq DESC)"
 _COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
@@ -297,7 +299,7 @@ async def _count(conn: Any, totals: Iterable[tuple[str, int, int, int]]) -> None
         await conn.execute(_DOCS_UPSERT, *columns)
 
 
-class PostgresStore(PostgresUsage):
+class PostgresStore(PostgresUsage, PostgresProjects):
     """PostgreSQL backend. Scoped statements go through `_scoped`, which refuses SQL not bound to a scope."""
 
     def __init__(self, url: str, pool: asyncpg.Pool) -> None:
