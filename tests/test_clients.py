@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -122,13 +123,22 @@ def test_injection_keeps_every_byte_before_the_human_turn(name: str, i: int) -> 
     assert again is not None and again.text == turn.text  # the block is not taken for the human
 
 
+def recorded_scope(name: str) -> str:
+    """The scope a recorded request lands in: its project's when the client worked in one (as Claude
+    Code and Codex did), else the client's."""
+    workdir = WORKDIRS.get(name)
+    if workdir is None:
+        return SCOPES[name]
+    return f"local:project-{hashlib.sha256(workdir.encode()).hexdigest()[:6]}"
+
+
 @pytest.mark.parametrize(("name", "i"), CASES)
 async def test_recorded_request_through_the_proxy(tmp_path: Path, name: str, i: int) -> None:
     """Scope, recall, injection and capture for the recorded bytes, through the real app."""
     recording = load(name)
     request = recording["requests"][i]
     words = human_words(recording, request)
-    scope = SCOPES[name]
+    scope = recorded_scope(name)
     settings = dataclasses.replace(make_settings(tmp_path), scopes=shipped_scopes())
     headers = {k: v for k, v in request["headers"].items() if k.lower() not in ("authorization", "x-api-key")}
     marker = f"seeded-{name}-{i}"
