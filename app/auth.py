@@ -26,8 +26,11 @@ class Principal:
         return self.admin or self.anonymous
 
     def may_use(self, scope: str) -> bool:
-        """True when this caller may read or write `scope`."""
-        return self.user_id is None or self.admin or self.user_id == scope
+        """True when this caller may read or write `scope`: a pinned key its own and its project
+        scopes (`<user_id>:…`), every other caller any."""
+        if self.user_id is None or self.admin:
+            return True
+        return scope == self.user_id or scope.startswith(f"{self.user_id}:")
 
 
 ANONYMOUS = Principal("anonymous", anonymous=True)

@@ -23,7 +23,7 @@ from app.errors import error_response
 from app.headers import upstream_request_headers
 from app.proxy import ProxyResponse, read_body_or_refusal, upstream_target
 from app.request_state import state_of
-from app.scopes import InvalidScope, resolve_scope
+from app.scopes import ForbiddenScope, InvalidScope, resolve_scope
 from app.sse import ReplyAssembler
 from app.store import NOTHING_HELD, NewMemory
 
@@ -108,11 +108,18 @@ async def chat(request: Request) -> ASGIApp:
         return error_response(shape, 400, f"request body refused: {exc}")
     if not isinstance(body, dict):
         return error_response(shape, 400, "request body must be a JSON object")
+    workdir = await _cpu(len(raw), dialect.working_directory, body)
     try:
-        decision = resolve_scope(c.settings.scopes, request.headers, state.principal)
+        decision = resolve_scope(c.settings.scopes, request.headers, state.principal, workdir)
         want_inject, want_capture = memory.parse_mode(request.headers.get("x-memory-mode"))
     except (InvalidScope, memory.BadMode) as exc:
         return error_response(shape, 400, str(exc))
+    except ForbiddenScope as exc:
+        return error_response(shape, 403, str(exc))
+    if decision.ignored_directory:
+        c.counters.ignored_directories += 1
+    if decision.project is not None and decision.project.directory is not None and c.oversight is not None:
+        c.oversight.saw_project(decision.project.scope, decision.project.directory)
     scope = decision.user_id
     state.scope, state.client = scope, decision.matched_pattern
     if (refusal := await objects.refused_reference(c, request, body, raw)) is not None:

@@ -14,8 +14,10 @@ from typing import Any, NoReturn, TextIO
 
 import orjson
 
+from app.projects import split_scope
 from app.records import MAX_LIMIT, memory_json, parse_lines, parse_record
 from app.store import InvalidCursor, Memory, MemoryStore, is_postgres_url, open_store
+from app.store.moves import move_scope
 from app.store.sqlite import sqlite3
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
@@ -102,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--user", metavar="SCOPE", help="scope for lines without a user_id")
 
-    actions.add_parser("stats", parents=[common], help="memories per scope and database size")
+    p = actions.add_parser("move", parents=[scoped], help="move every memory of --user into --to")
+    p.add_argument("--to", metavar="SCOPE", required=True, help="the scope that receives them")
+
+    actions.add_parser("stats", parents=[common], help="memories per scope (owner, project) and database size")
 
     from app.usage import GROUP_BYS
 
@@ -229,6 +234,15 @@ def _scope(args: argparse.Namespace) -> str | None:
         raise _usage(f"--user: {exc}") from None
 
 
+def _target(name: str) -> str:
+    from app.scopes import InvalidScope, validate_scope
+
+    try:
+        return validate_scope(name)
+    except InvalidScope as exc:
+        raise _usage(f"--to: {exc}") from None
+
+
 def _confirm(scope: str, count: int) -> bool:
     """Ask on a terminal; refuse (usage error) when stdin is not one."""
     if not sys.stdin or not sys.stdin.isatty():
@@ -269,6 +283,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         extra = _records(lambda scope_for: parse_lines(data, scope_for), scope)
     elif action == "search" and not args.query.strip():
         raise _usage("QUERY must not be empty")
+    elif action == "move":
+        extra = _target(args.to)
     elif action == "usage":
         extra = _usage_filter(args, scope)
 
@@ -346,6 +362,13 @@ async def _dispatch(store: MemoryStore, args: argparse.Namespace, scope: Any, ex
         out.write(_dump({"deleted": deleted}) + "\n" if args.json else f"deleted {deleted} memories of {scope!r}\n")
     elif action == "export":
         await _export(store, args, scope, out)
+    elif action == "move":
+        done = await move_scope(store, scope, extra)
+        out.write(
+            _dump({"moved": done.moved, "already": done.already}) + "\n"
+            if args.json
+            else f"moved {done.moved} memories from {scope!r} to {extra!r} ({done.already} were already there)\n"
+        )
     elif action == "import":
         imported = 0
         for start in range(0, len(extra), IMPORT_BATCH):
@@ -364,7 +387,12 @@ async def _dispatch(store: MemoryStore, args: argparse.Namespace, scope: Any, ex
             out.write(f"database: {stats['path']} ({_size(stats['bytes'])})\n")
             out.write(f"memories: {stats['memories']} in {len(stats['scopes'])} scopes\n")
             if stats["scopes"]:
-                _table(out, ["SCOPE", "MEMORIES"], [[s, str(n)] for s, n in stats["scopes"].items()])
+                where = await store.project_directories()
+                rows = [
+                    [s, *(part or "-" for part in split_scope(s)), where.get(s, "-"), str(n)]
+                    for s, n in stats["scopes"].items()
+                ]
+                _table(out, ["SCOPE", "OWNER", "PROJECT", "DIRECTORY", "MEMORIES"], rows)
     return EXIT_OK
 
 

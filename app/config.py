@@ -57,13 +57,25 @@ class HeaderPattern:
     user_id: str
 
 
+PROJECT_MODES = ("shared", "per_client", "off")
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """The `memory.projects:` section: whether and under whom a working directory gets its own scope."""
+
+    mode: Literal["shared", "per_client", "off"] = "shared"
+    local_owner: str = "local"  # the owner of anonymous loopback callers and admin keys without a user_id
+
+
 @dataclass(frozen=True)
 class ScopeRules:
-    """How a request's scope is detected from its headers."""
+    """How a request's scope is detected from its headers and the client's working directory."""
 
     custom_header: str = "x-memory-user-id"
     patterns: tuple[HeaderPattern, ...] = ()
     default_user_id: str = "default-dev"
+    projects: ProjectSettings = field(default_factory=ProjectSettings)
 
 
 @dataclass(frozen=True)
@@ -304,7 +316,17 @@ def _scopes(doc: _Doc) -> ScopeRules:
             HeaderPattern(entry["header"].lower(), compiled, _scope_name(doc, (*at, "user_id"), entry["user_id"]))
         )
     default = doc.get((*sec, "default_user_id"), str, ScopeRules.default_user_id)
-    return ScopeRules(custom, tuple(patterns), _scope_name(doc, (*sec, "default_user_id"), default))
+    return ScopeRules(custom, tuple(patterns), _scope_name(doc, (*sec, "default_user_id"), default), _projects(doc))
+
+
+def _projects(doc: _Doc) -> ProjectSettings:
+    sec = ("memory", "projects")
+    doc.get(sec, dict, {})
+    owner = doc.get((*sec, "local_owner"), str, ProjectSettings.local_owner)
+    return ProjectSettings(
+        mode=_choice(doc, (*sec, "mode"), PROJECT_MODES, ProjectSettings.mode),
+        local_owner=_scope_name(doc, (*sec, "local_owner"), owner),
+    )
 
 
 def _choice(doc: _Doc, at: tuple[Any, ...], choices: tuple[str, ...], default: str) -> Any:
@@ -372,7 +394,20 @@ def _keys(doc: _Doc, env: Mapping[str, str]) -> tuple[ApiKey, ...]:
         keys.append(ApiKey(value, user_id, admin))
     if len({k.key for k in keys}) != len(keys):
         raise doc.error(("auth", "keys"), "two entries have the same key value")
+    _check_owners(doc, keys)
     return tuple(keys)
+
+
+def _check_owners(doc: _Doc, keys: list[ApiKey]) -> None:
+    """A pinned key reaches `<its scope>:…` (its project scopes): no other owner may live under that prefix."""
+    owners = {k.user_id for k in keys if not k.admin and k.user_id is not None}
+    owners.add(doc.get(("memory", "projects", "local_owner"), str, ProjectSettings.local_owner))
+    for i, entry in enumerate(keys):
+        if entry.admin or entry.user_id is None:
+            continue
+        for other in owners:
+            if other != entry.user_id and entry.user_id.startswith(f"{other}:"):
+                raise doc.error(("auth", "keys", i, "user_id"), f"lies under owner {other!r}'s project scopes")
 
 
 def _models(doc: _Doc) -> tuple[ModelEntry, ...]:

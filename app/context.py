@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class Counters:
-    """Counts shown by /health: memory-step failures and requests shed under load."""
+    """Counts shown by /health: memory-step failures, requests shed under load, and working
+    directories ignored for scoping (too long, control characters, not absolute)."""
 
     memory_errors: int = 0
     overloaded: int = 0
+    ignored_directories: int = 0
 
 
 @dataclass

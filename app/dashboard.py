@@ -7,6 +7,7 @@ admin key (or the anonymous loopback owner) sees every scope; a pinned key only 
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from app.auth import ANONYMOUS, Principal, authenticate
 from app.context import Context, ctx
 from app.errors import TOO_LARGE
+from app.projects import split_scope
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
 from app.records import RecordError, iso, memory_json, parse_numbered, split_lines
 from app.scopes import InvalidScope, validate_scope
@@ -255,17 +257,25 @@ async def overview(v: View) -> Response:
     """GET /dashboard: scopes with counts and mode; requests and tokens per day."""
     store = v.store
     since = time.time() - CHART_DAYS * 86400
-    window = UsageFilter(v.only(), since)
+    # A pinned key sees its own scope and its project scopes (`<user_id>:…`): read all, keep those.
+    may_use = v.principal.may_use
     find = v.request.query_params.get("find", "").strip()
-    scopes = [s for s in await store.scope_summaries(v.only()) if find.lower() in s["user_id"].lower()]
-    records = await store.usage(window)
+    summaries = await store.scope_summaries(None)
+    scopes = [s for s in summaries if may_use(s["user_id"]) and find.lower() in s["user_id"].lower()]
+    records = [r for r in await store.usage(UsageFilter(None, since)) if may_use(r.user_id)]
+    assert v.c.oversight is not None
+    directories = v.c.oversight.directories
     per_scope = {r["scope"]: r for r in summarise(records, "scope")}
     for s in scopes:
         figures = per_scope.get(s["user_id"], {})
         s["tokens"] = figures.get("input_tokens", 0) + figures.get("output_tokens", 0)
         s["errors"] = figures.get("errors", 0)
+        s["owner"], s["project"] = split_scope(s["user_id"])
+        s["directory"] = directories.get(s["user_id"])
     days = chart(summarise(records, "day"), since)
-    return v.render("overview.html", scopes=scopes, days=days, chart_days=CHART_DAYS, find=find)
+    owners = itertools.groupby(sorted(scopes, key=lambda s: s["owner"] or ""), key=lambda s: s["owner"])
+    groups = [(owner, list(rows)) for owner, rows in owners]
+    return v.render("overview.html", groups=groups, days=days, chart_days=CHART_DAYS, find=find)
 
 
 @page()
@@ -359,7 +369,7 @@ async def requests_page(v: View) -> Response:
     scope = params.get("scope", "").strip() or None
     if scope is not None:
         v.scope(scope)
-    only = v.only() or scope
+    only = scope or v.only()  # v.scope let a pinned key name only its own scopes
     status_raw = params.get("status", "").strip()
     if status_raw and not status_raw.isdigit():
         raise Refused(400, "status must be a number")

@@ -26,7 +26,7 @@ from app.records import (
     split_lines,
 )
 from app.request_state import state_of
-from app.scopes import InvalidScope, resolve_scope, validate_scope
+from app.scopes import ForbiddenScope, InvalidScope, resolve_scope, validate_scope
 from app.store import InvalidCursor, MemoryStore, NewMemory
 
 IMPORT_BATCH = 500  # records per write transaction: another scope's write waits for one batch at most
@@ -63,6 +63,8 @@ def _scope(request: Request, explicit: str | None) -> str:
             scope = validate_scope(explicit)
     except InvalidScope as exc:
         raise ApiError(400, str(exc)) from None
+    except ForbiddenScope as exc:
+        raise ApiError(403, str(exc)) from None
     if not principal.may_use(scope):
         raise ApiError(403, f"this key may not use scope {scope!r}")
     state.scope = scope  # for the access log

@@ -34,6 +34,7 @@ GAUGES = {
     "memory_proxy_writer_dropped": "memories and usage records dropped (failed every retry, or a full queue)",
     "memory_proxy_store_errors": "failed store writes plus memory steps that failed during chats",
     "memory_proxy_litellm_up": "1 when LiteLLM answered its health probe at scrape time",
+    "memory_proxy_ignored_directories": "working directories in client environment blocks unfit for scoping",
 }
 
 

@@ -32,6 +32,7 @@ class Oversight:
         self.settings = settings
         self.context = context
         self.modes: dict[str, Mode] = {}
+        self.directories: dict[str, str] = {}  # project scope -> its working directory (a cache of the store's)
         self.litellm_up = 0.0
         obs = settings.observability
         self.metrics = Metrics(settings, self._gauges) if obs.metrics_enabled else None
@@ -50,6 +51,22 @@ class Oversight:
         store = self.context.store
         if store is not None:
             self.modes = await store.scope_modes()
+            self.directories = await store.project_directories()
+
+    def saw_project(self, scope: str, directory: str) -> None:
+        """A chat came from `directory` in project scope `scope`: record it once (the store keeps it)."""
+        if self.directories.get(scope) == directory:
+            return
+        self.directories[scope] = directory
+        if self.context.store is not None:
+            self._spawn(self._note_project(self.context.store, scope, directory))
+
+    async def _note_project(self, store: MemoryStore, scope: str, directory: str) -> None:
+        try:
+            await store.note_project(scope, directory)
+        except Exception as exc:  # shown from memory until the next chat of the project writes it again
+            self.directories.pop(scope, None)
+            log.warning("scope %s: recording its project directory failed: %s", scope, type(exc).__name__)
 
     async def set_mode(self, store: MemoryStore, scope: str, mode: Mode) -> None:
         """Store a scope's mode; every later request of the scope follows it at once."""
@@ -67,6 +84,7 @@ class Oversight:
             "memory_proxy_writer_dropped": writer.dropped if writer else 0,
             "memory_proxy_store_errors": (writer.failures if writer else 0) + c.counters.memory_errors,
             "memory_proxy_litellm_up": self.litellm_up,
+            "memory_proxy_ignored_directories": c.counters.ignored_directories,
         }
 
     def answered(self, state: RequestState, status: int, seconds: float, ttfb: float | None) -> None:

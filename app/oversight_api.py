@@ -15,6 +15,7 @@ from app.context import ctx
 from app.errors import ErrorShape, error_response
 from app.memory_api import ApiError, _body, _json, _store, handle_api_errors
 from app.oversight import Oversight
+from app.projects import split_scope
 from app.records import iso
 from app.request_state import state_of
 from app.scopes import InvalidScope, validate_scope
@@ -31,9 +32,9 @@ def visible_scope(principal: Principal, asked: str | None) -> str | None:
             raise ApiError(400, str(exc)) from None
     if principal.user_id is None:
         return asked
-    if asked is not None and asked != principal.user_id:
+    if asked is not None and not principal.may_use(asked):
         raise ApiError(403, f"this key may not use scope {asked!r}")
-    return principal.user_id
+    return asked or principal.user_id
 
 
 def _principal(request: Request) -> Principal:
@@ -71,19 +72,25 @@ async def usage(request: Request) -> Response:
     return _json({"data": summarise(records, group_by)})
 
 
-def scope_json(row: dict[str, Any]) -> dict[str, Any]:
-    """A scope summary in the API's shape (ISO-8601 time)."""
+def scope_json(row: dict[str, Any], directories: dict[str, str]) -> dict[str, Any]:
+    """A scope summary in the API's shape (ISO-8601 time, owner, project and its directory)."""
     last = row["last_active_at"]
-    return {**row, "last_active_at": iso(last) if last is not None else None}
+    owner, project = split_scope(row["user_id"])
+    where = {"owner": owner, "project": project, "directory": directories.get(row["user_id"])}
+    return {**row, **where, "last_active_at": iso(last) if last is not None else None}
 
 
 @handle_api_errors
 async def scopes(request: Request) -> Response:
     """GET /v1/scopes: every scope the caller may see, with counts and its memory mode."""
-    only = visible_scope(_principal(request), request.query_params.get("user_id"))
+    principal = _principal(request)
+    asked = request.query_params.get("user_id")
+    only = visible_scope(principal, asked)
     store = _store(request)
-    rows = await store.scope_summaries(only)
-    return _json({"data": [scope_json(r) for r in rows]})
+    # A pinned key sees its own scope and its project scopes (`<user_id>:…`).
+    rows = await store.scope_summaries(None if principal.user_id is not None and asked is None else only)
+    directories = _oversight(request).directories
+    return _json({"data": [scope_json(r, directories) for r in rows if principal.may_use(r["user_id"])]})
 
 
 @handle_api_errors
@@ -105,7 +112,7 @@ async def patch_scope(request: Request) -> Response:
     state_of(request).scope = scope
     rows = await store.scope_summaries(scope)
     found = rows[0] if rows else {"user_id": scope, "memories": 0, "requests": 0, "last_active_at": None}
-    return _json(scope_json({**found, "mode": mode}))
+    return _json(scope_json({**found, "mode": mode}, _oversight(request).directories))
 
 
 async def metrics(request: Request) -> Response:

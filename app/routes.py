@@ -15,7 +15,7 @@ from app.errors import TOO_LARGE, error_response
 from app.headers import upstream_request_headers
 from app.proxy import BodyTooLarge, ProxyResponse, Recorder, read_body_or_refusal, upstream_target
 from app.request_state import state_of
-from app.scopes import InvalidScope, resolve_scope
+from app.scopes import ForbiddenScope, InvalidScope, resolve_scope
 
 
 async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
@@ -45,6 +45,7 @@ async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
             store["status"] = "error"
             store["error"] = c.writer.last_error
     store["memory_errors"] = c.counters.memory_errors
+    store["ignored_directories"] = c.counters.ignored_directories
     ok = litellm["status"] == "reachable" and store["status"] in ("ok", "disabled")
     report = {
         "status": "healthy" if ok else "degraded",
@@ -83,20 +84,29 @@ async def not_found(request: Request) -> Response:
 
 
 async def routing_info(request: Request) -> Response:
-    """GET /memory-routing/info: how this caller's headers resolve to a scope."""
+    """GET /memory-routing/info[?directory=/path]: how this caller's headers (and a chat from that
+    working directory) resolve to a scope."""
     c = ctx(request)
     state = state_of(request)
     assert state.principal is not None
     try:
-        d = resolve_scope(c.settings.scopes, request.headers, state.principal)
+        d = resolve_scope(c.settings.scopes, request.headers, state.principal, request.query_params.get("directory"))
     except InvalidScope as exc:
         return error_response(state.error_shape, 400, str(exc))
+    except ForbiddenScope as exc:
+        return error_response(state.error_shape, 403, str(exc))
+    project = d.project
     return JSONResponse(
         {
             "user_id": d.user_id,
             "matched_pattern": d.matched_pattern,
             "custom_header_present": d.custom_header_present,
             "is_default": d.is_default,
+            "projects_mode": c.settings.scopes.projects.mode,
+            "owner": project.owner if project else None,
+            "project": project.name if project else None,
+            "directory": project.directory if project else None,
+            "project_signal": project.signal if project else None,
             "mode": c.oversight.mode(d.user_id) if c.oversight is not None else "on",
         }
     )

@@ -96,5 +96,7 @@ def test_may_use() -> None:
     assert not pinned.may_use("claude-cli")
     assert not pinned.may_use("pycharm-ai-2")
     assert not pinned.may_use("PYCHARM-AI")
+    assert pinned.may_use("pycharm-ai:alpha-3f2a9c")  # its own project scopes
+    assert not pinned.may_use("pycharm-ai-2:alpha") and not pinned.may_use("claude-cli:pycharm-ai")
     assert admin.may_use("pycharm-ai") and admin.may_use("anything")
     assert ANONYMOUS.may_use("anything") and ANONYMOUS.may_use("default-dev")

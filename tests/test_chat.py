@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from dataclasses import replace
@@ -204,8 +205,10 @@ OPAQUE_ITEMS = [
 ]
 
 
-def responses_body(text: str, *, stream: bool = False, **extra: Any) -> dict[str, Any]:
-    """A Codex-like Responses request: a developer item, scaffolding, the human's message, tool items."""
+def responses_body(text: str, *, stream: bool = False, cwd: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A Codex-like Responses request: a developer item, scaffolding (naming `cwd` when given), the
+    human's message, tool items."""
+    where = f"<cwd>{cwd}</cwd>" if cwd else "<shell>bash</shell>"
     return {
         "model": "fake-model",
         "instructions": "Be brief.",
@@ -214,7 +217,7 @@ def responses_body(text: str, *, stream: bool = False, **extra: Any) -> dict[str
             {
                 "type": "message",
                 "role": "user",
-                "content": [{"type": "input_text", "text": "<environment_context><cwd>/x</cwd></environment_context>"}],
+                "content": [{"type": "input_text", "text": f"<environment_context>{where}</environment_context>"}],
             },
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
             *OPAQUE_ITEMS,
@@ -229,15 +232,16 @@ def responses_body(text: str, *, stream: bool = False, **extra: Any) -> dict[str
 async def test_responses_recall_inject_and_capture(tmp_path: Path, path: str, stream: bool) -> None:
     m = marker()
     extra = {"previous_response_id": "resp_prev", "store": False, "include": ["reasoning.encrypted_content"]}
-    body = responses_body(f"where do otters sleep {m}", stream=stream, background=False, **extra)
+    body = responses_body(f"where do otters sleep {m}", stream=stream, cwd="/x", background=False, **extra)
+    project = f"local:x-{hashlib.sha256(b'/x').hexdigest()[:6]}"  # the body's <cwd>/x</cwd>
     async with running(tmp_path) as p:
-        await p.client.post("/v1/memories", json={"content": f"otters sleep in rafts {m}-memo"})
+        await p.client.post("/v1/memories", json={"content": f"otters sleep in rafts {m}-memo", "user_id": project})
         r = await p.client.post(path, json=body)
         await p.drain()
-        rows = await p.memories("default-dev")
+        rows = await p.memories(project)
     assert r.status_code == 200, r.text
     assert r.headers["x-memory-injected"] == "1"
-    assert r.headers["x-memory-user-id"] == "default-dev"
+    assert r.headers["x-memory-user-id"] == project
     (call,) = upstream_requests(f"where do otters sleep {m}")
     sent = call["body"]
     assert sent["instructions"] == "Be brief." and sent["input"][:2] == body["input"][:2]

@@ -346,7 +346,7 @@ def test_stats(cli, db: Path) -> None:
     assert stats["bytes"] > 0 and stats["path"] == str(db)
     text = cli("stats").out
     assert "memories: 3 in 2 scopes" in text and f"database: {db}" in text
-    assert any(line.split() == ["alice", "2"] for line in text.splitlines())
+    assert any(line.split() == ["alice", "-", "-", "-", "2"] for line in text.splitlines())
 
 
 # --- usage and store errors ----------------------------------------------------------------------------------
@@ -487,3 +487,23 @@ def test_the_cli_reads_the_project_settings_from_any_directory(
     assert (project / "data" / "from-env.db").exists()
     assert not (elsewhere / "data").exists()
     assert Path.cwd() == elsewhere  # the caller's directory is left as it was
+
+
+def test_move_a_scope_and_stats_show_owner_and_project(cli, db: Path) -> None:
+    seed(db, ("claude-cli", "the port is 5433"), ("codex-cli", "other"))
+    store = SqliteDb(str(db))
+    try:
+        store.note_project("local:alpha-3f2a9c", "/src/alpha")
+    finally:
+        store.close()
+    assert cli("move", "--user", "claude-cli", "--to", "local:alpha-3f2a9c", "--json").json() == {
+        "moved": 1,
+        "already": 0,
+    }
+    assert count(db) == {"local:alpha-3f2a9c": 1, "codex-cli": 1}
+    text = cli("stats").out
+    rows = [line.split() for line in text.splitlines()]
+    assert ["local:alpha-3f2a9c", "local", "alpha-3f2a9c", "/src/alpha", "1"] in rows
+    assert ["codex-cli", "-", "-", "-", "1"] in rows
+    refused = cli("move", "--user", "codex-cli", "--to", "bad name")
+    assert refused.code == 2 and count(db)["codex-cli"] == 1

@@ -431,3 +431,20 @@ def test_admin_litellm_controls_are_read_and_checked(tmp_path: Path) -> None:
     assert s.limits.admin_litellm_controls == frozenset({"num_retries", "x-litellm-tags"})
     assert load_settings(env=write_config(tmp_path, "model_list: []\n")).limits.admin_litellm_controls == frozenset()
     assert_names(config_error(tmp_path, "proxy:\n  admin_litellm_controls: [1]\n"), "admin_litellm_controls[0]", 2)
+
+
+def test_projects_settings(tmp_path: Path) -> None:
+    env = write_config(tmp_path, "memory:\n  projects: {mode: per_client, local_owner: me}\n")
+    projects = load_settings(env=env).scopes.projects
+    assert (projects.mode, projects.local_owner) == ("per_client", "me")
+    assert load_settings(env=write_config(tmp_path, "memory: {}\n")).scopes.projects.mode == "shared"
+    assert_names(config_error(tmp_path, "memory:\n  projects:\n    mode: everywhere\n"), "memory.projects.mode", 3)
+    bad_owner = config_error(tmp_path, "memory:\n  projects:\n    local_owner: a b\n")
+    assert_names(bad_owner, "memory.projects.local_owner", 3)
+
+
+def test_a_pinned_key_may_not_live_under_another_owners_projects(tmp_path: Path) -> None:
+    keys = "auth:\n  keys:\n    - {key: k1, user_id: alice}\n    - {key: k2, user_id: 'alice:alpha-3f2a9c'}\n"
+    assert_names(config_error(tmp_path, keys), "auth.keys[1].user_id", 4)
+    local = "auth:\n  keys:\n    - {key: k1, user_id: 'local:alpha'}\n"
+    assert "owner 'local'" in config_error(tmp_path, local)

@@ -209,3 +209,32 @@ def _admin() -> dict[str, str]:
 async def _memories(p: Running, scope: str) -> list[dict]:
     r = await p.client.get("/v1/memories", params={"user_id": scope, "limit": 100}, headers=_admin())
     return r.json()["data"]
+
+
+async def test_scopes_are_grouped_by_owner_with_the_project_directory(tmp_path: Path):
+    async with running(tmp_path, settings=keyed(tmp_path)) as p:
+        p.client.headers["authorization"] = f"Bearer {ADMIN}"
+        body = {
+            "model": "fake-model",
+            "max_tokens": 16,
+            "messages": [
+                {"role": "user", "content": "the port is 5433"},
+                {"role": "system", "content": "# Environment\n - Primary working directory: /src/alpha"},
+            ],
+        }
+        for key in (ADMIN, PINNED):
+            r = await p.client.post("/v1/messages", json=body, headers={"authorization": f"Bearer {key}"})
+            assert r.status_code == 200, r.text
+        await add(p, "bob:alpha-000000", "bob's project note")
+        await p.drain()
+        async with log_in(p, ADMIN) as admin:
+            html = (await admin.get("/dashboard")).text
+            assert 'data-owner="local"' in html and 'data-owner="alice"' in html and 'data-owner="bob"' in html
+            local = html[html.index('data-owner="local"') :].split("</table>")[0]
+            assert "local:alpha-" in local and "<code>/src/alpha</code>" in local and "alice:" not in local
+        async with log_in(p, PINNED) as pinned:
+            html = (await pinned.get("/dashboard")).text
+            assert 'data-owner="alice"' in html and "<code>/src/alpha</code>" in html
+            assert "bob" not in html and "local:" not in html
+            scope = re.search(r"alice:alpha-[0-9a-f]{6}", html)
+            assert scope and (await pinned.get(f"/dashboard/requests?scope={scope.group(0)}")).status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -223,19 +224,23 @@ async def test_recorded_request_through_the_proxy(tmp_path: Path, i: int) -> Non
     request = REQUESTS[i]
     words = human_words(RECORDING, request)
     seeded_with = f"seeded-gemini-{i}"
+    # Gemini CLI names its workspace in its session context: the request lands in that project's scope.
+    workdir = gemini.working_directory(request["body"])
+    assert workdir is not None
+    scope = f"local:project-{hashlib.sha256(workdir.encode()).hexdigest()[:6]}"
     async with running(tmp_path, settings=shipped_settings(tmp_path)) as p:
         seeded = await p.client.post(
             "/v1/memories",
-            json={"content": f"cat called Zorblax loves to eat tuna {seeded_with}", "user_id": "gemini-cli"},
+            json={"content": f"cat called Zorblax loves to eat tuna {seeded_with}", "user_id": scope},
         )
         assert seeded.status_code == 201, seeded.text
         r = await p.client.post(
             f"{request['path']}?{request['query']}", content=json.dumps(request["body"]), headers=request["headers"]
         )
         await p.drain()
-        rows = await p.memories("gemini-cli")
+        rows = await p.memories(scope)
     assert r.status_code == 200, r.text[:300]
-    assert r.headers["x-memory-user-id"] == "gemini-cli" and r.headers["x-memory-injected"] == "1"
+    assert r.headers["x-memory-user-id"] == scope and r.headers["x-memory-injected"] == "1"
     assert streamed_text(r.text) == f"Fake reply to: {words}"
     (call,) = upstream_requests(seeded_with)
     assert call["path"] == request["path"] and call["query"] == "alt=sse"

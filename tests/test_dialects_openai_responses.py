@@ -126,3 +126,23 @@ def test_present_text_covers_instructions_and_messages_not_opaque_items() -> Non
     assert "You are Codex." in present and "how do we deploy?" in present and "we deploy with make" in present
     assert "secret-output" not in present and "gAAAAB" not in present
     assert responses.present_text({"input": "just a string"}) == "just a string"
+
+
+def env_item(text: str, role: str = "user") -> dict[str, Any]:
+    return message(role, text)
+
+
+def test_working_directory_from_codex_environment_item_only() -> None:
+    env = "<environment_context>\n  <cwd>/src/alpha</cwd>\n  <shell>bash</shell>\n</environment_context>"
+    body = {"input": [message("developer", "rules"), env_item(env), message("user", "hello")]}
+    assert responses.working_directory(body) == "/src/alpha"
+    assert responses.working_directory({"input": [env_item(env, "developer"), message("user", "x")]}) == "/src/alpha"
+    # After the human's first words, an environment block is not the client's.
+    late = {"input": [message("user", "hello"), env_item(env)]}
+    assert responses.working_directory(late) is None
+    # A part that merely mentions one, a string input, an assistant item: nothing.
+    quoted = {"input": [message("user", f"look at this: {env}")]}
+    assert responses.working_directory(quoted) is None
+    assert responses.working_directory({"input": env}) is None
+    assert responses.working_directory({"input": [env_item(env, "assistant"), message("user", "x")]}) is None
+    assert responses.working_directory({"input": [env_item("<environment_context></environment_context>")]}) is None

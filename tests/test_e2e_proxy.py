@@ -158,12 +158,25 @@ def test_keys_required_when_configured(keyed_proxy):
 
 def test_pinned_key_works_and_cannot_be_steered(keyed_proxy, stack):
     m = marker()
-    raw = oai(keyed_proxy, key="pycharm-secret-key-1", **{"x-memory-user-id": "someone-else"})
+    steered = httpx.post(
+        f"{keyed_proxy}/v1/chat/completions",
+        headers={"Authorization": "Bearer pycharm-secret-key-1", "x-memory-user-id": "someone-else"},
+        json={"model": "fake-model", "messages": [{"role": "user", "content": f"steered {m}"}]},
+        timeout=30,
+    )
+    assert steered.status_code == 403 and steered.json()["error"]["message"]  # another person's scope
+    assert not provider_calls(stack, f"steered {m}")
+    raw = oai(keyed_proxy, key="pycharm-secret-key-1", **{"x-memory-user-id": "pycharm-ai:alpha-3f2a9c"})
+    own = raw.chat.completions.with_raw_response.create(
+        model="fake-model", messages=[{"role": "user", "content": f"own project {m}"}]
+    )
+    assert own.headers["x-memory-user-id"] == "pycharm-ai:alpha-3f2a9c"  # its own project scope
+    raw = oai(keyed_proxy, key="pycharm-secret-key-1")
     resp = raw.chat.completions.with_raw_response.create(
         model="fake-model", messages=[{"role": "user", "content": f"pinned {m}"}]
     )
     assert resp.headers["x-memory-user-id"] == "pycharm-ai"
-    (call,) = provider_calls(stack, m)
+    (call,) = provider_calls(stack, f"pinned {m}")
     assert "pycharm-secret-key-1" not in str(call["headers"])  # the client's key never goes upstream
     # Anthropic clients authenticate with x-api-key.
     msg = anth(keyed_proxy, key="pycharm-secret-key-1").messages.create(

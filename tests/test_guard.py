@@ -198,7 +198,7 @@ async def test_memory_disabled_is_healthy(tmp_path: Path) -> None:
 
         p.ctx.upstream.probe = reachable  # the fake upstream has no /health/liveliness
         health = (await p.client.get("/health")).json()
-        assert health["memory_store"] == {"status": "disabled", "memory_errors": 0}
+        assert health["memory_store"] == {"status": "disabled", "memory_errors": 0, "ignored_directories": 0}
         assert health["status"] == "healthy"
         assert (await p.client.get("/health/readiness")).status_code == 200
 

@@ -13,7 +13,8 @@ from starlette.testclient import TestClient
 from app.config import ApiKey, Settings
 from app.main import create_app
 
-SCOPES = ["alpha", "beta", "gamma.team", "delta@x"]
+# Project scopes live under their owner: a pinned key reaches `<its scope>:…` and nothing else.
+SCOPES = ["alpha", "beta", "gamma.team", "delta@x", "alpha:repo-3f2a9c", "beta:repo-3f2a9c", "alphabet:repo"]
 KEYS = {
     "pin-alpha": ApiKey("pin-alpha-secret", user_id="alpha"),
     "pin-beta": ApiKey("pin-beta-secret", user_id="beta"),
@@ -24,7 +25,7 @@ WORDS = ["kiwi", "mango", "deploy", "tabs", "coffee"]
 
 def allowed(key: str, scope: str) -> bool:
     entry = KEYS[key]
-    return entry.admin or entry.user_id == scope
+    return entry.admin or entry.user_id == scope or scope.startswith(f"{entry.user_id}:")
 
 
 class ScopeMachine(RuleBasedStateMachine):
@@ -78,7 +79,7 @@ class ScopeMachine(RuleBasedStateMachine):
         assert {m["id"]: m["content"] for m in r.json()["data"]} == self.model[scope]
 
     @rule(key=st.sampled_from(["pin-alpha", "pin-beta"]), steer=st.sampled_from(SCOPES))
-    def pinned_key_ignores_steering(self, key: str, steer: str) -> None:
+    def pinned_key_steers_only_to_its_own_scopes(self, key: str, steer: str) -> None:
         r = self.call(
             "GET",
             "/v1/memories",
@@ -86,8 +87,10 @@ class ScopeMachine(RuleBasedStateMachine):
             params={"limit": 1000},
             headers={"x-memory-user-id": steer, "User-Agent": "OpenAIClientImpl/Java"},
         )
-        own = KEYS[key].user_id
-        assert {m["id"] for m in r.json()["data"]} == set(self.model[own])
+        if not allowed(key, steer):
+            assert r.status_code == 403
+            return
+        assert {m["id"] for m in r.json()["data"]} == set(self.model[steer])
 
     @rule(key=st.sampled_from(sorted(KEYS)), scope=st.sampled_from(SCOPES), word=st.sampled_from(WORDS))
     def search(self, key: str, scope: str, word: str) -> None:

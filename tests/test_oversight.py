@@ -188,6 +188,22 @@ async def test_modes_survive_a_restart(tmp_path: Path, store_url: str):
         assert [(s["user_id"], s["mode"]) for s in scopes] == [("carol", "write")]
 
 
+async def test_project_directories_survive_a_restart(tmp_path: Path, store_url: str):
+    settings = keyed(tmp_path, store_url)
+    async with running(tmp_path, settings=settings) as p:
+        p.client.headers.update(auth(ADMIN))
+        r = await p.client.post("/v1/messages", json=claude_code_body(f"hello {marker()}", "/src/alpha"))
+        scope = r.headers["x-memory-user-id"]
+        await p.drain()
+        for _ in range(100):  # the directory is written off the response path
+            if await p.ctx.store.project_directories():
+                break
+            await asyncio.sleep(0.02)
+    async with running(tmp_path, settings=settings) as p:
+        rows = {s["user_id"]: s for s in (await p.client.get("/v1/scopes", headers=auth(ADMIN))).json()["data"]}
+        assert rows[scope]["directory"] == "/src/alpha"
+
+
 async def test_retention_deletes_old_records(tmp_path: Path, store_url: str):
     async with keyed_proxy(tmp_path, store_url, usage_retention_days=1) as p:
         store = p.ctx.store
@@ -271,3 +287,67 @@ def test_cli_usage_prints_the_api_figures(tmp_path: Path, capsys: pytest.Capture
     assert capsys.readouterr().out == "no requests recorded\n"
     assert main(["usage", "--db", str(db), "--since", "last week"]) == 2
     assert "--since" in capsys.readouterr().err
+
+
+def claude_code_body(text: str, workdir: str) -> dict[str, object]:
+    """An Anthropic request with Claude Code's environment block as a `system`-role message."""
+    env = (
+        f"# Environment\nYou have been invoked in the following environment: \n - Primary working directory: {workdir}"
+    )
+    return {
+        "model": "fake-model",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": text}, {"role": "system", "content": env}],
+    }
+
+
+async def test_projects_are_visible_in_info_header_and_scopes(tmp_path: Path, store_url: str):
+    async with keyed_proxy(tmp_path, store_url) as p:
+        word = marker()
+        r = await p.client.post("/v1/messages", json=claude_code_body(f"the port is 5433 {word}", "/src/alpha/"))
+        assert r.status_code == 200, r.text
+        project = r.headers["x-memory-user-id"]
+        assert project.startswith("local:alpha-")  # the admin key has no user_id: the local owner
+        r = await p.client.post(
+            "/v1/messages", json=claude_code_body(f"mine {word}", "/src/alpha"), headers=auth(PINNED)
+        )
+        alices = r.headers["x-memory-user-id"]
+        assert alices == "alice:" + project.split(":")[1]
+        await p.drain()
+        rows = {s["user_id"]: s for s in (await p.client.get("/v1/scopes")).json()["data"]}
+        assert (rows[project]["owner"], rows[project]["directory"]) == ("local", "/src/alpha")
+        assert rows[alices]["owner"] == "alice" and rows[alices]["project"] == project.split(":")[1]
+        mine = (await p.client.get("/v1/scopes", headers=auth(PINNED))).json()["data"]
+        assert [s["user_id"] for s in mine] == [alices]  # its project scopes, never the local owner's
+        assert sorted(m["content"] for m in await p.memories(alices)) == [f"Fake reply to: mine {word}", f"mine {word}"]
+        own = await p.client.get("/v1/memories", headers={**auth(PINNED), "x-memory-user-id": alices})
+        assert own.status_code == 200 and len(own.json()["data"]) == 2
+        theirs = await p.client.get("/v1/memories", headers={**auth(PINNED), "x-memory-user-id": project})
+        assert theirs.status_code == 403
+        info = (await p.client.get("/memory-routing/info", params={"directory": "/src/alpha"})).json()
+        assert (info["user_id"], info["owner"], info["project"], info["directory"], info["project_signal"]) == (
+            project,
+            "local",
+            "alpha",
+            "/src/alpha",
+            "environment",
+        )
+        named = (await p.client.get("/memory-routing/info", headers={"x-memory-project": "payments"})).json()
+        assert (named["user_id"], named["project_signal"]) == ("local:payments", "header")
+
+
+async def test_unfit_directory_is_counted_and_a_bad_project_header_is_a_400(tmp_path: Path):
+    async with keyed_proxy(tmp_path) as p:
+        r = await p.client.post("/v1/messages", json=claude_code_body("hello", "relative/alpha"))
+        assert r.status_code == 200 and not r.headers["x-memory-user-id"].startswith("local:")
+        assert (await p.client.get("/health")).json()["memory_store"]["ignored_directories"] == 1
+        assert "memory_proxy_ignored_directories 1.0" in (await p.client.get("/metrics")).text
+        bad = {"x-memory-project": "no spaces"}
+        anthropic = await p.client.post("/v1/messages", json=claude_code_body("hi", "/a"), headers=bad)
+        assert anthropic.status_code == 400 and anthropic.json()["type"] == "error"
+        openai = await p.client.post("/v1/chat/completions", json=chat_body("hi"), headers=bad)
+        assert openai.status_code == 400 and openai.json()["error"]["type"] == "invalid_request_error"
+        foreign = await p.client.post(
+            "/v1/chat/completions", json=chat_body("hi"), headers={**auth(PINNED), "x-memory-user-id": "bob:alpha"}
+        )
+        assert foreign.status_code == 403 and "error" in foreign.json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,8 +10,8 @@ import pytest
 from starlette.datastructures import Headers
 
 from app.auth import ANONYMOUS, Principal
-from app.config import HeaderPattern, ScopeRules, load_settings
-from app.scopes import InvalidScope, resolve_scope, validate_scope
+from app.config import HeaderPattern, ProjectSettings, ScopeRules, load_settings
+from app.scopes import ForbiddenScope, InvalidScope, resolve_scope, validate_scope
 
 RULES = ScopeRules(
     custom_header="x-memory-user-id",
@@ -81,12 +82,13 @@ def test_custom_header_name_is_configurable() -> None:
     assert resolve_scope(rules, {"x-memory-user-id": "p2"}, ANONYMOUS).user_id == "d"
 
 
-def test_pinned_key_wins_over_header_and_user_agent() -> None:
-    headers = {"x-memory-user-id": "someone-else", "user-agent": "Claude Code"}
-    d = resolve_scope(RULES, headers, PINNED)
+def test_pinned_key_wins_over_user_agent_and_may_not_name_another_scope() -> None:
+    d = resolve_scope(RULES, {"x-memory-user-id": "pycharm-ai", "user-agent": "Claude Code"}, PINNED)
     assert d.user_id == "pycharm-ai"
     assert d.is_default is False and d.matched_pattern is None
-    assert d.custom_header_present is True  # reported, but not obeyed
+    assert d.custom_header_present is True
+    with pytest.raises(ForbiddenScope):
+        resolve_scope(RULES, {"x-memory-user-id": "someone-else", "user-agent": "Claude Code"}, PINNED)
 
 
 def test_pinned_key_not_steered_by_user_agent_alone() -> None:
@@ -128,3 +130,62 @@ def test_admin_key_with_its_own_scope_uses_it_unless_a_header_steers():
     assert resolve_scope(rules, {"user-agent": "curl/8"}, admin).user_id == "ops"
     assert resolve_scope(rules, {"x-memory-user-id": "proj", "user-agent": "curl/8"}, admin).user_id == "proj"
     assert admin.may_use("anything")
+
+
+ALICE = Principal("key#0", user_id="alice")
+BOB = Principal("key#1", user_id="bob")
+
+
+def test_project_from_the_working_directory_is_shared_by_every_client() -> None:
+    claude = resolve_scope(RULES, {"user-agent": "claude-cli/2"}, ANONYMOUS, "/src/alpha")
+    other = resolve_scope(RULES, {"user-agent": "curl/8"}, ANONYMOUS, "/src/alpha/")
+    assert claude.user_id == other.user_id and claude.user_id.startswith("local:alpha-")
+    assert claude.project is not None and claude.project.signal == "environment"
+    assert claude.matched_pattern is not None  # the client is still reported
+
+
+def test_outside_a_project_the_client_scope_stays() -> None:
+    assert resolve_scope(RULES, {"user-agent": "claude-cli/2"}, ANONYMOUS, None).user_id == "claude-cli"
+    assert resolve_scope(RULES, {}, ALICE, None).user_id == "alice"
+
+
+def test_unfit_directory_is_ignored_and_reported() -> None:
+    d = resolve_scope(RULES, {"user-agent": "claude-cli/2"}, ANONYMOUS, "relative/alpha")
+    assert (d.user_id, d.ignored_directory, d.project) == ("claude-cli", True, None)
+    assert not resolve_scope(RULES, {}, ANONYMOUS, "/src/alpha").ignored_directory
+
+
+def test_modes() -> None:
+    per_client = dataclasses.replace(RULES, projects=ProjectSettings(mode="per_client"))
+    claude = resolve_scope(per_client, {"user-agent": "claude-cli/2"}, ANONYMOUS, "/a")
+    assert claude.user_id.startswith("claude-cli:a-")
+    assert resolve_scope(per_client, {}, ALICE, "/a").user_id.startswith("alice:a-")
+    off = dataclasses.replace(RULES, projects=ProjectSettings(mode="off"))
+    assert resolve_scope(off, {"user-agent": "claude-cli/2"}, ANONYMOUS, "/a").user_id == "claude-cli"
+    assert resolve_scope(off, {"x-memory-project": "alpha"}, ANONYMOUS).user_id == "default-dev"
+
+
+def test_pinned_keys_of_two_people_in_one_repository_never_meet() -> None:
+    a = resolve_scope(RULES, {}, ALICE, "/src/alpha").user_id
+    b = resolve_scope(RULES, {}, BOB, "/src/alpha").user_id
+    assert a.startswith("alice:alpha-") and b.startswith("bob:alpha-") and a.split(":")[1] == b.split(":")[1]
+    assert resolve_scope(RULES, {"x-memory-user-id": a}, ALICE).user_id == a
+    with pytest.raises(ForbiddenScope):
+        resolve_scope(RULES, {"x-memory-user-id": b}, ALICE)
+    with pytest.raises(ForbiddenScope):
+        resolve_scope(RULES, {"x-memory-user-id": "alicex:alpha"}, ALICE)
+
+
+def test_explicit_scope_still_decides_exactly() -> None:
+    headers = {"x-memory-user-id": "proj-x", "x-memory-project": "alpha"}
+    assert resolve_scope(RULES, headers, ANONYMOUS, "/src/alpha").user_id == "proj-x"
+    assert resolve_scope(RULES, headers, ADMIN, "/src/alpha").user_id == "proj-x"
+
+
+def test_project_header_beats_the_environment_and_a_bad_one_is_refused() -> None:
+    d = resolve_scope(RULES, {"x-memory-project": "payments"}, ANONYMOUS, "/src/alpha")
+    assert d.user_id == "local:payments" and d.project is not None and d.project.signal == "header"
+    admin_home = Principal("key#2", admin=True, home="ops")
+    assert resolve_scope(RULES, {"x-memory-project": "payments"}, admin_home).user_id == "ops:payments"
+    with pytest.raises(InvalidScope):
+        resolve_scope(RULES, {"x-memory-project": "not a name"}, ANONYMOUS)

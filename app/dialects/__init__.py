@@ -57,6 +57,10 @@ class Dialect(Protocol):
         """The reply text of a non-streamed response body; None when it is not a complete reply."""
         ...
 
+    def working_directory(self, body: dict[str, Any]) -> str | None:
+        """The working directory the client states in its own environment block (never a user turn's words)."""
+        ...
+
 
 _BY_PATH: dict[str, Dialect] = {
     "/v1/chat/completions": openai_chat,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from app.dialects import body_fields, messages
@@ -16,6 +17,8 @@ streams = body_fields.streams
 upstream_target = body_fields.upstream_target
 utility_request = body_fields.utility_request
 turns = messages.turns
+# Claude Code's environment block: "# Environment … - Primary working directory: /path".
+_WORKDIR = re.compile(r"^ - Primary working directory: ([^\n]*)$", re.MULTILINE)
 
 
 def present_text(body: dict[str, Any]) -> str:
@@ -51,3 +54,22 @@ def reply_text(body: object) -> str | None:
     if not isinstance(blocks, list):
         return None
     return "".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+
+
+def working_directory(body: dict[str, Any]) -> str | None:
+    """Claude Code's `Primary working directory:` line, from the system prompt or a `system`-role
+    message (where 2.1 puts its environment block); user turns are never read."""
+    system_messages = body.get("messages")
+    texts = [*content_texts(body.get("system"))]
+    if isinstance(system_messages, list):
+        texts.extend(
+            t
+            for m in system_messages
+            if isinstance(m, dict) and m.get("role") == "system"
+            for t in content_texts(m.get("content"))
+        )
+    for text in texts:
+        found = _WORKDIR.search(text)
+        if found:
+            return found.group(1)
+    return None

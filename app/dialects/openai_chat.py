@@ -60,3 +60,8 @@ def reply_text(body: object) -> str | None:
     if content is None:
         return ""  # a reply that only calls tools: no text, but the user's turn still counts
     return content if isinstance(content, str) else None
+
+
+def working_directory(body: dict[str, Any]) -> str | None:
+    """No client of this dialect states one: `x-memory-project` names the project."""
+    return None

@@ -6,6 +6,7 @@ Only `message` items carry words; function calls, their outputs, reasoning (with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,9 @@ set_model = body_fields.set_model
 streams = body_fields.streams
 upstream_target = body_fields.upstream_target
 utility_request = body_fields.utility_request
+# Codex's environment item: a whole text part "<environment_context> <cwd>/path</cwd> …</environment_context>".
+_ENVIRONMENT = re.compile(r"\s*<environment_context>(.*)</environment_context>\s*", re.DOTALL)
+_CWD = re.compile(r"<cwd>([^<]*)</cwd>")
 
 
 def _is_message(item: Any) -> bool:
@@ -116,3 +120,22 @@ def stream_event(event: dict[str, Any]) -> StreamEvent:
 def reply_text(body: object) -> str | None:
     """The output text of a completed response object (failed, incomplete or queued: None)."""
     return _output_text(body)
+
+
+def working_directory(body: dict[str, Any]) -> str | None:
+    """Codex's `<cwd>`, from an `<environment_context>` part of a user or developer message that
+    holds no human words and comes before the first human turn (where Codex puts it)."""
+    items = body.get("input")
+    if not isinstance(items, list):
+        return None
+    for item in items:
+        if not _is_message(item) or item.get("role") not in ("user", "developer"):
+            continue
+        if item.get("role") == "user" and human_text(item.get("content")):
+            return None  # the human's words begin: anything after is not the client's block
+        for text in content_texts(item.get("content")):
+            block = _ENVIRONMENT.fullmatch(text)
+            cwd = _CWD.search(block.group(1)) if block else None
+            if cwd:
+                return cwd.group(1)
+    return None

@@ -42,6 +42,7 @@ from app.store import (
     postings,
 )
 from app.store.sqlite_objects import SqliteObjects, SqliteObjectsAsync, m007_object_owners
+from app.store.sqlite_projects import SqliteProjects, SqliteProjectsAsync, m008_scope_projects
 from app.store.sqlite_usage import SqliteUsage, m003_usage
 from app.store.usage import Mode, UsageFilter, UsageRecord
 
@@ -157,6 +158,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m005_packed_postings,
     _m006_pending_postings,
     m007_object_owners,
+    m008_scope_projects,
 ]
 # (memory rowid, scope, its postings as Posting or plain (term, impact, own) tuples)
 Posted = Sequence[tuple[int, str, Sequence[tuple[int, int, bool]]]]
@@ -301,7 +303,7 @@ def _row(r: tuple[Any, ...]) -> Memory:
     return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
 
 
-class SqliteDb(SqliteUsage, SqliteObjects):
+class SqliteDb(SqliteUsage, SqliteObjects, SqliteProjects):
     """The SQL of the SQLite backend (blocking). Reads go through `_scoped`, which refuses SQL not bound to a scope."""
 
     def __init__(self, path: str) -> None:
@@ -644,8 +646,10 @@ class SqliteDb(SqliteUsage, SqliteObjects):
         self._local = threading.local()
 
 
-class SqliteStore(SqliteObjectsAsync):
+class SqliteStore(SqliteObjectsAsync, SqliteProjectsAsync):
     """The async facade over `SqliteDb`: every call runs on the store's own fixed pool of threads."""
+
+    db: SqliteDb
 
     def __init__(self, path: str) -> None:
         self.path = path
