@@ -166,6 +166,8 @@ async def test_recorded_request_through_the_proxy(tmp_path: Path, name: str, i: 
         ("codex_exec/0.169.0 (Mac OS 15.1.0; arm64) iTerm.app/3.5.10 (codex_exec; 0.169.0)", "codex-cli"),
         ("Agents/Python 0.24.0", "openai-agents"),
         ("OpenAI/Python 3.57.0", "openai-sdk"),
+        ("AsyncOpenAI/Python 3.57.0", "openai-sdk"),
+        ("AsyncAnthropic/Python 2.10.0", "anthropic-sdk"),
         ("codex-like-but-not/1.0", "default-dev"),
     ],
 )
