@@ -65,7 +65,7 @@ def routing_table() -> RoutingTable:
             route("memories-import", "/v1/memories/import", "POST", client, memory_api.import_memories),
             route("memory", "/v1/memories/{memory_id}", "GET", client, memory_api.get_memory),
             route("memory", "/v1/memories/{memory_id}", "DELETE", client, memory_api.delete_memory),
-            route("mcp", "/mcp", "GET POST DELETE", client, mcp_server.endpoint),
+            route("mcp", "/mcp", "POST", client, mcp_server.endpoint),
             route("usage", "/v1/usage", "GET", client, oversight_api.usage),
             route("scopes", "/v1/scopes", "GET", client, oversight_api.scopes),
             route("scope", "/v1/scopes/{user_id}", "PATCH", client, oversight_api.patch_scope),

@@ -129,6 +129,14 @@ def test_no_key_or_a_wrong_key_is_401(proxy: str) -> None:
     assert failed.group_contains(MCPError)
 
 
+def test_only_post_is_served(proxy: str) -> None:
+    """Stateless: no server-to-client stream to hold open, no session to end."""
+    headers = {"authorization": f"Bearer {ALICE}", "accept": "text/event-stream"}
+    for method in ("GET", "DELETE"):
+        answer = httpx.request(method, f"{proxy}/mcp", headers=headers, timeout=10)
+        assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+
+
 def test_bad_arguments_are_tool_errors(proxy: str) -> None:
     alice = Mcp(proxy, ALICE)
     for name, arguments in [
