@@ -51,7 +51,7 @@ def _note(memory: Memory, score: float | None = None) -> dict[str, Any]:
     return note
 
 
-def _bounded(notes: list[dict[str, Any]]) -> str:
+def bounded_notes(notes: list[dict[str, Any]]) -> str:
     """Notes as JSON, cut to MAX_RESULT_CHARS of content; `omitted` counts the notes left out."""
     kept: list[dict[str, Any]] = []
     used = 0
@@ -102,7 +102,7 @@ def build_server(max_memory_chars: int) -> MCPServer:
             found = await ranking.search(_store(request), _scope(request, None), question, limit)
         except ApiError as exc:
             raise _tool_error(exc) from None
-        return _bounded([_note(m, score) for m, score in found])
+        return bounded_notes([_note(m, score) for m, score in found])
 
     @server.tool(
         description=(
@@ -152,7 +152,7 @@ def build_server(max_memory_chars: int) -> MCPServer:
             items, _ = await _store(request).list(_scope(request, None), limit, None)
         except ApiError as exc:
             raise _tool_error(exc) from None
-        return _bounded([_note(m) for m in items])
+        return bounded_notes([_note(m) for m in items])
 
     return server
 
