@@ -8,6 +8,7 @@ headers resolve to, through the same functions as the memory API.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -170,6 +171,8 @@ class McpEndpoint:
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
         self.manager = self.server.session_manager
+        # The access log has one line per request; the SDK would add one of its own to each stateless POST.
+        logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
