@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from app import chat, dashboard, dialects, logsafe, memory_api, objects, oversight_api, routes
+from app import chat, dashboard, dialects, logsafe, mcp_server, memory_api, objects, oversight_api, routes
 from app.config import ConfigError, Settings, load_settings
 from app.context import Context
 from app.guard import Guard
@@ -70,6 +70,7 @@ def routing_table() -> RoutingTable:
             route("memories-import", "/v1/memories/import", "POST", client, memory_api.import_memories),
             route("memory", "/v1/memories/{memory_id}", "GET", client, memory_api.get_memory),
             route("memory", "/v1/memories/{memory_id}", "DELETE", client, memory_api.delete_memory),
+            route("mcp", "/mcp", "POST", client, mcp_server.endpoint),
             route("usage", "/v1/usage", "GET", client, oversight_api.usage),
             route("scopes", "/v1/scopes", "GET", client, oversight_api.scopes),
             route("scope", "/v1/scopes/{user_id}", "PATCH", client, oversight_api.patch_scope),
@@ -132,6 +133,9 @@ def create_app(settings: Settings) -> Guard:
     """Build the app for `settings`; the lifespan opens the upstream client and the store."""
     context = Context(settings, ModelTable(settings.models), Upstream(settings))
     context.oversight = oversight = Oversight(settings, context)
+    mcp = mcp_server.McpEndpoint(
+        max_memory_chars=settings.memory.max_memory_chars, max_body_bytes=settings.limits.max_body_bytes
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, float]]:
@@ -148,8 +152,9 @@ def create_app(settings: Settings) -> Guard:
         # uvicorn's own "running on" line is printed twice under honcho (LiteLLM's too): say which.
         log.info("Memory Proxy ready: point clients at %s (OpenAI SDKs: %s/v1)", url, url)
         try:
-            # The lifespan state reaches every connection's protocol (app.slowclients).
-            yield {HEADER_TIMEOUT: settings.limits.header_timeout, BODY_TIMEOUT: settings.limits.body_timeout}
+            async with mcp.running():
+                # The lifespan state reaches every connection's protocol (app.slowclients).
+                yield {HEADER_TIMEOUT: settings.limits.header_timeout, BODY_TIMEOUT: settings.limits.body_timeout}
         finally:
             if context.writer is not None:
                 await context.writer.stop()
@@ -159,6 +164,7 @@ def create_app(settings: Settings) -> Guard:
 
     api = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     api.state.ctx = context
+    api.state.mcp = mcp
     return Guard(Dispatch(api), settings, context.counters, routing_table(), oversight.answered)
 
 

@@ -27,7 +27,7 @@ from app.records import (
 )
 from app.request_state import state_of
 from app.scopes import ForbiddenScope, InvalidScope, resolve_scope, validate_scope
-from app.store import InvalidCursor, MemoryStore, NewMemory
+from app.store import InvalidCursor, Memory, MemoryStore, NewMemory
 
 IMPORT_BATCH = 500  # records per write transaction: another scope's write waits for one batch at most
 
@@ -138,14 +138,19 @@ async def add_memory(request: Request) -> Response:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
     except TooDeep as exc:
         raise ApiError(400, f"request body refused: {exc}") from None
+    stored, is_new = await store_memory(request, item)
+    return _json(memory_json(stored) if stored else None, 201 if is_new else 200)
+
+
+async def store_memory(request: Request, item: Any) -> tuple[Memory | None, bool]:
+    """Check and store one memory object for the caller: (the stored memory or its duplicate, whether it is new)."""
     max_chars = ctx(request).settings.memory.max_memory_chars
     new = parse_record(item, "body", "note", lambda uid: _scope(request, uid), max_chars)
     store = _store(request)
     added = await store.add_many([new])
     if added:
-        return _json(memory_json(added[0]), 201)
-    existing = await store.find_duplicate(new)
-    return _json(memory_json(existing) if existing else None, 200)
+        return added[0], True
+    return await store.find_duplicate(new), False
 
 
 @handle_api_errors
@@ -215,11 +220,15 @@ async def get_memory(request: Request) -> Response:
 @handle_api_errors
 async def delete_memory(request: Request) -> Response:
     """204, or 404 if absent or out of reach."""
-    store = _store(request)
-    memory_id = request.path_params["memory_id"]
-    if not await store.delete(await _scope_of_memory(request, store, memory_id), memory_id):
+    if not await delete_one(request, request.path_params["memory_id"]):
         raise ApiError(404, "no such memory in this scope")
     return Response(status_code=204)
+
+
+async def delete_one(request: Request, memory_id: str) -> bool:
+    """Delete one memory the caller may see; False if absent or out of reach."""
+    store = _store(request)
+    return await store.delete(await _scope_of_memory(request, store, memory_id), memory_id)
 
 
 @handle_api_errors

@@ -6,7 +6,9 @@ request (path, headers, body) at GET /_requests. The last user message steers fa
 cuts a stream midway, `FAULT:slow` sends a chunk every 200 ms, `FAULT:status=503` answers that
 status with Retry-After, `FAULT:hang` never answers; on /responses `FAULT:failed` and
 `FAULT:incomplete` end the reply with `response.failed` / `response.incomplete`. Responses are
-stored by id (unless `store: false`) and served by GET, DELETE, `/input_items` and `/cancel`.
+stored by id (unless `store: false`) and served by GET, DELETE, `/input_items` and `/cancel`. On
+/v1/messages `TOOL:name {json}` answers with a call of the request's tool whose name ends in `name`,
+and a tool result is answered with `Tool said: …` and the result's text.
 """
 
 from __future__ import annotations
@@ -134,20 +136,47 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await _sse(request, events, _last_user_text(body))
 
 
+def _tool_result_text(body: dict) -> str | None:
+    """The text of a tool result in the last message, if it is one."""
+    last = (body.get("messages") or [{}])[-1]
+    content = last.get("content") if isinstance(last, dict) else None
+    for block in content if isinstance(content, list) else []:
+        if isinstance(block, dict) and block.get("type") == "tool_result":
+            inner = block.get("content")
+            if isinstance(inner, list):
+                inner = " ".join(b.get("text", "") for b in inner if isinstance(b, dict))
+            return str(inner)
+    return None
+
+
+def _tool_call_for(body: dict) -> dict | None:
+    """A tool_use block for `TOOL:name {json}` in the last user text, if the request offers that tool."""
+    m = re.search(r"TOOL:(\w+) (\{.*\})", _last_user_text(body))
+    if m is None or _tool_result_text(body) is not None:
+        return None
+    names = [t.get("name", "") for t in body.get("tools") or [] if isinstance(t, dict)]
+    name = next((n for n in names if n.endswith(m.group(1))), None)
+    if name is None:
+        return None
+    return {"type": "tool_use", "id": "toolu_fake", "name": name, "input": json.loads(m.group(2))}
+
+
 async def messages(request: web.Request) -> web.StreamResponse:
     body = await _record(request)
     fault = await _fault(request, body)
     if fault is not None:
         return fault
-    reply = _reply_for(body)
+    said = _tool_result_text(body)
+    reply = f"Tool said: {said}" if said is not None else _reply_for(body)
+    call = _tool_call_for(body)
     model = body.get("model", "claude-fake")
     message = {
         "id": "msg_fake",
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": reply}],
-        "stop_reason": "end_turn",
+        "content": [call or {"type": "text", "text": reply}],
+        "stop_reason": "tool_use" if call else "end_turn",
         "stop_sequence": None,
         "usage": {"input_tokens": 10, "output_tokens": 5},
     }
@@ -158,18 +187,24 @@ async def messages(request: web.Request) -> web.StreamResponse:
         return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
 
     start = {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": 10, "output_tokens": 0}}
-    events = [
-        event("message_start", {"message": start}),
-        event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
-    ]
-    events += [
-        event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}}) for w in _words(reply)
-    ]
+    events = [event("message_start", {"message": start})]
+    if call:
+        partial = {"type": "input_json_delta", "partial_json": json.dumps(call["input"])}
+        events += [
+            event("content_block_start", {"index": 0, "content_block": {**call, "input": {}}}),
+            event("content_block_delta", {"index": 0, "delta": partial}),
+        ]
+    else:
+        events.append(event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
+        events += [
+            event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}})
+            for w in _words(reply)
+        ]
     events += [
         event("content_block_stop", {"index": 0}),
         event(
             "message_delta",
-            {"delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 5}},
+            {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": None}, "usage": {"output_tokens": 5}},
         ),
         event("message_stop", {}),
     ]

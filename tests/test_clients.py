@@ -192,6 +192,8 @@ async def test_recorded_request_through_the_proxy(tmp_path: Path, name: str, i: 
             "gemini-cli",
         ),
         ("OpenAI/Python 3.57.0", "openai-sdk"),
+        ("AsyncOpenAI/Python 3.57.0", "openai-sdk"),
+        ("AsyncAnthropic/Python 2.10.0", "anthropic-sdk"),
         ("codex-like-but-not/1.0", "default-dev"),
     ],
 )

@@ -293,3 +293,31 @@ def test_pinned_keys_of_two_people_in_one_repository_never_meet(stack, clients, 
             assert (told in json.dumps(call["body"]["messages"])) is expected, person
     finally:
         proc.stop()
+
+
+def test_claude_code_uses_the_mcp_server(stack, clients, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Claude Code loads /mcp from --mcp-config (the README's file) and calls its tools for the model."""
+    work = workspace(tmp_path)
+    (tmp_path / "home").mkdir()
+    # Without ENABLE_TOOL_SEARCH=false Claude Code offers MCP tools only behind its ToolSearch tool.
+    env = quiet_env(
+        tmp_path / "home",
+        ANTHROPIC_BASE_URL=stack.memory_url,
+        ANTHROPIC_API_KEY="sk-ant-e2e",
+        ENABLE_TOOL_SEARCH="false",
+    )
+    scope = "mcp-" + marker()
+    server = {"type": "http", "url": f"{stack.memory_url}/mcp", "headers": {"x-memory-user-id": scope}}
+    config = tmp_path / "memory-mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"memory": server}}))
+    # The prompt goes first: --mcp-config and --allowedTools take lists.
+    mcp = [f"--mcp-config={config}", "--strict-mcp-config", "--allowedTools=mcp__memory"]
+    fact = f"The staging database is called {marker()}."
+
+    said = run(claude_argv("TOOL:remember " + json.dumps({"text": fact}), *mcp), env, work)
+    assert "Tool said:" in said and '"new":true' in said, said
+    assert fact in contents(stack, scope)  # stored by the tool in the scope the header named
+    found = run(claude_argv("TOOL:search " + json.dumps({"question": fact}), *mcp), env, work)
+    assert "Tool said:" in found and fact in found
+    called = [c for c in provider_calls(stack, fact) if "mcp__memory__search" in json.dumps(c["body"].get("tools"))]
+    assert called, "Claude Code offered the provider no tools of the memory server"

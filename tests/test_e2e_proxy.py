@@ -71,6 +71,26 @@ def test_anthropic_messages_non_streaming(stack):
     assert len(provider_calls(stack, m)) == 1
 
 
+def test_async_sdk_clients_get_the_sync_clients_scopes(stack):
+    """AsyncOpenAI and AsyncAnthropic announce themselves in their own User-Agent; the shipped patterns match both."""
+    m = marker()
+
+    async def ask() -> tuple[str, str]:
+        async with openai.AsyncOpenAI(base_url=f"{stack.memory_url}/v1", api_key="anything", max_retries=0) as oa:
+            chat = await oa.chat.completions.with_raw_response.create(
+                model="fake-model", messages=[{"role": "user", "content": f"async openai {m}"}]
+            )
+        async with anthropic.AsyncAnthropic(base_url=stack.memory_url, api_key="anything", max_retries=0) as an:
+            message = await an.messages.with_raw_response.create(
+                model="claude-fake", max_tokens=50, messages=[{"role": "user", "content": f"async claude {m}"}]
+            )
+        assert chat.http_request.headers["user-agent"].startswith("AsyncOpenAI/Python")
+        assert message.http_request.headers["user-agent"].startswith("AsyncAnthropic/Python")
+        return chat.headers["x-memory-user-id"], message.headers["x-memory-user-id"]
+
+    assert asyncio.run(ask()) == ("openai-sdk", "anthropic-sdk")
+
+
 def test_anthropic_messages_streaming(stack):
     m = marker()
     with anth(stack.memory_url).messages.stream(
