@@ -1,4 +1,4 @@
-"""Request-body hygiene: fields a client must never use to steer LiteLLM's provider routing."""
+"""Request-body hygiene: what LiteLLM reads as JSON, and fields a client must never use to steer its routing."""
 
 from __future__ import annotations
 
@@ -38,12 +38,34 @@ def strip_routing_fields(body: dict[str, Any]) -> bool:
     return bool(found)
 
 
-def clean_json_body(raw: bytes) -> bytes:
-    """The body without routing fields; the original bytes when there were none (or not JSON)."""
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare media type of a `content-type` value: no parameters, lower case ("" when absent)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_json_type(content_type: str | None) -> bool:
+    """True for `application/json` and its `+json` relatives."""
+    kind = media_type(content_type)
+    return kind == JSON or kind.endswith("+json")
+
+
+def clean_json_body(raw: bytes, content_type: str | None) -> tuple[bytes, bool]:
+    """The pass-through body without routing fields, and whether it must go upstream as `application/json`.
+
+    LiteLLM parses every body as JSON except a form's, whatever its content-type says, so every body
+    that parses is cleaned. A JSON body labelled as a form (`curl -d` without `-H content-type`) is
+    relabelled: LiteLLM would read it as form fields. Anything else keeps its bytes and label.
+    """
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw  # LiteLLM answers malformed JSON in its own words
+        return raw, False  # a real form, or malformed JSON that LiteLLM answers in its own words
+    relabel = media_type(content_type) == FORM and isinstance(body, (dict, list))
     if isinstance(body, dict) and strip_routing_fields(body):
-        return orjson.dumps(body)
-    return raw
+        return orjson.dumps(body), relabel
+    return raw, relabel

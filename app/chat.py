@@ -17,11 +17,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from app import dialects, memory, ranking, relevance, textindex
-from app.bodies import strip_routing_fields
+from app.bodies import JSON, is_json_type, strip_routing_fields
 from app.context import Context, ctx
 from app.dialects import Dialect
 from app.errors import error_response
-from app.headers import upstream_request_headers
+from app.headers import upstream_request_headers, with_content_type
 from app.proxy import ProxyResponse, read_body_or_refusal, upstream_target
 from app.request_state import state_of
 from app.scopes import InvalidScope, resolve_scope
@@ -104,7 +104,7 @@ async def chat(request: Request) -> ASGIApp:
     try:
         body = await _cpu(len(raw), orjson.loads, raw)
     except orjson.JSONDecodeError as exc:
-        return error_response(anthropic, 400, f"request body is not valid JSON: {exc}")
+        return error_response(anthropic, 400, f"request body is not valid JSON: {exc}{_label_hint(request)}")
     if not isinstance(body, dict):
         return error_response(anthropic, 400, "request body must be a JSON object")
     try:
@@ -117,7 +117,10 @@ async def chat(request: Request) -> ASGIApp:
     if c.oversight is not None:  # the scope's stored mode: a request may narrow it, never widen it
         scope_inject, scope_capture = memory.parse_mode(c.oversight.mode(scope))
         want_inject, want_capture = want_inject and scope_inject, want_capture and scope_capture
-    headers = upstream_request_headers(request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header)
+    # The body is JSON whatever the client's label said (`curl -d` says a form): LiteLLM must read it so.
+    headers = with_content_type(
+        upstream_request_headers(request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header), JSON
+    )
     changed = strip_routing_fields(body)
     model = body.get("model")
     if isinstance(model, str):
@@ -169,6 +172,15 @@ async def chat(request: Request) -> ASGIApp:
         on_complete,
         reveal_internals=state.sees_internals,
     )
+
+
+def _label_hint(request: Request) -> str:
+    """For a body that is not JSON: what the client's `content-type` said, when it did not say JSON."""
+    content_type = request.headers.get("content-type")
+    if is_json_type(content_type):
+        return ""
+    said = f"says {content_type!r}" if content_type else "is missing"
+    return f" (its content-type header {said}: send a JSON object, with content-type: application/json)"
 
 
 def _route_model(

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.headers import HOP_BY_HOP, client_response_headers, filter_headers, upstream_request_headers
+from app.headers import (
+    HOP_BY_HOP,
+    client_response_headers,
+    filter_headers,
+    upstream_request_headers,
+    with_content_type,
+)
 
 
 def names(pairs: list[tuple[str, str]]) -> list[str]:
@@ -156,3 +162,8 @@ def test_memory_controls_and_scope_header_never_go_upstream():
     ]
     sent = dict(upstream_request_headers(client, None, scope_header="x-team-scope"))
     assert sent == {"x-request-id": "abc"}
+
+
+def test_with_content_type_replaces_every_label_and_keeps_the_rest() -> None:
+    headers = [("Content-Type", "application/x-www-form-urlencoded"), ("accept", "*/*"), ("content-type", "text/plain")]
+    assert with_content_type(headers, "application/json") == [("accept", "*/*"), ("content-type", "application/json")]
