@@ -1,4 +1,4 @@
-"""Request-body hygiene: fields a client must never use to steer LiteLLM, and JSON too deep to handle."""
+"""Request-body hygiene: what LiteLLM reads as JSON, fields that must not steer it, JSON too deep to handle."""
 
 from __future__ import annotations
 
@@ -158,6 +158,22 @@ class TooDeep(ValueError):
     """A JSON document nested past MAX_JSON_DEPTH."""
 
 
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare media type of a `content-type` value: no parameters, lower case ("" when absent)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_json_type(content_type: str | None) -> bool:
+    """True for `application/json` and its `+json` relatives."""
+    kind = media_type(content_type)
+    return kind == JSON or kind.endswith("+json")
+
+
 def parse_json(raw: bytes) -> Any:
     """`raw` parsed; raises orjson.JSONDecodeError when it is not JSON, TooDeep past MAX_JSON_DEPTH."""
     try:
@@ -171,13 +187,19 @@ def parse_json(raw: bytes) -> Any:
     return value
 
 
-def clean_json_body(raw: bytes, allowed: Collection[str] = ()) -> bytes:
-    """The body without routing fields and LiteLLM controls (see strip_routing_fields); the original
-    bytes when there were none (or not JSON). Raises TooDeep past MAX_JSON_DEPTH."""
+def clean_json_body(raw: bytes, content_type: str | None, allowed: Collection[str] = ()) -> tuple[bytes, bool]:
+    """The pass-through body without routing fields and LiteLLM controls, and whether it must go
+    upstream as `application/json`. Raises TooDeep past MAX_JSON_DEPTH.
+
+    LiteLLM parses every body as JSON except a form's, whatever its content-type says, so every body
+    that parses is cleaned. A JSON body labelled as a form (`curl -d` without `-H content-type`) is
+    relabelled: LiteLLM would read it as form fields. Anything else keeps its bytes and label.
+    """
     try:
         body = parse_json(raw)
     except orjson.JSONDecodeError:
-        return raw  # LiteLLM answers malformed JSON in its own words
+        return raw, False  # a real form, or malformed JSON that LiteLLM answers in its own words
+    relabel = media_type(content_type) == FORM and isinstance(body, (dict, list))
     if isinstance(body, dict) and strip_routing_fields(body, allowed):
-        return orjson.dumps(body)
-    return raw
+        return orjson.dumps(body), relabel
+    return raw, relabel

@@ -16,11 +16,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from app import dialects, logsafe, memory, objects, ranking, relevance, textindex
-from app.bodies import TooDeep, controls_allowed, parse_json, strip_routing_fields
+from app.bodies import JSON, TooDeep, controls_allowed, is_json_type, parse_json, strip_routing_fields
 from app.context import Context, ctx
 from app.dialects import Dialect, openai_responses
 from app.errors import error_response
-from app.headers import upstream_request_headers
+from app.headers import upstream_request_headers, with_content_type
 from app.proxy import ProxyResponse, read_body_or_refusal, upstream_target
 from app.request_state import state_of
 from app.scopes import ForbiddenScope, InvalidScope, resolve_scope
@@ -103,7 +103,7 @@ async def chat(request: Request) -> ASGIApp:
     try:
         body = await _cpu(len(raw), parse_json, raw)
     except orjson.JSONDecodeError as exc:
-        return error_response(shape, 400, f"request body is not valid JSON: {exc}")
+        return error_response(shape, 400, f"request body is not valid JSON: {exc}{_label_hint(request)}")
     except TooDeep as exc:
         return error_response(shape, 400, f"request body refused: {exc}")
     if not isinstance(body, dict):
@@ -128,8 +128,12 @@ async def chat(request: Request) -> ASGIApp:
         scope_inject, scope_capture = memory.parse_mode(c.oversight.mode(scope))
         want_inject, want_capture = want_inject and scope_inject, want_capture and scope_capture
     allowed = controls_allowed(state.principal, c.settings.limits.admin_litellm_controls)
-    headers = upstream_request_headers(
-        request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header, litellm_allowed=allowed
+    # The body is JSON whatever the client's label said (`curl -d` says a form): LiteLLM must read it so.
+    headers = with_content_type(
+        upstream_request_headers(
+            request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header, litellm_allowed=allowed
+        ),
+        JSON,
     )
     changed = strip_routing_fields(body, allowed)
     model = dialect.model(body, request.path_params)
@@ -189,6 +193,15 @@ async def chat(request: Request) -> ASGIApp:
         reveal_internals=state.sees_internals,
         recorder=recorder,
     )
+
+
+def _label_hint(request: Request) -> str:
+    """For a body that is not JSON: what the client's `content-type` said, when it did not say JSON."""
+    content_type = request.headers.get("content-type")
+    if is_json_type(content_type):
+        return ""
+    said = f"says {content_type!r}" if content_type else "is missing"
+    return f" (its content-type header {said}: send a JSON object, with content-type: application/json)"
 
 
 def _route_model(

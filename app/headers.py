@@ -65,6 +65,11 @@ def upstream_request_headers(
     return out
 
 
+def with_content_type(headers: Iterable[tuple[str, str]], content_type: str) -> list[tuple[str, str]]:
+    """`headers` with every `content-type` replaced by one of `content_type`."""
+    return [*((n, v) for n, v in headers if n.lower() != "content-type"), ("content-type", content_type)]
+
+
 # LiteLLM's own response headers that are fine for any client: they describe this one call.
 _LITELLM_PUBLIC = frozenset(
     {

@@ -9,10 +9,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from app.bodies import TooDeep, clean_json_body, controls_allowed
+from app.bodies import JSON, MULTIPART, TooDeep, clean_json_body, controls_allowed, media_type
 from app.context import ctx
 from app.errors import TOO_LARGE, error_response
-from app.headers import upstream_request_headers
+from app.headers import upstream_request_headers, with_content_type
 from app.proxy import BodyTooLarge, ProxyResponse, Recorder, read_body_or_refusal, upstream_target
 from app.request_state import state_of
 from app.scopes import ForbiddenScope, InvalidScope, resolve_scope
@@ -141,16 +141,19 @@ async def forward(request: Request, recorder: Recorder | None = None) -> ASGIApp
         request.headers.items(), c.settings.master_key, c.settings.scopes.custom_header, litellm_allowed=allowed
     )
     payload: bytes | AsyncIterator[bytes] = body() if has_body else b""
-    if has_body and "json" in request.headers.get("content-type", ""):
-        # JSON bodies (embeddings, completions, responses, …) can carry provider-routing fields
-        # too; other bodies (file uploads) stream through untouched.
+    content_type = request.headers.get("content-type")
+    if has_body and media_type(content_type) != MULTIPART:
+        # LiteLLM reads every body but a form as JSON, whatever its label, so each can carry
+        # provider-routing fields; uploads (multipart) stream through untouched.
         raw = await read_body_or_refusal(request, limit, shape)
         if isinstance(raw, Response):
             return raw
         try:
-            payload = clean_json_body(raw, allowed)
+            payload, relabel = clean_json_body(raw, content_type, allowed)
         except TooDeep as exc:
             return error_response(shape, 400, f"request body refused: {exc}")
+        if relabel:
+            headers = with_content_type(headers, JSON)
     return ProxyResponse(
         c.upstream,
         request.method,

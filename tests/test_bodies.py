@@ -1,4 +1,5 @@
-"""app/bodies.py: provider-routing fields a client may not steer are removed, other bytes kept."""
+"""app/bodies.py: provider-routing fields a client may not steer are removed, other bytes kept; JSON
+labelled as a form is relabelled."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import pytest
 
 from app.auth import Principal
 from app.bodies import (
+    FORM,
     MAX_JSON_DEPTH,
     ROUTING_FIELDS,
     TooDeep,
     clean_json_body,
     controls_allowed,
     is_control_field,
+    is_json_type,
+    media_type,
     parse_json,
     strip_routing_fields,
 )
@@ -37,14 +41,33 @@ def test_a_clean_body_is_left_alone() -> None:
 
 def test_clean_json_body_keeps_the_original_bytes_when_nothing_changes() -> None:
     raw = b'{"model":  "m",\n "input": "x"}'
-    assert clean_json_body(raw) is raw
-    assert clean_json_body(b"not json") == b"not json"
-    assert clean_json_body(b"[1, 2]") == b"[1, 2]"
+    assert clean_json_body(raw, "application/json")[0] is raw
+    assert clean_json_body(b"not json", "application/json") == (b"not json", False)
+    assert clean_json_body(b"[1, 2]", None) == (b"[1, 2]", False)
 
 
 def test_clean_json_body_rewrites_only_when_a_field_goes() -> None:
-    out = orjson.loads(clean_json_body(orjson.dumps({"input": "x", **dict.fromkeys(ROUTING_FIELDS, "v")})))
-    assert out == {"input": "x"}
+    out, relabel = clean_json_body(orjson.dumps({"input": "x", **dict.fromkeys(ROUTING_FIELDS, "v")}), "text/plain")
+    assert orjson.loads(out) == {"input": "x"} and relabel is False
+
+
+@pytest.mark.parametrize("label", [FORM, "Application/X-WWW-Form-Urlencoded; charset=utf-8"])
+def test_json_labelled_as_a_form_is_cleaned_and_relabelled(label: str) -> None:
+    out, relabel = clean_json_body(b'{"input": "x", "api_base": "http://evil"}', label)
+    assert orjson.loads(out) == {"input": "x"} and relabel is True
+    assert clean_json_body(b'{"input": "x"}', label) == (b'{"input": "x"}', True)
+
+
+def test_a_real_form_keeps_its_bytes_and_label() -> None:
+    assert clean_json_body(b"username=a&password=b", FORM) == (b"username=a&password=b", False)
+    assert clean_json_body(b"123", FORM) == (b"123", False)  # a form field named 123, not a JSON number
+
+
+def test_media_types() -> None:
+    assert media_type(" Application/JSON ; charset=utf-8") == "application/json"
+    assert media_type(None) == media_type("") == ""
+    assert is_json_type("application/json; charset=utf-8") and is_json_type("application/vnd.api+json")
+    assert not is_json_type(FORM) and not is_json_type(None) and not is_json_type("text/plain")
 
 
 def test_litellm_controls_are_removed_unless_allowed() -> None:
@@ -86,7 +109,7 @@ def test_json_up_to_the_limit_parses_and_past_it_is_refused() -> None:
         with pytest.raises(TooDeep):
             parse_json(nested(depth))
     with pytest.raises(TooDeep):
-        clean_json_body(b"[" * 300 + b"]" * 300)
+        clean_json_body(b"[" * 300 + b"]" * 300, "application/json")
     wide = orjson.dumps({"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}] * 500})
     assert parse_json(wide)["messages"]  # many containers, shallow
 

@@ -378,3 +378,60 @@ async def test_a_speakers_name_is_known_to_a_scope_even_when_nobody_says_it(tmp_
             asked[scope] = r.headers["x-memory-injected"]
     # Zorina said it in her scope: her turn covers her name there. Where only Bob spoke, her name is a stranger.
     assert asked == {own: "1", other: "0"}
+
+
+@pytest.mark.parametrize("label", [None, "application/x-www-form-urlencoded", "text/plain; charset=utf-8"])
+@pytest.mark.parametrize("anthropic", [False, True])
+async def test_a_json_chat_with_another_label_goes_upstream_as_json(
+    tmp_path: Path, anthropic: bool, label: str | None
+) -> None:
+    """`curl -d` labels a body as a form; LiteLLM would then read form fields and find no messages."""
+    m = marker()
+    async with running(tmp_path) as p:
+        r = await p.client.post(
+            path_for(anthropic),
+            content=json.dumps(chat_body(f"labelled {m}", anthropic=anthropic)),
+            headers={"content-type": label} if label else {},
+        )
+        assert r.status_code == 200, r.text
+        assert reply_text(r, anthropic, stream=False) == f"Fake reply to: labelled {m}"
+        await p.drain()
+        assert {x["content"] for x in await p.memories("default-dev")} >= {f"labelled {m}"}
+    (call,) = upstream_requests(m)
+    assert {k.lower(): v for k, v in call["headers"].items()}["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("label", "said"),
+    [
+        ("application/x-www-form-urlencoded", "says 'application/x-www-form-urlencoded'"),
+        ("multipart/form-data; boundary=x", "says 'multipart/form-data; boundary=x'"),
+        (None, "is missing"),
+    ],
+)
+@pytest.mark.parametrize("anthropic", [False, True])
+async def test_a_chat_body_that_is_not_json_is_refused_naming_its_content_type(
+    tmp_path: Path, anthropic: bool, label: str | None, said: str
+) -> None:
+    m = marker()
+    async with running(tmp_path) as p:
+        r = await p.client.post(
+            path_for(anthropic),
+            content=f"model=fake-model&messages=hello+{m}",
+            headers={"content-type": label} if label else {},
+        )
+    assert r.status_code == 400
+    body = r.json()
+    error = body["error"]
+    assert (body["type"] == "error" and error["type"] == "invalid_request_error") if anthropic else error["code"]
+    assert error["message"].startswith("request body is not valid JSON: ")
+    assert f"its content-type header {said}" in error["message"]
+    assert "content-type: application/json" in error["message"]
+    assert not upstream_requests(m)
+
+
+async def test_a_chat_body_labelled_json_that_is_not_json_needs_no_hint(tmp_path: Path) -> None:
+    async with running(tmp_path) as p:
+        r = await p.client.post(path_for(False), content=b"{oops", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert "content-type" not in r.json()["error"]["message"]

@@ -90,3 +90,10 @@ def test_the_repository_points_nowhere_outside_itself() -> None:
     outside = re.compile("|".join(re.escape(a + b) for a, b in (("../", "shared"), ("SPEC", " §"), ("SPEC", ".md"))))
     offenders = [f for f in files if (ROOT / f).is_file() and outside.search((ROOT / f).read_text(errors="ignore"))]
     assert not offenders, offenders
+
+
+def test_no_setting_is_listed_twice_in_the_configuration_tables() -> None:
+    named = re.findall(r"^\| `([^`]+)` \|", CONFIG_DOC, flags=re.MULTILINE)
+    assert len(named) > 40, "the tables' first column was not read"
+    twice = sorted({name for name in named if named.count(name) > 1})
+    assert not twice, f"docs/configuration.md lists {twice} more than once"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from app.bodies import FORM
 from tests.e2e import anth, marker, oai, provider_calls
 from tests.inprocess import raw_request
 from tests.stack import ROOT, stack_config, start_keyed_memory, start_memory
@@ -289,3 +291,40 @@ def test_client_cannot_steer_provider_routing(stack):
     assert len(emb.data) == 1
     (ecall,) = provider_calls(stack, f"embed {m}")
     assert trap not in str(ecall)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "fake-model", "messages": [{"role": "user", "content": "curl -d {m}"}]}),
+        (
+            "/v1/messages",
+            {"model": "claude-fake", "max_tokens": 50, "messages": [{"role": "user", "content": "curl -d {m}"}]},
+        ),
+        ("/v1/responses", {"model": "fake-model", "input": "curl -d {m}"}),
+    ],
+)
+def test_a_json_chat_sent_the_way_curl_d_sends_it_works(stack, path, body):
+    """No `-H content-type`: curl labels the JSON a form, which LiteLLM would read as form fields."""
+    m = marker()
+    sent = json.dumps(body).replace("{m}", m)
+    r = httpx.post(f"{stack.memory_url}{path}", content=sent, headers={"content-type": FORM}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert f"Fake reply to: curl -d {m}" in r.text
+    assert len(provider_calls(stack, m)) == 1
+
+
+def test_a_pass_through_json_body_is_read_as_json_whatever_its_label(stack):
+    """LiteLLM parses every body but a form's as JSON, so routing fields go whatever the label says."""
+    from tests.stack import free_port
+
+    trap = f"http://127.0.0.1:{free_port()}/v1"
+    for label in (FORM, "text/plain", None):
+        m = marker()
+        sent = json.dumps({"model": "fake-embed", "input": f"embed {m}", "api_base": trap})
+        headers = {"content-type": label} if label else {}
+        r = httpx.post(f"{stack.memory_url}/v1/embeddings", content=sent, headers=headers, timeout=30)
+        assert r.status_code == 200, (label, r.text)
+        assert len(r.json()["data"]) == 1
+        (call,) = provider_calls(stack, f"embed {m}")
+        assert trap not in str(call)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.headers import HOP_BY_HOP, client_response_headers, filter_headers, upstream_request_headers
+from app.headers import (
+    HOP_BY_HOP,
+    client_response_headers,
+    filter_headers,
+    upstream_request_headers,
+    with_content_type,
+)
 
 
 def names(pairs: list[tuple[str, str]]) -> list[str]:
@@ -163,3 +169,8 @@ def test_litellm_request_headers_pass_only_when_allowed() -> None:
     assert names(upstream_request_headers(sent, None)) == ["x-other"]
     allowed = upstream_request_headers(sent, None, litellm_allowed=frozenset({"x-litellm-tags"}))
     assert names(allowed) == ["x-litellm-tags", "x-other"]
+
+
+def test_with_content_type_replaces_every_label_and_keeps_the_rest() -> None:
+    headers = [("Content-Type", "application/x-www-form-urlencoded"), ("accept", "*/*"), ("content-type", "text/plain")]
+    assert with_content_type(headers, "application/json") == [("accept", "*/*"), ("content-type", "application/json")]
