@@ -209,3 +209,17 @@ def _admin() -> dict[str, str]:
 async def _memories(p: Running, scope: str) -> list[dict]:
     r = await p.client.get("/v1/memories", params={"user_id": scope, "limit": 100}, headers=_admin())
     return r.json()["data"]
+
+
+async def test_log_ins_with_a_pinned_key_never_end_the_admins_session(tmp_path: Path):
+    from app.sessions import SESSIONS_PER_PRINCIPAL
+
+    async with running(tmp_path, settings=keyed(tmp_path)) as p, log_in(p, ADMIN) as admin:
+        async with log_in(p, PINNED) as first_pinned:
+            assert (await first_pinned.get("/dashboard")).status_code == 200
+            for _ in range(SESSIONS_PER_PRINCIPAL):
+                r = await p.client.post("/dashboard/login", data={"key": PINNED})
+                assert r.status_code == 303
+            # The pinned key's own oldest session went; the admin's stays.
+            assert (await first_pinned.get("/dashboard")).status_code == 303
+        assert (await admin.get("/dashboard")).status_code == 200
