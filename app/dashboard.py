@@ -7,6 +7,7 @@ admin key (or the anonymous loopback owner) sees every scope; a pinned key only 
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from app.auth import ANONYMOUS, Principal, authenticate
 from app.context import Context, ctx
 from app.errors import TOO_LARGE
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
-from app.records import RecordError, iso, memory_json, parse_numbered, split_lines
+from app.records import MAX_MODEL_CHARS, RecordError, iso, memory_json, parse_numbered, split_lines
 from app.scopes import InvalidScope, validate_scope
 from app.sessions import COOKIE, SESSION_SECONDS, Session, Sessions
 from app.store import MemoryStore
@@ -33,6 +34,7 @@ from app.usage import day_of, summarise
 TEMPLATES = Path(__file__).parent / "templates"
 CHART_DAYS = 30
 PAGE_SIZE = 100
+STATUS = re.compile(r"[1-5][0-9][0-9]")  # ASCII digits only (str.isdigit also takes "²"); always fullmatch
 FORM_LIMIT = 8 * 1024 * 1024  # imports arrive as form fields
 # No scripts at all: with autoescaping, a hostile memory has nothing to run in.
 HEADERS = {
@@ -361,9 +363,11 @@ async def requests_page(v: View) -> Response:
         v.scope(scope)
     only = v.only() or scope
     status_raw = params.get("status", "").strip()
-    if status_raw and not status_raw.isdigit():
-        raise Refused(400, "status must be a number")
+    if status_raw and not STATUS.fullmatch(status_raw):
+        raise Refused(400, "status must be a three-digit HTTP status")
     model = params.get("model", "").strip() or None
+    if model is not None and (len(model) > MAX_MODEL_CHARS or "\x00" in model):
+        raise Refused(400, f"model must be at most {MAX_MODEL_CHARS} characters, without NUL")
     f = UsageFilter(only, model=model, status=int(status_raw) if status_raw else None)
     store = v.store
     rows = await store.recent_usage(f, PAGE_SIZE)

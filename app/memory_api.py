@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,7 +17,10 @@ from app.context import ctx
 from app.errors import TOO_LARGE, error_response, is_anthropic
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
 from app.records import (
+    EARLIEST,
+    LATEST,
     MAX_LIMIT,
+    MEMORY_ID,
     RecordError,
     RecordTooLarge,
     memory_json,
@@ -28,6 +32,8 @@ from app.request_state import state_of
 from app.scopes import InvalidScope, resolve_scope, validate_scope
 from app.store import InvalidCursor, MemoryStore, NewMemory
 
+CARDINAL = re.compile(r"[0-9]{1,7}")  # always fullmatch
+CURSOR = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?_[0-9]{1,18}")  # always fullmatch
 IMPORT_BATCH = 500  # records per write transaction: another scope's write waits for one batch at most
 
 
@@ -72,9 +78,26 @@ def _limit(request: Request, default: int) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # ASCII only: str.isdigit() and int() also take other scripts' digits and superscripts ("²").
+    if not (CARDINAL.fullmatch(raw) and 1 <= int(raw) <= MAX_LIMIT):
         raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
+
+
+def _cursor(request: Request) -> str | None:
+    """The `cursor` parameter, if it has the shape `list` issues (a time and a row number the stores can read)."""
+    raw = request.query_params.get("cursor")
+    if raw and not (CURSOR.fullmatch(raw) and EARLIEST <= float(raw.partition("_")[0]) <= LATEST):
+        raise InvalidCursor("cursor is not one this server issued")
+    return raw
+
+
+def _memory_id(request: Request) -> str:
+    """The path's memory id; one that no memory can have is simply not found."""
+    memory_id: str = request.path_params["memory_id"]
+    if not MEMORY_ID.fullmatch(memory_id):
+        raise ApiError(404, "no such memory in this scope")
+    return memory_id
 
 
 async def _body(request: Request, limit: int | None = None) -> bytes:
@@ -110,7 +133,7 @@ async def list_memories(request: Request) -> Response:
     """Newest first, with cursor pagination."""
     scope = _scope(request, request.query_params.get("user_id"))
     store = _store(request)
-    items, cursor = await store.list(scope, _limit(request, 50), request.query_params.get("cursor"))
+    items, cursor = await store.list(scope, _limit(request, 50), _cursor(request))
     return _json({"data": [memory_json(m) for m in items], "next_cursor": cursor})
 
 
@@ -200,7 +223,7 @@ async def _scope_of_memory(request: Request, store: MemoryStore, memory_id: str)
 async def get_memory(request: Request) -> Response:
     """One memory of a scope the caller may see; 404 if absent or out of reach."""
     store = _store(request)
-    memory_id = request.path_params["memory_id"]
+    memory_id = _memory_id(request)
     found = await store.get(await _scope_of_memory(request, store, memory_id), memory_id)
     if found is None:
         raise ApiError(404, "no such memory in this scope")
@@ -211,7 +234,7 @@ async def get_memory(request: Request) -> Response:
 async def delete_memory(request: Request) -> Response:
     """204, or 404 if absent or out of reach."""
     store = _store(request)
-    memory_id = request.path_params["memory_id"]
+    memory_id = _memory_id(request)
     if not await store.delete(await _scope_of_memory(request, store, memory_id), memory_id):
         raise ApiError(404, "no such memory in this scope")
     return Response(status_code=204)
