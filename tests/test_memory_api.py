@@ -129,7 +129,8 @@ async def test_only_invalid_input_is_a_400(proxy: Running, monkeypatch: pytest.M
 @pytest.mark.parametrize("anthropic", [False, True])
 async def test_input_the_stores_cannot_hold_is_a_400_in_the_callers_dialect(proxy: Running, anthropic: bool) -> None:
     headers = {"anthropic-version": "2023-06-01"} if anthropic else {}
-    bad_queries = ["limit=²", "limit=١٢", "limit=" + "1" * 5000, "cursor=nan_1", "cursor=1e400_1", "cursor=1.5_" + "9" * 30]
+    bad_queries = ["limit=²", "limit=١٢", "limit=" + "1" * 5000]
+    bad_queries += ["cursor=nan_1", "cursor=1e400_1", "cursor=1.5_" + "9" * 30]
     bad_bodies = [
         {"content": "x", "created_at": "0001-01-01T00:00:00+14:00"},
         {"content": "x", "created_at": "9999-12-31T23:59:59-14:00"},
