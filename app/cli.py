@@ -19,7 +19,6 @@ from app.store import InvalidCursor, Memory, MemoryStore, is_postgres_url, open_
 from app.store.sqlite import sqlite3
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
-IMPORT_BATCH = 500
 SNIPPET_CHARS = 80
 NEEDS_EXISTING_DB = frozenset({"list", "search", "get", "delete", "forget", "export", "stats", "usage"})
 
@@ -347,9 +346,11 @@ async def _dispatch(store: MemoryStore, args: argparse.Namespace, scope: Any, ex
     elif action == "export":
         await _export(store, args, scope, out)
     elif action == "import":
-        imported = 0
-        for start in range(0, len(extra), IMPORT_BATCH):
-            imported += len(await store.add_many(extra[start : start + IMPORT_BATCH]))
+        from app import imports
+
+        size = imports.BATCH_RECORDS
+        parts = [extra[start : start + size] for start in range(0, len(extra), size)]
+        imported = len(await imports.write_all(store, parts, list))
         skipped = len(extra) - imported
         out.write(
             _dump({"imported": imported, "skipped": skipped}) + "\n"

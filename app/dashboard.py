@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from app import imports
 from app.auth import ANONYMOUS, Principal, authenticate
 from app.context import Context, ctx
 from app.errors import TOO_LARGE
@@ -27,7 +28,7 @@ from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
 from app.records import MAX_MODEL_CHARS, RecordError, iso, memory_json, parse_numbered, split_lines
 from app.scopes import InvalidScope, validate_scope
 from app.sessions import COOKIE, SESSION_SECONDS, Session, Sessions
-from app.store import MemoryStore
+from app.store import MemoryStore, NewMemory
 from app.store.usage import MODES, UsageFilter
 from app.usage import day_of, summarise
 
@@ -333,14 +334,18 @@ async def import_memories(v: View) -> Response:
         return scope
 
     limits = v.c.settings.memory
+
+    def parse(batch: list[tuple[int, bytes]]) -> list[NewMemory]:
+        return parse_numbered(batch, into_scope, limits.max_memory_chars)
+
     try:
         lines = split_lines(v.form.get("lines", "").encode(), limits.max_import_lines)
-        items = parse_numbered(lines, into_scope, limits.max_memory_chars)
+        parts = imports.batches(lines)
+        await imports.check_all(parts, parse)
     except RecordError as exc:
         raise Refused(400, str(exc)) from None
-    store = v.store
-    added = await store.add_many(items)
-    return v.render("imported.html", scope=scope, imported=len(added), skipped=len(items) - len(added))
+    added = await imports.write_all(v.store, parts, parse)
+    return v.render("imported.html", scope=scope, imported=len(added), skipped=len(lines) - len(added))
 
 
 @page()

@@ -12,7 +12,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from app import ranking
+from app import imports, ranking
 from app.context import ctx
 from app.errors import TOO_LARGE, error_response, is_anthropic
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
@@ -34,7 +34,6 @@ from app.store import InvalidCursor, MemoryStore, NewMemory
 
 CARDINAL = re.compile(r"[0-9]{1,7}")  # always fullmatch
 CURSOR = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?_[0-9]{1,18}")  # always fullmatch
-IMPORT_BATCH = 500  # records per write transaction: another scope's write waits for one batch at most
 
 
 class ApiError(Exception):
@@ -177,32 +176,24 @@ async def export_memories(request: Request) -> Response:
 
 @handle_api_errors
 async def import_memories(request: Request) -> Response:
-    """JSON Lines in; every line is checked before any is written, then written in batches.
+    """JSON Lines in, all or nothing: every line is checked before any is written, then written in batches.
 
-    Parsing runs off the event loop; each batch is its own transaction, so other scopes' writes
-    interleave with a large import instead of waiting for all of it.
+    Parsing runs off the event loop; each batch is its own small transaction, so other scopes'
+    writes interleave with a large import instead of waiting for all of it (app.imports).
     """
     limits = ctx(request).settings.memory
     data = await _body(request, limits.max_import_bytes)
     lines = await asyncio.to_thread(split_lines, data, limits.max_import_lines)
     del data  # the lines are copies: do not hold the body twice for the whole import
-    batches = [lines[i : i + IMPORT_BATCH] for i in range(0, len(lines), IMPORT_BATCH)]
+    parts = imports.batches(lines)
 
     def parse(batch: list[tuple[int, bytes]]) -> list[NewMemory]:
         return parse_numbered(batch, lambda uid: _scope(request, uid), limits.max_memory_chars)
 
-    def check() -> None:
-        for batch in batches:
-            parse(batch)
-
-    # A first pass that keeps nothing: a bad last line must not leave the first ones written,
-    # and the parsed records of a large import are never all in memory at once.
-    await asyncio.to_thread(check)
-    store = _store(request)
-    added = 0
-    for batch in batches:
-        added += len(await store.add_many(await asyncio.to_thread(parse, batch)))
-    return _json({"imported": added, "skipped": len(lines) - added})
+    # The parsed records of a large import are never all in memory at once: checked, then parsed again per batch.
+    await imports.check_all(parts, parse)
+    added = await imports.write_all(_store(request), parts, parse)
+    return _json({"imported": len(added), "skipped": len(lines) - len(added)})
 
 
 async def _scope_of_memory(request: Request, store: MemoryStore, memory_id: str) -> str:
