@@ -7,6 +7,7 @@ admin key (or the anonymous loopback owner) sees every scope; a pinned key only 
 from __future__ import annotations
 
 import functools
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -213,8 +214,17 @@ async def login(request: Request) -> Response:
     except Refused as exc:
         return _error_page(c, exc.status, str(exc))
     key = form.get("key", "").strip()
+    address = request.client.host if request.client else "-"
+    wait = c.guesses.wait(address, key) if key else 0.0
+    if wait:  # the key is not even compared: a guess gets no answer
+        retry = str(math.ceil(wait))
+        response = _error_page(c, 429, f"too many failed log-ins from this client; retry in {retry} s")
+        response.headers["retry-after"] = retry
+        return response
     principal = authenticate(c.settings.keys, {"authorization": f"Bearer {key}"}) if key else None
     if principal is None:
+        if key:
+            c.guesses.failed(address, key)
         html = c.oversight.templates.get_template("login.html").render(failed=True)
         return HTMLResponse(html, status_code=401, headers=HEADERS)
     response = RedirectResponse("/dashboard", status_code=303, headers=HEADERS)

@@ -148,7 +148,9 @@ def create_app(settings: Settings) -> Guard:
 
     api = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     api.state.ctx = context
-    return Guard(Dispatch(api), settings, context.counters, routing_table(), oversight.answered)
+    return Guard(
+        Dispatch(api), settings, context.counters, routing_table(), oversight.answered, guesses=context.guesses
+    )
 
 
 def __getattr__(name: str) -> Any:
