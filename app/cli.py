@@ -350,7 +350,7 @@ async def _dispatch(store: MemoryStore, args: argparse.Namespace, scope: Any, ex
 
         size = imports.BATCH_RECORDS
         parts = [extra[start : start + size] for start in range(0, len(extra), size)]
-        imported = len(await imports.write_all(store, parts, list))
+        imported = await imports.write_all(store, parts, list)
         skipped = len(extra) - imported
         out.write(
             _dump({"imported": imported, "skipped": skipped}) + "\n"

@@ -355,7 +355,7 @@ async def import_memories(v: View) -> Response:
     except RecordError as exc:
         raise Refused(400, str(exc)) from None
     added = await imports.write_all(v.store, parts, parse)
-    return v.render("imported.html", scope=scope, imported=len(added), skipped=len(lines) - len(added))
+    return v.render("imported.html", scope=scope, imported=added, skipped=len(lines) - added)
 
 
 @page()

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from app.store import Memory, MemoryStore, NewMemory
+from app.store import MemoryStore, NewMemory
 
 log = logging.getLogger("memory_proxy.imports")
 # Each batch is one write transaction: another scope's write waits for one batch at most, so a batch
@@ -45,25 +45,32 @@ async def check_all(parts: list[Lines], parse: Parse) -> None:
     await asyncio.to_thread(check)
 
 
-async def write_all(store: MemoryStore, parts: Sequence[T], parse: Callable[[T], list[NewMemory]]) -> list[Memory]:
-    """Write checked batches, each its own transaction; if one fails, delete what the others added, then raise."""
-    added: list[Memory] = []
+async def write_all(store: MemoryStore, parts: Sequence[T], parse: Callable[[T], list[NewMemory]]) -> int:
+    """Write checked batches, each its own transaction; if one fails, delete what the others added, then raise.
+
+    Returns how many memories were added (the rest were duplicates). Only the (scope, id) of each is
+    held meanwhile, for the compensating delete: never the written memories themselves.
+    """
+    added: dict[str, list[str]] = {}  # scope -> ids written
     try:
         for part in parts:
-            added += await store.add_many(await asyncio.to_thread(parse, part))
+            for memory in await store.add_many(await asyncio.to_thread(parse, part)):
+                added.setdefault(memory.user_id, []).append(memory.id)
     except BaseException:  # a store failure or a cancelled request: nothing of this import stays
         await asyncio.shield(_undo(store, added))
         raise
-    return added
+    return sum(map(len, added.values()))
 
 
-async def _undo(store: MemoryStore, added: list[Memory]) -> None:
+async def _undo(store: MemoryStore, added: dict[str, list[str]]) -> None:
     """The compensating delete of an import that failed half-way."""
+    count = sum(map(len, added.values()))
     try:
-        for memory in added:
-            await store.delete(memory.user_id, memory.id)
+        for scope, ids in added.items():
+            for memory_id in ids:
+                await store.delete(scope, memory_id)
     except Exception as exc:  # the store is failing: say what is left, so the operator can remove it
-        log.error("an import failed half-way and %d of its memories could not be removed: %s", len(added), exc)
+        log.error("an import failed half-way and %d of its memories could not be removed: %s", count, exc)
         raise
-    if added:
-        log.warning("an import failed half-way: its %d memories written so far were removed", len(added))
+    if count:
+        log.warning("an import failed half-way: its %d memories written so far were removed", count)

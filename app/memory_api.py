@@ -193,7 +193,7 @@ async def import_memories(request: Request) -> Response:
     # The parsed records of a large import are never all in memory at once: checked, then parsed again per batch.
     await imports.check_all(parts, parse)
     added = await imports.write_all(_store(request), parts, parse)
-    return _json({"imported": len(added), "skipped": len(lines) - len(added)})
+    return _json({"imported": added, "skipped": len(lines) - added})
 
 
 async def _scope_of_memory(request: Request, store: MemoryStore, memory_id: str) -> str:

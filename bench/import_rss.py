@@ -1,0 +1,158 @@
+"""Memory held by the memory proxy across large and hostile imports, and another scope's write during one.
+
+    python bench/import_rss.py [--root DIR] [--hostile-mb 32] [--large-mb 24]
+
+Starts the memory proxy (uvicorn app.main:app, from --root: this checkout by default, or another
+checkout of the repository to compare) on a free loopback port with a throw-away SQLite file, then
+reads its resident set size (VmRSS) after start-up and a warm-up import, after a large import of
+ordinary lines, and after hostile imports whose every line is one unique 98,000-character word
+(8 MB requests), then after a second ordinary import (what the first left is reused, not
+leaked), each time after a second of idle. While the large import runs it times single
+POST /v1/memories writes of another scope. Loopback only; bounded in size and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 1024 * 1024
+HOSTILE_WORD_CHARS = 98_000
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recall import free_port  # noqa: E402 - the bench's own helpers
+
+
+def rss_mb(pid: int) -> float:
+    """The process's resident set size in MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def start(root: Path, tmp: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "MEMORY_DB": os.path.join(tmp, "memory.db"),
+        "MEMORY_CONFIG": str(root / "config.yaml"),
+        "MEMORY_ENV_FILE": "",
+        "MEMORY_HOST": "127.0.0.1",
+        "MEMORY_PORT": str(port),
+        "MEMORY_LOG_LEVEL": "warning",
+        "LITELLM_BASE_URL": "http://127.0.0.1:9",
+    }
+    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    with open(os.path.join(tmp, "proxy.log"), "wb") as log:
+        proc = subprocess.Popen([*cmd, "--no-access-log"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the memory proxy exited early; see {tmp}/proxy.log")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit("the memory proxy did not come up within 60 s")
+
+
+def post_import(client: httpx.Client, body: bytes) -> None:
+    r = client.post("/v1/memories/import", content=body, timeout=600)
+    if r.status_code != 200:
+        raise SystemExit(f"import answered {r.status_code}: {r.text[:200]}")
+
+
+def ordinary(n: int, words: int, scope: str) -> bytes:
+    """`n` lines of everyday text (a small vocabulary plus a number each)."""
+    vocab = "deploy kiwi tabs coffee release staging review budget meeting travel".split()
+    return b"".join(
+        b'{"user_id":"%s","content":"note %d %s"}\n'
+        % (scope.encode(), i, " ".join(vocab[(i + k) % len(vocab)] for k in range(words)).encode())
+        for i in range(n)
+    )
+
+
+def hostile(n: int) -> bytes:
+    """`n` lines, each one unique word of HOSTILE_WORD_CHARS characters."""
+    return b"".join(
+        b'{"user_id":"hostile","content":"%s"}\n' % (secrets.token_hex(8) + "q" * (HOSTILE_WORD_CHARS - 16)).encode()
+        for _ in range(n)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to run (default: this one)")
+    parser.add_argument("--large-mb", type=int, default=24, help="size of the ordinary import (default 24)")
+    parser.add_argument("--hostile-mb", type=int, default=32, help="hostile words sent, in 8 MB requests (default 32)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, base = start(args.root, tmp)
+        try:
+            with httpx.Client(base_url=base, timeout=60) as client:
+                post_import(client, ordinary(2000, 12, "warmup"))
+                time.sleep(1)
+                rows = [("after start-up and a 2,000-line warm-up", rss_mb(proc.pid))]
+                large = ordinary(args.large_mb * MB // 200, 24, "bulk")
+                writes: list[float] = []
+                done = threading.Event()
+
+                def other_scope() -> None:
+                    with httpx.Client(base_url=base, timeout=120) as other:
+                        n = 0
+                        while not done.is_set():
+                            t0 = time.perf_counter()
+                            other.post("/v1/memories", json={"user_id": "other", "content": f"single write {n}"})
+                            writes.append(time.perf_counter() - t0)
+                            n += 1
+                            time.sleep(0.05)
+
+                writer = threading.Thread(target=other_scope)
+                writer.start()
+                t0 = time.perf_counter()
+                try:
+                    post_import(client, large)
+                finally:
+                    done.set()
+                    writer.join()
+                seconds = time.perf_counter() - t0
+                time.sleep(1)
+                rows.append((f"after a {len(large) / MB:.0f} MB ordinary import ({seconds:.1f} s)", rss_mb(proc.pid)))
+                per_request = 8 * MB // (HOSTILE_WORD_CHARS + 40)
+                for sent in range(8, args.hostile_mb + 1, 8):
+                    post_import(client, hostile(per_request))
+                    time.sleep(1)
+                    rows.append((f"after {sent} MB of hostile 98,000-character words", rss_mb(proc.pid)))
+                post_import(client, ordinary(args.large_mb * MB // 200, 24, "bulk2"))
+                time.sleep(1)
+                rows.append(("after a second ordinary import of that size", rss_mb(proc.pid)))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    print(f"memory proxy at {args.root}")
+    for label, value in rows:
+        print(f"  {label:<55} RSS {value:7.1f} MB")
+    writes.sort()
+    if writes:
+        p50, worst = writes[len(writes) // 2], writes[-1]
+        print(
+            f"  another scope's single write during the import: n={len(writes)}"
+            f" p50 {p50 * 1000:.0f} ms, max {worst * 1000:.0f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
