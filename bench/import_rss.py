@@ -1,19 +1,21 @@
 """Memory held by the memory proxy across large and hostile imports, and another scope's write during one.
 
-    python bench/import_rss.py [--root DIR] [--hostile-mb 32] [--large-mb 24]
+    python bench/import_rss.py [--root DIR] [--large-mb 24] [--rounds 3] [--hostile-mb 32]
 
 Starts the memory proxy (uvicorn app.main:app, from --root: this checkout by default, or another
 checkout of the repository to compare) on a free loopback port with a throw-away SQLite file, then
-reads its resident set size (VmRSS) after start-up and a warm-up import, after a large import of
-ordinary lines, and after hostile imports whose every line is one unique 98,000-character word
-(8 MB requests), then after a second ordinary import (what the first left is reused, not
-leaked), each time after a second of idle. While the large import runs it times single
-POST /v1/memories writes of another scope. Loopback only; bounded in size and time.
+reads its resident memory (heap and mapped file pages apart), each time after a second of idle:
+after start-up and a warm-up import, after a large import of ordinary lines, after hostile imports
+whose every line is one unique 98,000-character word (8 MB requests), and after each further
+ordinary import of the same size (--rounds: whether what the first left grows or is reused). While
+the first large import and the hostile ones run, it times single POST /v1/memories writes of
+another scope. Loopback only; bounded in size and time.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import secrets
 import subprocess
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -32,12 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recall import free_port  # noqa: E402 - the bench's own helpers
 
 
-def rss_mb(pid: int) -> float:
-    """The process's resident set size in MB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+def rss_mb(pid: int) -> tuple[float, float]:
+    """The process's resident memory in MB (Linux /proc): anonymous (its heap), and file pages (the mapped database)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["RssAnon"].split()[0]) / 1024, int(fields["RssFile"].split()[0]) / 1024
 
 
 def start(root: Path, tmp: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -93,10 +94,36 @@ def hostile(n: int) -> bytes:
     )
 
 
+def while_writing(base: str, work: Callable[[], None]) -> list[float]:
+    """Run `work` while another scope posts single memories, one every 50 ms; each write's seconds."""
+    writes: list[float] = []
+    done = threading.Event()
+
+    def other_scope() -> None:
+        with httpx.Client(base_url=base, timeout=120) as other:
+            n = 0
+            while not done.is_set():
+                t0 = time.perf_counter()
+                other.post("/v1/memories", json={"user_id": "other", "content": f"single write {n} {time.time()}"})
+                writes.append(time.perf_counter() - t0)
+                n += 1
+                time.sleep(0.05)
+
+    writer = threading.Thread(target=other_scope)
+    writer.start()
+    try:
+        work()
+    finally:
+        done.set()
+        writer.join()
+    return writes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to run (default: this one)")
     parser.add_argument("--large-mb", type=int, default=24, help="size of the ordinary import (default 24)")
+    parser.add_argument("--rounds", type=int, default=3, help="ordinary imports in all (default 3)")
     parser.add_argument("--hostile-mb", type=int, default=32, help="hostile words sent, in 8 MB requests (default 32)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,51 +134,34 @@ def main() -> None:
                 time.sleep(1)
                 rows = [("after start-up and a 2,000-line warm-up", rss_mb(proc.pid))]
                 large = ordinary(args.large_mb * MB // 200, 24, "bulk")
-                writes: list[float] = []
-                done = threading.Event()
-
-                def other_scope() -> None:
-                    with httpx.Client(base_url=base, timeout=120) as other:
-                        n = 0
-                        while not done.is_set():
-                            t0 = time.perf_counter()
-                            other.post("/v1/memories", json={"user_id": "other", "content": f"single write {n}"})
-                            writes.append(time.perf_counter() - t0)
-                            n += 1
-                            time.sleep(0.05)
-
-                writer = threading.Thread(target=other_scope)
-                writer.start()
                 t0 = time.perf_counter()
-                try:
-                    post_import(client, large)
-                finally:
-                    done.set()
-                    writer.join()
+                ordinary_writes = while_writing(base, functools.partial(post_import, client, large))
                 seconds = time.perf_counter() - t0
                 time.sleep(1)
                 rows.append((f"after a {len(large) / MB:.0f} MB ordinary import ({seconds:.1f} s)", rss_mb(proc.pid)))
                 per_request = 8 * MB // (HOSTILE_WORD_CHARS + 40)
+                hostile_writes: list[float] = []
                 for sent in range(8, args.hostile_mb + 1, 8):
-                    post_import(client, hostile(per_request))
+                    body = hostile(per_request)
+                    hostile_writes += while_writing(base, functools.partial(post_import, client, body))
                     time.sleep(1)
                     rows.append((f"after {sent} MB of hostile 98,000-character words", rss_mb(proc.pid)))
-                post_import(client, ordinary(args.large_mb * MB // 200, 24, "bulk2"))
-                time.sleep(1)
-                rows.append(("after a second ordinary import of that size", rss_mb(proc.pid)))
+                for again in range(2, args.rounds + 1):
+                    post_import(client, ordinary(args.large_mb * MB // 200, 24, f"bulk-{again}"))
+                    time.sleep(1)
+                    rows.append((f"after ordinary import number {again} of that size", rss_mb(proc.pid)))
         finally:
             proc.terminate()
             proc.wait(10)
     print(f"memory proxy at {args.root}")
-    for label, value in rows:
-        print(f"  {label:<55} RSS {value:7.1f} MB")
-    writes.sort()
-    if writes:
-        p50, worst = writes[len(writes) // 2], writes[-1]
-        print(
-            f"  another scope's single write during the import: n={len(writes)}"
-            f" p50 {p50 * 1000:.0f} ms, max {worst * 1000:.0f} ms"
-        )
+    for label, (anon, mapped) in rows:
+        print(f"  {label:<55} heap (RssAnon) {anon:7.1f} MB, file pages (RssFile) {mapped:6.1f} MB")
+    for label, writes in (("the ordinary import", ordinary_writes), ("the hostile imports", hostile_writes)):
+        writes.sort()
+        if writes:
+            p50, worst = writes[len(writes) // 2], writes[-1]
+            print(f"  another scope's single writes during {label}: n={len(writes)}", end="")
+            print(f" p50 {p50 * 1000:.0f} ms, max {worst * 1000:.0f} ms")
 
 
 if __name__ == "__main__":
