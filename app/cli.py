@@ -21,7 +21,6 @@ from app.store.moves import move_scope
 from app.store.sqlite import sqlite3
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
-IMPORT_BATCH = 500
 SNIPPET_CHARS = 80
 NEEDS_EXISTING_DB = frozenset({"list", "search", "get", "delete", "forget", "export", "stats", "usage"})
 
@@ -370,9 +369,11 @@ async def _dispatch(store: MemoryStore, args: argparse.Namespace, scope: Any, ex
             else f"moved {done.moved} memories from {scope!r} to {extra!r} ({done.already} were already there)\n"
         )
     elif action == "import":
-        imported = 0
-        for start in range(0, len(extra), IMPORT_BATCH):
-            imported += len(await store.add_many(extra[start : start + IMPORT_BATCH]))
+        from app import imports
+
+        size = imports.BATCH_RECORDS
+        parts = [extra[start : start + size] for start in range(0, len(extra), size)]
+        imported = await imports.write_all(store, parts, list)
         skipped = len(extra) - imported
         out.write(
             _dump({"imported": imported, "skipped": skipped}) + "\n"

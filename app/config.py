@@ -172,9 +172,16 @@ class Settings:
         return is_loopback_host(self.host)
 
 
-@functools.lru_cache(maxsize=1024)
 def is_loopback_host(host: str) -> bool:
     """True for `localhost` and loopback IP literals (cached: the guard asks on every request)."""
+    return len(host) <= MAX_HOST_CHARS and _is_loopback_host(host)
+
+
+MAX_HOST_CHARS = 255  # no DNS name is longer: a longer Host header is not loopback, and is not cached
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_loopback_host(host: str) -> bool:
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 
 from app.config import Settings
+from app.guessing import Guesses
 from app.models import ModelTable
 from app.proxy import Upstream
 from app.store import MemoryStore
@@ -37,6 +38,7 @@ class Context:
     store: MemoryStore | None = None
     writer: MemoryWriter | None = None
     counters: Counters = field(default_factory=Counters)
+    guesses: Guesses = field(default_factory=Guesses)  # failed key checks (the Guard's and the dashboard log-in's)
     oversight: Oversight | None = None  # set by create_app: modes, metrics, usage records
 
 

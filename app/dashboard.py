@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,21 +22,23 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from app import imports
 from app.auth import ANONYMOUS, Principal, authenticate
 from app.context import Context, ctx
 from app.errors import TOO_LARGE
 from app.projects import split_scope
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
-from app.records import RecordError, iso, memory_json, parse_numbered, split_lines
+from app.records import MAX_MODEL_CHARS, RecordError, iso, memory_json, parse_numbered, split_lines
 from app.scopes import InvalidScope, validate_scope
 from app.sessions import COOKIE, SESSION_SECONDS, Session, Sessions
-from app.store import MemoryStore
+from app.store import MemoryStore, NewMemory
 from app.store.usage import MODES, UsageFilter
 from app.usage import day_of, summarise
 
 TEMPLATES = Path(__file__).parent / "templates"
 CHART_DAYS = 30
 PAGE_SIZE = 100
+STATUS = re.compile(r"[1-5][0-9][0-9]")  # ASCII digits only (str.isdigit also takes "²"); always fullmatch
 FORM_LIMIT = 8 * 1024 * 1024  # imports arrive as form fields
 # No scripts at all: with autoescaping, a hostile memory has nothing to run in.
 HEADERS = {
@@ -212,8 +216,17 @@ async def login(request: Request) -> Response:
     except Refused as exc:
         return _error_page(c, exc.status, str(exc))
     key = form.get("key", "").strip()
+    address = request.client.host if request.client else "-"
+    wait = c.guesses.wait(address, key) if key else 0.0
+    if wait:  # the key is not even compared: a guess gets no answer
+        retry = str(math.ceil(wait))
+        response = _error_page(c, 429, f"too many failed log-ins from this client; retry in {retry} s")
+        response.headers["retry-after"] = retry
+        return response
     principal = authenticate(c.settings.keys, {"authorization": f"Bearer {key}"}) if key else None
     if principal is None:
+        if key:
+            c.guesses.failed(address, key)
         html = c.oversight.templates.get_template("login.html").render(failed=True)
         return HTMLResponse(html, status_code=401, headers=HEADERS)
     response = RedirectResponse("/dashboard", status_code=303, headers=HEADERS)
@@ -341,14 +354,18 @@ async def import_memories(v: View) -> Response:
         return scope
 
     limits = v.c.settings.memory
+
+    def parse(batch: list[tuple[int, bytes]]) -> list[NewMemory]:
+        return parse_numbered(batch, into_scope, limits.max_memory_chars)
+
     try:
         lines = split_lines(v.form.get("lines", "").encode(), limits.max_import_lines)
-        items = parse_numbered(lines, into_scope, limits.max_memory_chars)
+        parts = imports.batches(lines)
+        await imports.check_all(parts, parse)
     except RecordError as exc:
         raise Refused(400, str(exc)) from None
-    store = v.store
-    added = await store.add_many(items)
-    return v.render("imported.html", scope=scope, imported=len(added), skipped=len(items) - len(added))
+    added = await imports.write_all(v.store, parts, parse)
+    return v.render("imported.html", scope=scope, imported=added, skipped=len(lines) - added)
 
 
 @page()
@@ -371,9 +388,11 @@ async def requests_page(v: View) -> Response:
         v.scope(scope)
     only = scope or v.only()  # v.scope let a pinned key name only its own scopes
     status_raw = params.get("status", "").strip()
-    if status_raw and not status_raw.isdigit():
-        raise Refused(400, "status must be a number")
+    if status_raw and not STATUS.fullmatch(status_raw):
+        raise Refused(400, "status must be a three-digit HTTP status")
     model = params.get("model", "").strip() or None
+    if model is not None and (len(model) > MAX_MODEL_CHARS or "\x00" in model):
+        raise Refused(400, f"model must be at most {MAX_MODEL_CHARS} characters, without NUL")
     f = UsageFilter(only, model=model, status=int(status_raw) if status_raw else None)
     store = v.store
     rows = await store.recent_usage(f, PAGE_SIZE)

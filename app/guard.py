@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,10 +11,11 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import logsafe
-from app.auth import authenticate, take_query_key
+from app.auth import Principal, authenticate, presented_key, take_query_key
 from app.config import Settings, is_loopback_host
 from app.context import Counters
 from app.errors import error_shape, is_gemini, send_error
+from app.guessing import Guesses
 from app.paths import BadPath, canonical_path
 from app.request_state import RequestState, attach, request_id
 from app.routing import Access, RoutingTable
@@ -39,8 +41,11 @@ class Guard:
         counters: Counters,
         table: RoutingTable,
         on_answered: Answered | None = None,
+        *,
+        guesses: Guesses,
     ) -> None:
         self.app = app
+        self.guesses = guesses
         self.on_answered = on_answered
         self.settings = settings
         self.counters = counters
@@ -122,6 +127,21 @@ class Guard:
         else:
             del self.inflight_by[name]
 
+    def _authenticate(self, scope: Scope, headers: Headers, query_key: str | None) -> tuple[Principal | None, float]:
+        """The caller's principal (None: no valid key), and how long it must wait when it guessed too often."""
+        keys = self.settings.keys
+        token = presented_key(headers, query_key) if keys else None
+        if token is None:  # no keys (the anonymous owner), or no key sent: nothing is guessed
+            return authenticate(keys, headers, query_key), 0.0
+        address = client_address(scope)
+        wait = self.guesses.wait(address, token)
+        if wait:  # the key is not even compared: a guess gets no answer
+            return None, wait
+        principal = authenticate(keys, headers, query_key)
+        if principal is None:
+            self.guesses.failed(address, token)
+        return principal, 0.0
+
     def _check(self, scope: Scope, headers: Headers, state: RequestState) -> Refusal | None:
         try:
             path, raw = canonical_path(scope.get("raw_path") or scope["path"].encode())
@@ -142,10 +162,13 @@ class Guard:
         query_key = None
         if is_gemini(path):  # Gemini clients may send the key as `?key=`: it goes no further than here
             scope["query_string"], query_key = take_query_key(scope.get("query_string", b""))
-        principal = authenticate(self.settings.keys, headers, query_key)
+        principal, wait = self._authenticate(scope, headers, query_key)
         state.principal = principal
         if match.route.access is Access.OPEN:
             return None
+        if wait:
+            retry = str(math.ceil(wait)).encode()
+            return 429, "too many failed key checks from this client; retry later", [(b"retry-after", retry)]
         if principal is None:
             return 401, "missing or invalid API key", [(b"www-authenticate", b"Bearer")]
         if not match.allowed:
@@ -160,6 +183,12 @@ class Guard:
             self.counters.overloaded += 1
             return 503, "the memory proxy is at its concurrency limit; retry shortly", [(b"retry-after", b"1")]
         return None
+
+
+def client_address(scope: Scope) -> str:
+    """The address a request came from (what failed key checks are counted by)."""
+    client = scope.get("client")
+    return client[0] if client else "-"
 
 
 def host_name(host_header: str) -> str:

@@ -95,6 +95,8 @@ def routing_table() -> RoutingTable:
             ),
             route("dashboard-unknown", "/dashboard", "*", open_, routes.not_found, prefix=True),
             route("memories-unknown", "/v1/memories", "*", client, routes.not_found, prefix=True),
+            route("scopes-unknown", "/v1/scopes", "*", client, routes.not_found, prefix=True),
+            route("usage-unknown", "/v1/usage", "*", client, routes.not_found, prefix=True),
             *(
                 route("stored-response", f"{v}/responses/{{response_id}}{tail}", "*", client, objects.stored_response)
                 for v in ("", "/v1")
@@ -165,7 +167,9 @@ def create_app(settings: Settings) -> Guard:
     api = FastAPI(title="Memory Proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     api.state.ctx = context
     api.state.mcp = mcp
-    return Guard(Dispatch(api), settings, context.counters, routing_table(), oversight.answered)
+    return Guard(
+        Dispatch(api), settings, context.counters, routing_table(), oversight.answered, guesses=context.guesses
+    )
 
 
 def log_level() -> str:

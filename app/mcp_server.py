@@ -122,8 +122,6 @@ def build_server(max_memory_chars: int) -> MCPServer:
             stored, is_new = await store_memory(request, {"content": text})
         except (ApiError, RecordError) as exc:
             raise _tool_error(exc) from None
-        if stored is None:  # a duplicate deleted between the write and the look-up
-            raise ToolError("the note was a duplicate of one just deleted; try again")
         return orjson.dumps({**_note(stored), "new": is_new}).decode()
 
     @server.tool(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,13 +12,16 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from app import ranking
+from app import imports, ranking
 from app.bodies import TooDeep, parse_json
 from app.context import ctx
 from app.errors import TOO_LARGE, error_response, error_shape
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
 from app.records import (
+    EARLIEST,
+    LATEST,
     MAX_LIMIT,
+    MEMORY_ID,
     RecordError,
     RecordTooLarge,
     memory_json,
@@ -29,7 +33,8 @@ from app.request_state import state_of
 from app.scopes import ForbiddenScope, InvalidScope, resolve_scope, validate_scope
 from app.store import InvalidCursor, Memory, MemoryStore, NewMemory
 
-IMPORT_BATCH = 500  # records per write transaction: another scope's write waits for one batch at most
+CARDINAL = re.compile(r"[0-9]{1,7}")  # always fullmatch
+CURSOR = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?_[0-9]{1,18}")  # always fullmatch
 
 
 class ApiError(Exception):
@@ -75,9 +80,26 @@ def _limit(request: Request, default: int) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # ASCII only: str.isdigit() and int() also take other scripts' digits and superscripts ("²").
+    if not (CARDINAL.fullmatch(raw) and 1 <= int(raw) <= MAX_LIMIT):
         raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
+
+
+def _cursor(request: Request) -> str | None:
+    """The `cursor` parameter, if it has the shape `list` issues (a time and a row number the stores can read)."""
+    raw = request.query_params.get("cursor")
+    if raw and not (CURSOR.fullmatch(raw) and EARLIEST <= float(raw.partition("_")[0]) <= LATEST):
+        raise InvalidCursor("cursor is not one this server issued")
+    return raw
+
+
+def _memory_id(request: Request) -> str:
+    """The path's memory id; one that no memory can have is simply not found."""
+    memory_id: str = request.path_params["memory_id"]
+    if not MEMORY_ID.fullmatch(memory_id):
+        raise ApiError(404, "no such memory in this scope")
+    return memory_id
 
 
 async def _body(request: Request, limit: int | None = None) -> bytes:
@@ -113,7 +135,7 @@ async def list_memories(request: Request) -> Response:
     """Newest first, with cursor pagination."""
     scope = _scope(request, request.query_params.get("user_id"))
     store = _store(request)
-    items, cursor = await store.list(scope, _limit(request, 50), request.query_params.get("cursor"))
+    items, cursor = await store.list(scope, _limit(request, 50), _cursor(request))
     return _json({"data": [memory_json(m) for m in items], "next_cursor": cursor})
 
 
@@ -139,18 +161,24 @@ async def add_memory(request: Request) -> Response:
     except TooDeep as exc:
         raise ApiError(400, f"request body refused: {exc}") from None
     stored, is_new = await store_memory(request, item)
-    return _json(memory_json(stored) if stored else None, 201 if is_new else 200)
+    return _json(memory_json(stored), 201 if is_new else 200)
 
 
-async def store_memory(request: Request, item: Any) -> tuple[Memory | None, bool]:
+async def store_memory(request: Request, item: Any) -> tuple[Memory, bool]:
     """Check and store one memory object for the caller: (the stored memory or its duplicate, whether it is new)."""
     max_chars = ctx(request).settings.memory.max_memory_chars
     new = parse_record(item, "body", "note", lambda uid: _scope(request, uid), max_chars)
     store = _store(request)
-    added = await store.add_many([new])
-    if added:
-        return added[0], True
-    return await store.find_duplicate(new), False
+    for _ in range(2):  # a second try when the duplicate was deleted between the write and the look-up
+        added = await store.add_many([new])
+        if added:
+            return added[0], True
+        existing = await store.find_duplicate(new)
+        if existing is not None:
+            return existing, False
+        if new.id is not None:  # not a duplicate: its `id` is taken by another memory (of any scope)
+            raise ApiError(409, f"a memory with id {new.id!r} already exists")
+    raise ApiError(409, "the memory changed while it was written; try again")
 
 
 @handle_api_errors
@@ -164,31 +192,23 @@ async def export_memories(request: Request) -> Response:
 
 @handle_api_errors
 async def import_memories(request: Request) -> Response:
-    """JSON Lines in; every line is checked before any is written, then written in batches.
+    """JSON Lines in, all or nothing: every line is checked before any is written, then written in batches.
 
-    Parsing runs off the event loop; each batch is its own transaction, so other scopes' writes
-    interleave with a large import instead of waiting for all of it.
+    Parsing runs off the event loop; each batch is its own small transaction, so other scopes'
+    writes interleave with a large import instead of waiting for all of it (app.imports).
     """
     limits = ctx(request).settings.memory
     data = await _body(request, limits.max_import_bytes)
     lines = await asyncio.to_thread(split_lines, data, limits.max_import_lines)
     del data  # the lines are copies: do not hold the body twice for the whole import
-    batches = [lines[i : i + IMPORT_BATCH] for i in range(0, len(lines), IMPORT_BATCH)]
+    parts = imports.batches(lines)
 
     def parse(batch: list[tuple[int, bytes]]) -> list[NewMemory]:
         return parse_numbered(batch, lambda uid: _scope(request, uid), limits.max_memory_chars)
 
-    def check() -> None:
-        for batch in batches:
-            parse(batch)
-
-    # A first pass that keeps nothing: a bad last line must not leave the first ones written,
-    # and the parsed records of a large import are never all in memory at once.
-    await asyncio.to_thread(check)
-    store = _store(request)
-    added = 0
-    for batch in batches:
-        added += len(await store.add_many(await asyncio.to_thread(parse, batch)))
+    # The parsed records of a large import are never all in memory at once: checked, then parsed again per batch.
+    await imports.check_all(parts, parse)
+    added = await imports.write_all(_store(request), parts, parse)
     return _json({"imported": added, "skipped": len(lines) - added})
 
 
@@ -210,7 +230,7 @@ async def _scope_of_memory(request: Request, store: MemoryStore, memory_id: str)
 async def get_memory(request: Request) -> Response:
     """One memory of a scope the caller may see; 404 if absent or out of reach."""
     store = _store(request)
-    memory_id = request.path_params["memory_id"]
+    memory_id = _memory_id(request)
     found = await store.get(await _scope_of_memory(request, store, memory_id), memory_id)
     if found is None:
         raise ApiError(404, "no such memory in this scope")
@@ -220,13 +240,15 @@ async def get_memory(request: Request) -> Response:
 @handle_api_errors
 async def delete_memory(request: Request) -> Response:
     """204, or 404 if absent or out of reach."""
-    if not await delete_one(request, request.path_params["memory_id"]):
+    if not await delete_one(request, _memory_id(request)):
         raise ApiError(404, "no such memory in this scope")
     return Response(status_code=204)
 
 
 async def delete_one(request: Request, memory_id: str) -> bool:
     """Delete one memory the caller may see; False if absent or out of reach."""
+    if not MEMORY_ID.fullmatch(memory_id):
+        return False
     store = _store(request)
     return await store.delete(await _scope_of_memory(request, store, memory_id), memory_id)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from app.config import Settings
@@ -18,15 +18,16 @@ Gauges = Callable[[], dict[str, float]]
 
 
 class _Live(Collector):
-    """Gauges read at scrape time (writer queue, drops, store errors, LiteLLM reachability)."""
+    """Values read at scrape time: gauges (writer queue, drops, store errors, LiteLLM reachability) or counters."""
 
-    def __init__(self, read: Gauges, help_texts: dict[str, str]) -> None:
+    def __init__(self, read: Gauges, help_texts: dict[str, str], family: type[Metric] = GaugeMetricFamily) -> None:
         self.read = read
         self.help_texts = help_texts
+        self.family = family
 
     def collect(self) -> Iterator[Metric]:
         for name, value in self.read().items():
-            yield GaugeMetricFamily(name, self.help_texts[name], value=value)
+            yield self.family(name, self.help_texts[name], value=value)  # type: ignore[call-arg]
 
 
 GAUGES = {
@@ -35,13 +36,18 @@ GAUGES = {
     "memory_proxy_store_errors": "failed store writes plus memory steps that failed during chats",
     "memory_proxy_litellm_up": "1 when LiteLLM answered its health probe at scrape time",
     "memory_proxy_ignored_directories": "working directories in client environment blocks unfit for scoping",
+    "memory_proxy_auth_limiter_records": "client addresses and key prefixes with failed key checks on record",
+}
+COUNTS = {
+    "memory_proxy_auth_failures": "failed key checks (API keys and dashboard log-ins)",
+    "memory_proxy_auth_refused": "key checks refused with 429 after too many failures from the client or key prefix",
 }
 
 
 class Metrics:
     """Owns the registry: request counts and latency by endpoint, status and model; recall; memory flow."""
 
-    def __init__(self, settings: Settings, gauges: Gauges) -> None:
+    def __init__(self, settings: Settings, gauges: Gauges, counts: Gauges) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.scope_label = settings.observability.metrics_scope_label
         self.models = frozenset(m.name for m in settings.models)
@@ -58,6 +64,7 @@ class Metrics:
         self.injected = Counter("memory_proxy_memories_injected", "memories injected", per_scope, registry=r)
         self.captured = Counter("memory_proxy_memories_captured", "memories queued for capture", per_scope, registry=r)
         r.register(_Live(gauges, GAUGES))
+        r.register(_Live(counts, COUNTS, CounterMetricFamily))
 
     def observe(self, state: RequestState, status: int, seconds: float) -> None:
         """Count one answered request."""

@@ -35,7 +35,7 @@ class Oversight:
         self.directories: dict[str, str] = {}  # project scope -> its working directory (a cache of the store's)
         self.litellm_up = 0.0
         obs = settings.observability
-        self.metrics = Metrics(settings, self._gauges) if obs.metrics_enabled else None
+        self.metrics = Metrics(settings, self._gauges, self._counts) if obs.metrics_enabled else None
         self.retention = obs.usage_retention_days * DAY
         self._pruned_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -85,7 +85,12 @@ class Oversight:
             "memory_proxy_store_errors": (writer.failures if writer else 0) + c.counters.memory_errors,
             "memory_proxy_litellm_up": self.litellm_up,
             "memory_proxy_ignored_directories": c.counters.ignored_directories,
+            "memory_proxy_auth_limiter_records": c.guesses.tracked(),
         }
+
+    def _counts(self) -> dict[str, float]:
+        guesses = self.context.guesses
+        return {"memory_proxy_auth_failures": guesses.failures, "memory_proxy_auth_refused": guesses.refused}
 
     def answered(self, state: RequestState, status: int, seconds: float, ttfb: float | None) -> None:
         """One request is answered: count it, and queue its usage record (chats only)."""

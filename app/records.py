@@ -15,6 +15,10 @@ from app.store import Memory, NewMemory
 ROLES = frozenset({"user", "assistant", "note", "system"})
 MAX_LIMIT = 1000
 MEMORY_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # always fullmatch
+# The times every store can index and every page can print: years 1 to 9999 in UTC (datetime's range).
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+MAX_MODEL_CHARS = 256
 
 
 def iso(ts: float) -> str:
@@ -46,20 +50,27 @@ class RecordTooLarge(RecordError):
 
 
 def parse_timestamp(value: Any, where: str) -> float:
-    """`created_at` as ISO-8601 (naive means UTC) or Unix seconds."""
+    """`created_at` as ISO-8601 (naive means UTC) or Unix seconds, from year 1 to 9999 in UTC."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            datetime.fromtimestamp(value, UTC)
-        except (OverflowError, OSError, ValueError):
-            raise RecordError(f"{where}: created_at {value!r} is out of range") from None
-        return float(value)
-    if isinstance(value, str):
+        ts = float(value)
+    elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise RecordError(f"{where}: created_at {value[:40]!r} is not an ISO-8601 time") from None
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-    raise RecordError(f"{where}: created_at must be an ISO-8601 time or a Unix timestamp")
+        ts = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    else:
+        raise RecordError(f"{where}: created_at must be an ISO-8601 time or a Unix timestamp")
+    if not EARLIEST <= ts <= LATEST:  # also NaN; an offset can move year 1 or 9999 out of range in UTC
+        raise RecordError(f"{where}: created_at {str(value)[:40]!r} is out of range (years 1 to 9999 in UTC)")
+    return ts
+
+
+def _text(value: str, where: str, name: str) -> str:
+    # PostgreSQL's text cannot hold NUL: refused on every backend, so a record means the same everywhere.
+    if "\x00" in value:
+        raise RecordError(f"{where}: {name} must not contain NUL characters")
+    return value
 
 
 def parse_record(
@@ -73,8 +84,9 @@ def parse_record(
         raise RecordError(f"{where}: content must be a non-empty string")
     if max_chars is not None and len(content) > max_chars:
         raise RecordTooLarge(f"{where}: content is longer than the limit of {max_chars} characters")
+    _text(content, where, "content")
     role = item.get("role", default_role)
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise RecordError(f"{where}: role must be one of {sorted(ROLES)}")
     metadata = item.get("metadata") or {}
     if not isinstance(metadata, dict):
@@ -83,6 +95,8 @@ def parse_record(
     if user_id is not None and not isinstance(user_id, str):
         raise RecordError(f"{where}: user_id must be a string")
     model = item.get("model")
+    if model is not None and not (isinstance(model, str) and len(_text(model, where, "model")) <= MAX_MODEL_CHARS):
+        raise RecordError(f"{where}: model must be a string of at most {MAX_MODEL_CHARS} characters")
     memory_id = item.get("id")
     if memory_id is not None and not (isinstance(memory_id, str) and MEMORY_ID.fullmatch(memory_id)):
         raise RecordError(f"{where}: id must be 1-64 of A-Z a-z 0-9 . _ : -")
@@ -97,7 +111,7 @@ def parse_record(
         scope,
         role,
         content.strip(),
-        model=model if isinstance(model, str) else None,
+        model=model,
         metadata=metadata,
         id=memory_id,
         **extra,

@@ -88,7 +88,13 @@ def _said(date: str, speaker: str) -> frozenset[str]:
 
 def coverage(note: Recalled, shares: Mapping[str, float]) -> float:
     """The share (0 to 1) of the question's information a note covers: its text, date and speaker, then around it."""
-    said = _said(textindex.date_words(note.created_at), note.speaker)
+    date = textindex.date_words(note.created_at)
+    # A speaker name is metadata of any length: only short ones are cached.
+    said = (
+        _said(date, note.speaker)
+        if len(note.speaker) <= textindex.MAX_WORD_CHARS
+        else _said.__wrapped__(date, note.speaker)
+    )
     total = 0.0
     for stem, share in shares.items():
         term = postings.term_key(stem)

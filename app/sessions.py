@@ -11,7 +11,10 @@ from app.auth import Principal
 
 COOKIE = "memory_proxy_session"
 SESSION_SECONDS = 12 * 3600
-MAX_SESSIONS = 1000  # the oldest session goes first past this (log-ins cannot grow memory without bound)
+# Sessions one principal (one configured key, or the anonymous owner) holds at once; its oldest goes
+# first past this. Principals are the configured keys, so the table is bounded without a global cap
+# that one key's log-ins could use to push out another key's sessions.
+SESSIONS_PER_PRINCIPAL = 5
 
 
 @dataclass(frozen=True)
@@ -28,28 +31,40 @@ class Session:
 
 
 class Sessions:
-    """Owns the live sessions; a restart logs everyone out."""
+    """Owns the live sessions, per principal; a restart logs everyone out."""
 
     def __init__(self) -> None:
         self._live: dict[str, Session] = {}
+        self._tokens_of: dict[str, list[str]] = {}  # principal name -> its tokens, oldest first
 
     def create(self, principal: Principal) -> str:
-        """A new session for `principal`; its cookie token."""
-        while len(self._live) >= MAX_SESSIONS:
-            del self._live[next(iter(self._live))]
+        """A new session for `principal` (ending its own oldest past SESSIONS_PER_PRINCIPAL); its cookie token."""
+        tokens = self._tokens_of.setdefault(principal.name, [])
+        now = time.time()
+        for token in [t for t in tokens if self._live[t].expires < now]:
+            self.drop(token)
+        tokens = self._tokens_of.setdefault(principal.name, [])
+        while len(tokens) >= SESSIONS_PER_PRINCIPAL:
+            self.drop(tokens[0])
         token = secrets.token_urlsafe(32)
-        self._live[token] = Session(principal, secrets.token_urlsafe(32), time.time() + SESSION_SECONDS)
+        self._live[token] = Session(principal, secrets.token_urlsafe(32), now + SESSION_SECONDS)
+        tokens.append(token)
         return token
 
     def get(self, token: str | None) -> Session | None:
         """The live session for a cookie token, if any."""
         session = self._live.get(token) if token else None
         if session is not None and session.expires < time.time():
-            del self._live[token]  # type: ignore[arg-type]
+            self.drop(token)
             return None
         return session
 
     def drop(self, token: str | None) -> None:
         """End a session (log-out)."""
-        if token:
-            self._live.pop(token, None)
+        session = self._live.pop(token, None) if token else None
+        if session is None:
+            return
+        tokens = self._tokens_of[session.principal.name]
+        tokens.remove(token)  # type: ignore[arg-type]
+        if not tokens:
+            del self._tokens_of[session.principal.name]

@@ -43,10 +43,21 @@ def terms(text: str, limit: int | None = MAX_TERMS) -> list[str]:
 _STEMMER = snowballstemmer.stemmer("porter")
 
 
-# Stemming is pure Python and a text's words are mostly words seen before: every memory written is stemmed.
-@functools.lru_cache(maxsize=200_000)
+# Word caches hold words of at most MAX_WORD_CHARS characters, CACHED_WORDS of them: at most about
+# 40 MB each even for 4-byte characters, where 200,000 entries of any length held gigabytes. A longer
+# word (a hash, a blob, a hostile import) is its own stem and is looked up uncached.
+MAX_WORD_CHARS = 64
+CACHED_WORDS = 100_000
+
+
 def stem(word: str) -> str:
-    """A word's stem as the term index stores it (Porter)."""
+    """A word's stem as the term index stores it (Porter); a word past MAX_WORD_CHARS is kept as it is."""
+    return _stem(word) if len(word) <= MAX_WORD_CHARS else word
+
+
+# Stemming is pure Python and a text's words are mostly words seen before: every memory written is stemmed.
+@functools.lru_cache(maxsize=CACHED_WORDS)
+def _stem(word: str) -> str:
     return _STEMMER.stemWord(word)
 
 

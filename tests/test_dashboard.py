@@ -238,3 +238,26 @@ async def test_scopes_are_grouped_by_owner_with_the_project_directory(tmp_path: 
             assert "bob" not in html and "local:" not in html
             scope = re.search(r"alice:alpha-[0-9a-f]{6}", html)
             assert scope and (await pinned.get(f"/dashboard/requests?scope={scope.group(0)}")).status_code == 200
+
+
+async def test_log_ins_with_a_pinned_key_never_end_the_admins_session(tmp_path: Path):
+    from app.sessions import SESSIONS_PER_PRINCIPAL
+
+    async with running(tmp_path, settings=keyed(tmp_path)) as p, log_in(p, ADMIN) as admin:
+        async with log_in(p, PINNED) as first_pinned:
+            assert (await first_pinned.get("/dashboard")).status_code == 200
+            for _ in range(SESSIONS_PER_PRINCIPAL):
+                r = await p.client.post("/dashboard/login", data={"key": PINNED})
+                assert r.status_code == 303
+            # The pinned key's own oldest session went; the admin's stays.
+            assert (await first_pinned.get("/dashboard")).status_code == 303
+        assert (await admin.get("/dashboard")).status_code == 200
+
+
+async def test_odd_request_filters_are_a_400_page_on_both_backends(tmp_path: Path, store_url: str):
+    settings = dataclasses.replace(make_settings(tmp_path), db_path=store_url)
+    async with running(tmp_path, settings=settings) as p:
+        for query in ("status=²", "status=" + "9" * 30, "model=a%00b", "model=" + "m" * 300):
+            r = await p.client.get(f"/dashboard/requests?{query}")
+            assert r.status_code == 400, (query, r.status_code)
+        assert (await p.client.get("/dashboard/requests?status=200")).status_code == 200

@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 from aiohttp import web
 
@@ -110,13 +111,16 @@ async def test_missing_or_wrong_key_is_401(tmp_path: Path, path: str, anthropic:
     m = marker()
     settings = replace(make_settings(tmp_path), keys=KEYS)
     async with running(tmp_path, settings=settings) as p:
-        for headers in BAD_CREDENTIALS:
-            r = await p.client.post(path, json=chat(f"auth {m}", anthropic), headers=headers)
-            assert r.status_code == 401, (headers, r.text)
-            assert_dialect(r, anthropic)
-            assert "sk-pinned" not in r.text and "sk-admin" not in r.text
-            assert (await p.client.get("/v1/models", headers=headers)).status_code == 401
-            assert (await p.client.get("/v1/memories", headers=headers)).status_code == 401
+        for n, headers in enumerate(BAD_CREDENTIALS):
+            # Each from its own loopback address: past a few failures one address gets 429 (app.guessing).
+            transport = httpx.AsyncHTTPTransport(local_address=f"127.0.3.{n + 1}")
+            async with httpx.AsyncClient(base_url=p.url, transport=transport, timeout=15) as client:
+                r = await client.post(path, json=chat(f"auth {m}", anthropic), headers=headers)
+                assert r.status_code == 401, (headers, r.text)
+                assert_dialect(r, anthropic)
+                assert "sk-pinned" not in r.text and "sk-admin" not in r.text
+                assert (await client.get("/v1/models", headers=headers)).status_code == 401
+                assert (await client.get("/v1/memories", headers=headers)).status_code == 401
     assert upstream_requests(m) == []
 
 

@@ -124,3 +124,41 @@ async def test_only_invalid_input_is_a_400(proxy: Running, monkeypatch: pytest.M
     r = await proxy.client.get("/v1/memories/search", params={"q": "anything"})
     assert r.status_code == 500, r.text
     assert "a bug inside the store" not in r.text
+
+
+@pytest.mark.parametrize("anthropic", [False, True])
+async def test_input_the_stores_cannot_hold_is_a_400_in_the_callers_dialect(proxy: Running, anthropic: bool) -> None:
+    headers = {"anthropic-version": "2023-06-01"} if anthropic else {}
+    bad_queries = ["limit=²", "limit=١٢", "limit=" + "1" * 5000]
+    bad_queries += ["cursor=nan_1", "cursor=1e400_1", "cursor=1.5_" + "9" * 30]
+    bad_bodies = [
+        {"content": "x", "created_at": "0001-01-01T00:00:00+14:00"},
+        {"content": "x", "created_at": "9999-12-31T23:59:59-14:00"},
+        {"content": "x", "created_at": -62135596801},
+        {"content": "a\x00b"},
+        {"content": "x", "model": "m\x00"},
+        {"content": "x", "model": 5},
+        {"content": "x", "role": ["user"]},
+    ]
+    for query in bad_queries:
+        r = await proxy.client.get(f"/v1/memories?user_id=proj&{query}", headers=headers)
+        assert r.status_code == 400, (query, r.text)
+        assert (r.json()["type"] == "error") if anthropic else ("error" in r.json())
+    for body in bad_bodies:
+        r = await proxy.client.post("/v1/memories", json={"user_id": "proj", **body}, headers=headers)
+        assert r.status_code == 400, (body, r.text)
+        assert (r.json()["type"] == "error") if anthropic else ("error" in r.json())
+    edge = await proxy.client.post("/v1/memories", json={"user_id": "proj", "content": "y", "created_at": "0001-01-01"})
+    assert edge.status_code == 201 and edge.json()["created_at"] == "0001-01-01T00:00:00.000000Z"
+    assert await proxy.memories("proj") == [edge.json()]
+
+
+async def test_an_id_taken_in_another_scope_is_a_409_not_an_empty_answer(proxy: Running) -> None:
+    p = proxy
+    first = await p.client.post("/v1/memories", json={"user_id": "a", "content": "one", "id": "mem_taken"})
+    assert first.status_code == 201, first.text
+    again = await p.client.post("/v1/memories", json={"user_id": "a", "content": "one", "id": "mem_taken"})
+    assert again.status_code == 200 and again.json()["id"] == "mem_taken"  # a duplicate: the stored one
+    other = await p.client.post("/v1/memories", json={"user_id": "b", "content": "two", "id": "mem_taken"})
+    assert other.status_code == 409 and "mem_taken" in other.json()["error"]["message"]
+    assert await p.memories("b") == []

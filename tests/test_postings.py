@@ -137,3 +137,14 @@ def test_a_memory_gains_a_share_of_its_scored_neighbours_once_each() -> None:
     links = [(1, None), (2, 1), (3, 2), (3, 2), (9, 8)]
     b = postings.NEIGHBOUR_BOOST
     assert postings.boosted(score, links) == {1: 1.0 + b * 2.0, 2: 2.0 + b * 5.0, 3: 4.0 + b * 2.0, 9: 8.0}
+
+
+def test_hostile_long_words_post_and_match_without_growing_the_caches() -> None:
+    words = [f"{n:06d}" + "q" * 98_000 for n in range(20)]  # what a hostile import sent, one word a line
+    sizes = (postings._short_word_key.cache_info().currsize, postings._term_key.cache_info().currsize)
+    posted = [postings.postings(w, "") for w in words]
+    assert (postings._short_word_key.cache_info().currsize, postings._term_key.cache_info().currsize) == sizes
+    assert all(len(p) == 1 for p in posted)
+    # A question holding the whole word finds it: the long word is its own term, as typed.
+    assert postings.question_terms(words[3])[words[3]] == posted[3][0].term
+    assert len({p[0].term for p in posted}) == len(words)

@@ -60,3 +60,10 @@ async def test_litellm_controls_reach_litellm_only_from_admin_keys_and_only_when
             seen[key] = (set(sent["body"]), {h.lower() for h in sent["headers"]})
     assert seen["pin-key"][0] == {"model", "input"} and "x-litellm-num-retries" not in seen["pin-key"][1]
     assert seen["adm-key"][0] == {"model", "input", "num_retries"} and "x-litellm-num-retries" not in seen["adm-key"][1]
+
+
+@pytest.mark.parametrize("path", ["/v1/scopes/a%2Fb", "/v1/scopes/a/b", "/v1/usage/x"])
+async def test_unknown_paths_under_our_own_prefixes_are_ours_never_litellms(tmp_path: Path, path: str) -> None:
+    async with running(tmp_path) as p:
+        r = await p.client.patch(path, content=b"{}")
+    assert r.status_code == 404 and "no such endpoint" in r.text

@@ -53,10 +53,12 @@ def scope_key(user_id: str) -> int:
     return _hash64(user_id)
 
 
-@functools.lru_cache(maxsize=200_000)
 def term_key(stem: str) -> int:
-    """A word stem as the index stores it (a signed 64-bit hash)."""
-    return _hash64(stem)
+    """A word stem as the index stores it (a signed 64-bit hash); cached up to textindex.MAX_WORD_CHARS."""
+    return _term_key(stem) if len(stem) <= textindex.MAX_WORD_CHARS else _hash64(stem)
+
+
+_term_key = functools.lru_cache(maxsize=textindex.CACHED_WORDS)(_hash64)
 
 
 class Posting(NamedTuple):
@@ -67,15 +69,23 @@ class Posting(NamedTuple):
     own: bool
 
 
-@functools.lru_cache(maxsize=200_000)
 def _word_key(word: str) -> int | None:
     """A word's term key, None for a stopword (every memory written looks up each of its words)."""
     return None if word in textindex.STOPWORDS else term_key(textindex.stem(word))
 
 
+# The lookup of every word written, cached for words up to textindex.MAX_WORD_CHARS (the C cache is
+# called straight from map(), which a Python wrapper per word would slow).
+_short_word_key = functools.lru_cache(maxsize=textindex.CACHED_WORDS)(_word_key)
+
+
 def _counts(text: str) -> tuple[Counter[int | None], int]:
     words = textindex.words(text)
-    counts = Counter(map(_word_key, words))
+    limit = textindex.MAX_WORD_CHARS
+    if max(map(len, words), default=0) <= limit:
+        counts = Counter(map(_short_word_key, words))
+    else:
+        counts = Counter(_short_word_key(w) if len(w) <= limit else _word_key(w) for w in words)
     counts.pop(None, None)
     return counts, len(words)
 
