@@ -337,7 +337,7 @@ async def import_memories(v: View) -> Response:
     except RecordError as exc:
         raise Refused(400, str(exc)) from None
     store = v.store
-    added = await store.add_many(items)
+    added = await store.add_many(await v.c.redactor.memories(items))
     return v.render("imported.html", scope=scope, imported=len(added), skipped=len(items) - len(added))
 
 

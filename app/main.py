@@ -120,6 +120,7 @@ class Dispatch:
 def create_app(settings: Settings) -> Guard:
     """Build the app for `settings`; the lifespan opens the upstream client and the store."""
     context = Context(settings, ModelTable(settings.models), Upstream(settings))
+    context.redactor.enabled = settings.memory.redact_secrets
     context.oversight = oversight = Oversight(settings, context)
 
     @asynccontextmanager
@@ -128,7 +129,7 @@ def create_app(settings: Settings) -> Guard:
         if settings.memory.enabled:
             try:
                 context.store = await open_store(settings.db_path)
-                context.writer = MemoryWriter(context.store, settings.memory.max_memory_chars)
+                context.writer = MemoryWriter(context.store, context.redactor, settings.memory.max_memory_chars)
                 context.writer.start()
                 await oversight.load()
             except Exception as exc:  # the proxy still serves chats without memory

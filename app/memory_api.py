@@ -136,6 +136,10 @@ async def add_memory(request: Request) -> Response:
     max_chars = ctx(request).settings.memory.max_memory_chars
     new = parse_record(item, "body", "note", lambda uid: _scope(request, uid), max_chars)
     store = _store(request)
+    redacted = await ctx(request).redactor.memories([new])
+    if not redacted:
+        raise ApiError(500, "the memory could not be checked for credentials, so it was not stored")
+    new = redacted[0]
     added = await store.add_many([new])
     if added:
         return _json(memory_json(added[0]), 201)
@@ -176,9 +180,10 @@ async def import_memories(request: Request) -> Response:
     # and the parsed records of a large import are never all in memory at once.
     await asyncio.to_thread(check)
     store = _store(request)
+    redactor = ctx(request).redactor
     added = 0
     for batch in batches:
-        added += len(await store.add_many(await asyncio.to_thread(parse, batch)))
+        added += len(await store.add_many(await redactor.memories(await asyncio.to_thread(parse, batch))))
     return _json({"imported": added, "skipped": len(lines) - added})
 
 

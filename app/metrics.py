@@ -33,6 +33,8 @@ GAUGES = {
     "memory_proxy_writer_queue_depth": "memories and usage records waiting to be written",
     "memory_proxy_writer_dropped": "memories and usage records dropped (failed every retry, or a full queue)",
     "memory_proxy_store_errors": "failed store writes plus memory steps that failed during chats",
+    "memory_proxy_secrets_redacted": "credentials replaced by a marker before a memory was written",
+    "memory_proxy_redaction_failures": "memories not stored because redaction failed on them",
     "memory_proxy_litellm_up": "1 when LiteLLM answered its health probe at scrape time",
 }
 

@@ -45,6 +45,8 @@ async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
             store["status"] = "error"
             store["error"] = c.writer.last_error
     store["memory_errors"] = c.counters.memory_errors
+    store["secrets_redacted"] = c.redactor.redacted
+    store["redaction_failures"] = c.redactor.failures
     ok = litellm["status"] == "reachable" and store["status"] in ("ok", "disabled")
     report = {
         "status": "healthy" if ok else "degraded",

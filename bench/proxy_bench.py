@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.store import NewMemory  # noqa: E402
 from app.store.sqlite import SqliteDb, SqliteStore  # noqa: E402
+from app.redaction import Redactor  # noqa: E402
 from app.writer import MemoryWriter  # noqa: E402
 from tests.stack import Proc, free_port, http_ok, spawn, wait_until  # noqa: E402
 
@@ -637,7 +638,7 @@ async def capture_direct(db: Path, turns: int) -> dict:
         s = scopes[i % len(scopes)]
         items += [NewMemory(s, "user", users[i], now + i * 1e-3, MODEL)]
         items += [NewMemory(s, "assistant", replies[i], now + i * 1e-3 + 5e-4, MODEL)]
-    writer = MemoryWriter(store, max_pending=len(items) + 1)
+    writer = MemoryWriter(store, Redactor(), max_pending=len(items) + 1)
     writer.start()
     started = time.perf_counter()
     writer.submit(items)
