@@ -29,6 +29,7 @@ from app.models import ModelTable
 from app.oversight import Oversight
 from app.proxy import Upstream, redact_url
 from app.request_state import state_of
+from app.retention import Retention
 from app.routing import Access, RoutingTable, route
 from app.slowclients import BODY_TIMEOUT, HEADER_TIMEOUT
 from app.store import open_store
@@ -131,6 +132,8 @@ def create_app(settings: Settings) -> Guard:
                 context.store = await open_store(settings.db_path)
                 context.writer = MemoryWriter(context.store, context.redactor, settings.memory.max_memory_chars)
                 context.writer.start()
+                context.retention = Retention(context.store, settings.memory.retention)
+                context.retention.start()
                 await oversight.load()
             except Exception as exc:  # the proxy still serves chats without memory
                 log.error("memory store at %s failed to open: %s", redact_url(settings.db_path), exc)
@@ -141,6 +144,8 @@ def create_app(settings: Settings) -> Guard:
             # The lifespan state reaches every connection's protocol (app.slowclients).
             yield {HEADER_TIMEOUT: settings.limits.header_timeout, BODY_TIMEOUT: settings.limits.body_timeout}
         finally:
+            if context.retention is not None:
+                await context.retention.stop()
             if context.writer is not None:
                 await context.writer.stop()
             if context.store is not None:

@@ -35,6 +35,7 @@ GAUGES = {
     "memory_proxy_store_errors": "failed store writes plus memory steps that failed during chats",
     "memory_proxy_secrets_redacted": "credentials replaced by a marker before a memory was written",
     "memory_proxy_redaction_failures": "memories not stored because redaction failed on them",
+    "memory_proxy_retention_deleted": "memories deleted by retention (too old, or beyond max_per_scope)",
     "memory_proxy_litellm_up": "1 when LiteLLM answered its health probe at scrape time",
 }
 

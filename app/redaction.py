@@ -37,7 +37,8 @@ OWN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "private-key",
         re.compile(
-            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?"
+            r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",  # an unended block: to the end
             re.DOTALL,
         ),
     ),
@@ -46,10 +47,13 @@ OWN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("openai-key", re.compile(r"\bsk-[A-Za-z0-9]{32,}\b")),
     ("github-token", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,}")),
     ("stripe-key", re.compile(r"\b[rs]k_live_[A-Za-z0-9]{24,}")),
-    # An AWS secret key is 40 base64 characters with nothing to mark it but what stands before it.
+    # An AWS secret key is 40 base64 characters with nothing to mark it but the words before it.
     (
         "aws-secret-key",
-        re.compile(r"(?i:aws.{0,30}?secret.{0,20}?)[\s:=\"']+(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"),
+        re.compile(
+            r"(?i:(?:aws.{0,30}?secret|secret.{0,20}?key).{0,20}?)[\s:=\"']+"
+            r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+        ),
     ),
     # The password of user:password@host in any scheme's URL (postgresql://, redis://, amqp:// …).
     ("password", re.compile(r"[a-z][a-z0-9+.-]*://[^\s:/@]+:([^\s@/]+)@", re.IGNORECASE)),

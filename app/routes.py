@@ -46,6 +46,12 @@ async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
             store["error"] = c.writer.last_error
     store["memory_errors"] = c.counters.memory_errors
     store["secrets_redacted"] = c.redactor.redacted
+    if c.retention is not None:
+        store.update(
+            retention_deleted_for_age=c.retention.deleted_for_age,
+            retention_deleted_for_count=c.retention.deleted_for_count,
+            retention_failures=c.retention.failures,
+        )
     store["redaction_failures"] = c.redactor.failures
     ok = litellm["status"] == "reachable" and store["status"] in ("ok", "disabled")
     report = {

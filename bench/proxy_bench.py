@@ -56,9 +56,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.redaction import Redactor  # noqa: E402
 from app.store import NewMemory  # noqa: E402
 from app.store.sqlite import SqliteDb, SqliteStore  # noqa: E402
-from app.redaction import Redactor  # noqa: E402
 from app.writer import MemoryWriter  # noqa: E402
 from tests.stack import Proc, free_port, http_ok, spawn, wait_until  # noqa: E402
 

@@ -423,3 +423,27 @@ def test_litellm_sections_are_not_checked(tmp_path: Path) -> None:
 def test_enumerations_are_closed_types() -> None:
     assert set(INJECTION_MODES) == {"before_last_user", "system", "last_user_suffix"}
     assert set(QUERY_STRATEGIES) == {"last_user", "last_user_and_assistant", "recent_user"}
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("max_age_days: -3", "memory.retention.max_age_days"),
+        ("max_age_days: a month", "memory.retention.max_age_days"),
+        ("max_per_scope: -1", "memory.retention.max_per_scope"),
+        ("max_per_scope: 2.5", "memory.retention.max_per_scope"),
+        ("max_per_scope: lots", "memory.retention.max_per_scope"),
+        ("interval_seconds: 0", "memory.retention.interval_seconds"),
+    ],
+)
+def test_bad_retention_values_stop_start_up_naming_key_and_line(tmp_path: Path, line: str, key: str) -> None:
+    msg = config_error(tmp_path, f"memory:\n  redact_secrets: true\n  retention:\n    {line}\n")
+    assert_names(msg, key, 4)
+
+
+def test_retention_is_off_and_redaction_on_by_default(tmp_path: Path) -> None:
+    memory = load_settings(env=write_config(tmp_path, "memory: {}\n")).memory
+    assert memory.redact_secrets is True
+    assert (memory.retention.max_age_days, memory.retention.max_per_scope) == (None, None)
+    set_ = load_settings(env=write_config(tmp_path, "memory:\n  retention: {max_age_days: 30, max_per_scope: 500}\n"))
+    assert (set_.memory.retention.max_age_days, set_.memory.retention.max_per_scope) == (30.0, 500)

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from app import writer as writer_mod
-from app.store import NewMemory
 from app.redaction import Redactor
+from app.store import NewMemory
 from app.writer import MemoryWriter
 
 

@@ -31,6 +31,7 @@ from app.store import (
     metadata_text,
     postings,
 )
+from app.store.postgres_retention import PostgresRetention
 from app.store.postgres_usage import M002_USAGE, PostgresUsage
 
 POOL_SIZE = 10
@@ -297,7 +298,7 @@ async def _count(conn: Any, totals: Iterable[tuple[str, int, int, int]]) -> None
         await conn.execute(_DOCS_UPSERT, *columns)
 
 
-class PostgresStore(PostgresUsage):
+class PostgresStore(PostgresUsage, PostgresRetention):
     """PostgreSQL backend. Scoped statements go through `_scoped`, which refuses SQL not bound to a scope."""
 
     def __init__(self, url: str, pool: asyncpg.Pool) -> None:

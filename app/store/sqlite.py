@@ -41,6 +41,7 @@ from app.store import (
     metadata_text,
     postings,
 )
+from app.store.sqlite_retention import SqliteRetention
 from app.store.sqlite_usage import SqliteUsage, m003_usage
 from app.store.usage import Mode, UsageFilter, UsageRecord
 
@@ -299,7 +300,7 @@ def _row(r: tuple[Any, ...]) -> Memory:
     return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
 
 
-class SqliteDb(SqliteUsage):
+class SqliteDb(SqliteUsage, SqliteRetention):
     """The SQL of the SQLite backend (blocking). Reads go through `_scoped`, which refuses SQL not bound to a scope."""
 
     def __init__(self, path: str) -> None:
@@ -672,6 +673,14 @@ class SqliteStore:
     async def find_duplicate(self, item: NewMemory) -> Memory | None:
         """See SqliteDb.find_duplicate."""
         return await self._run(self.db.find_duplicate, item)
+
+    async def expired(self, before: float, limit: int) -> builtins.list[tuple[str, str]]:
+        """See SqliteRetention.expired."""
+        return await self._run(self.db.expired, before, limit)
+
+    async def over_quota(self, keep: int, limit: int) -> builtins.list[tuple[str, str]]:
+        """See SqliteRetention.over_quota."""
+        return await self._run(self.db.over_quota, keep, limit)
 
     async def delete(self, user_id: str, memory_id: str) -> bool:
         """See SqliteDb.delete."""

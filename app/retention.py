@@ -1,0 +1,83 @@
+"""Retention: deletes memories older than `max_age_days` and those beyond a scope's newest `max_per_scope`.
+
+A pass runs at start-up and then every `interval_seconds`, in bounded batches; deletes go through
+the store's own `delete` (index entries, neighbour context and purge included), so retention
+removes a memory exactly as erasure does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from app.config import RetentionSettings
+from app.store import MemoryStore
+
+log = logging.getLogger("memory_proxy.retention")
+BATCH = 500  # memories found per query
+MAX_BATCHES = 20  # per pass and rule: a backlog drains over several passes instead of holding the store
+DAY = 86_400.0
+
+
+class Retention:
+    """Owns the retention passes over a store, and their counters."""
+
+    def __init__(self, store: MemoryStore, settings: RetentionSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.deleted_for_age = 0  # memories deleted for their age
+        self.deleted_for_count = 0  # memories deleted beyond their scope's newest max_per_scope
+        self.failures = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """True when either limit is set."""
+        return self.settings.max_age_days is not None or self.settings.max_per_scope is not None
+
+    async def _delete(self, found: list[tuple[str, str]]) -> int:
+        # Another instance may have deleted some first: those count nothing here.
+        return sum([await self.store.delete(scope, memory_id) for scope, memory_id in found])
+
+    async def run_once(self, now: float | None = None) -> int:
+        """One pass of both rules; how many memories it deleted."""
+        before = self.deleted_for_age + self.deleted_for_count
+        if self.settings.max_age_days is not None:
+            cutoff = (now if now is not None else time.time()) - self.settings.max_age_days * DAY
+            for _ in range(MAX_BATCHES):
+                found = await self.store.expired(cutoff, BATCH)
+                self.deleted_for_age += await self._delete(found)
+                if len(found) < BATCH:
+                    break
+        if self.settings.max_per_scope is not None:
+            for _ in range(MAX_BATCHES):
+                found = await self.store.over_quota(self.settings.max_per_scope, BATCH)
+                self.deleted_for_count += await self._delete(found)
+                if len(found) < BATCH:
+                    break
+        return self.deleted_for_age + self.deleted_for_count - before
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                deleted = await self.run_once()
+                if deleted:
+                    log.info("retention deleted %d memories", deleted)
+            except Exception as exc:  # a failing pass is retried at the next interval
+                self.failures += 1
+                log.warning("retention pass failed: %s", type(exc).__name__)
+            await asyncio.sleep(self.settings.interval_seconds)
+
+    def start(self) -> None:
+        """Run a pass now and then one every interval, in the background (only when a limit is set)."""
+        if self.enabled:
+            self._task = asyncio.create_task(self._run(), name="memory-retention")
+
+    async def stop(self) -> None:
+        """Stop the background passes."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
