@@ -30,31 +30,35 @@ class Retention:
         self.failures = 0
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def enabled(self) -> bool:
-        """True when either limit is set."""
-        return self.settings.max_age_days is not None or self.settings.max_per_scope is not None
-
     async def _delete(self, found: list[tuple[str, str]]) -> int:
         # Another instance may have deleted some first: those count nothing here.
         return sum([await self.store.delete(scope, memory_id) for scope, memory_id in found])
 
-    async def run_once(self, now: float | None = None) -> int:
-        """One pass of both rules; how many memories it deleted."""
-        before = self.deleted_for_age + self.deleted_for_count
-        if self.settings.max_age_days is not None:
-            cutoff = (now if now is not None else time.time()) - self.settings.max_age_days * DAY
+    async def _pass(self, age_days: float | None, keep: int | None, now: float, scope: str | None) -> None:
+        """Both rules over every scope without its own limits (`scope` None), or over one scope."""
+        if age_days:  # None and 0: no limit
             for _ in range(MAX_BATCHES):
-                found = await self.store.expired(cutoff, BATCH)
+                found = await self.store.expired(now - age_days * DAY, BATCH, scope)
                 self.deleted_for_age += await self._delete(found)
                 if len(found) < BATCH:
                     break
-        if self.settings.max_per_scope is not None:
+        if keep:
             for _ in range(MAX_BATCHES):
-                found = await self.store.over_quota(self.settings.max_per_scope, BATCH)
+                found = await self.store.over_quota(keep, BATCH, scope)
                 self.deleted_for_count += await self._delete(found)
                 if len(found) < BATCH:
                     break
+
+    async def run_once(self, now: float | None = None) -> int:
+        """One pass: the config's limits, then each scope's own (None follows the config); how many it deleted."""
+        before = self.deleted_for_age + self.deleted_for_count
+        now = now if now is not None else time.time()
+        s = self.settings
+        await self._pass(s.max_age_days, s.max_per_scope, now, None)
+        for scope, (age, keep) in (await self.store.scope_retention()).items():
+            await self._pass(
+                s.max_age_days if age is None else age, s.max_per_scope if keep is None else keep, now, scope
+            )
         return self.deleted_for_age + self.deleted_for_count - before
 
     async def _run(self) -> None:
@@ -69,9 +73,8 @@ class Retention:
             await asyncio.sleep(self.settings.interval_seconds)
 
     def start(self) -> None:
-        """Run a pass now and then one every interval, in the background (only when a limit is set)."""
-        if self.enabled:
-            self._task = asyncio.create_task(self._run(), name="memory-retention")
+        """Run a pass now and then one every interval, in the background (a scope may set limits at any time)."""
+        self._task = asyncio.create_task(self._run(), name="memory-retention")
 
     async def stop(self) -> None:
         """Stop the background passes."""

@@ -71,6 +71,43 @@ async def test_a_pass_runs_at_start_and_then_in_the_background(tmp_path: Path, s
 async def test_off_by_default_nothing_is_deleted(tmp_path: Path, store_url: str) -> None:
     async with running(tmp_path, settings=_settings(tmp_path, store_url)) as p:
         await _import(p, "keep", [3650, 1], "ibis")
-        assert p.ctx.retention.enabled is False
         assert await p.ctx.retention.run_once() == 0
         assert len(await p.memories("keep")) == 2
+
+
+async def test_a_scope_s_own_limits_override_the_config_through_the_api(tmp_path: Path, store_url: str) -> None:
+    async with running(tmp_path, settings=_settings(tmp_path, store_url, max_age_days=30)) as p:
+        await _import(p, "strict", [20, 5, 1], "crane")
+        await _import(p, "forever", [400, 1], "moose")
+        await _import(p, "plain", [400, 1], "bison")
+        r = await p.client.patch("/v1/scopes/strict", json={"retention": {"max_age_days": 10, "max_per_scope": 1}})
+        assert r.status_code == 200, r.text
+        assert r.json()["retention"] == {"max_age_days": 10.0, "max_per_scope": 1} and r.json()["mode"] == "on"
+        assert (await p.client.patch("/v1/scopes/forever", json={"retention": {"max_age_days": 0}})).status_code == 200
+        assert await p.ctx.retention.run_once() == 3
+        assert await _contents(p, "strict") == ["crane note 2"]
+        assert await _contents(p, "forever") == ["moose note 0", "moose note 1"]
+        assert await _contents(p, "plain") == ["bison note 1"]
+        cleared = await p.client.patch("/v1/scopes/forever", json={"mode": "read", "retention": {"max_age_days": None}})
+        assert cleared.json()["retention"] == {"max_age_days": None, "max_per_scope": None}
+        assert cleared.json()["mode"] == "read"
+        assert await p.ctx.retention.run_once() == 1  # back on the config's 30 days
+        assert await _contents(p, "forever") == ["moose note 1"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"retention": {"max_age_days": -1}},
+        {"retention": {"max_per_scope": 2.5}},
+        {"retention": {"max_per_scope": "many"}},
+        {"retention": {"max_age": 3}},
+        {"retention": 7},
+        {},
+    ],
+)
+async def test_bad_scope_retention_is_a_400_that_changes_nothing(tmp_path: Path, store_url: str, body: dict) -> None:
+    async with running(tmp_path, settings=_settings(tmp_path, store_url)) as p:
+        r = await p.client.patch("/v1/scopes/s", json=body)
+        assert r.status_code == 400 and "error" in r.json(), r.text
+        assert await p.ctx.store.scope_retention() == {}

@@ -31,7 +31,7 @@ from app.store import (
     metadata_text,
     postings,
 )
-from app.store.postgres_retention import PostgresRetention
+from app.store.postgres_retention import M006_SCOPE_RETENTION, PostgresRetention
 from app.store.postgres_usage import M002_USAGE, PostgresUsage
 
 POOL_SIZE = 10
@@ -146,6 +146,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
         CREATE TRIGGER memories_link BEFORE INSERT ON memories FOR EACH ROW EXECUTE FUNCTION memories_link();
         """,
     ),
+    M006_SCOPE_RETENTION,
 ]
 POSTINGS_INDEX = "CREATE INDEX memory_terms_impact ON memory_terms (scope, term, impact DESC, seq DESC)"
 _COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"

@@ -41,7 +41,8 @@ from app.store import (
     metadata_text,
     postings,
 )
-from app.store.sqlite_retention import SqliteRetention
+from app.store.retention import ScopeLimits
+from app.store.sqlite_retention import SqliteRetention, m007_scope_retention
 from app.store.sqlite_usage import SqliteUsage, m003_usage
 from app.store.usage import Mode, UsageFilter, UsageRecord
 
@@ -156,6 +157,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m004_postings,
     _m005_packed_postings,
     _m006_pending_postings,
+    m007_scope_retention,
 ]
 # (memory rowid, scope, its postings as Posting or plain (term, impact, own) tuples)
 Posted = Sequence[tuple[int, str, Sequence[tuple[int, int, bool]]]]
@@ -674,13 +676,21 @@ class SqliteStore:
         """See SqliteDb.find_duplicate."""
         return await self._run(self.db.find_duplicate, item)
 
-    async def expired(self, before: float, limit: int) -> builtins.list[tuple[str, str]]:
+    async def expired(self, before: float, limit: int, scope: str | None = None) -> builtins.list[tuple[str, str]]:
         """See SqliteRetention.expired."""
-        return await self._run(self.db.expired, before, limit)
+        return await self._run(self.db.expired, before, limit, scope)
 
-    async def over_quota(self, keep: int, limit: int) -> builtins.list[tuple[str, str]]:
+    async def over_quota(self, keep: int, limit: int, scope: str | None = None) -> builtins.list[tuple[str, str]]:
         """See SqliteRetention.over_quota."""
-        return await self._run(self.db.over_quota, keep, limit)
+        return await self._run(self.db.over_quota, keep, limit, scope)
+
+    async def scope_retention(self) -> dict[str, ScopeLimits]:
+        """See SqliteRetention.scope_retention."""
+        return await self._run(self.db.scope_retention)
+
+    async def set_scope_retention(self, user_id: str, limits: ScopeLimits) -> None:
+        """See SqliteRetention.set_scope_retention."""
+        await self._run(self.db.set_scope_retention, user_id, limits)
 
     async def delete(self, user_id: str, memory_id: str) -> bool:
         """See SqliteDb.delete."""
