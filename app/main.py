@@ -78,6 +78,7 @@ def routing_table() -> RoutingTable:
             route("dashboard", "/dashboard/static/dashboard.css", "GET", open_, dashboard.stylesheet),
             route("dashboard", "/dashboard/scopes/{user_id}", "GET", open_, dashboard.scope_page),
             route("dashboard", "/dashboard/scopes/{user_id}/mode", "POST", open_, dashboard.set_mode),
+            route("dashboard", "/dashboard/scopes/{user_id}/retention", "POST", open_, dashboard.set_retention),
             route("dashboard", "/dashboard/scopes/{user_id}/import", "POST", open_, dashboard.import_memories),
             route("dashboard", "/dashboard/scopes/{user_id}/export", "GET", open_, dashboard.export_memories),
             route("dashboard", "/dashboard/scopes/{user_id}/memories/{memory_id}", "GET", open_, dashboard.memory_page),

@@ -16,8 +16,8 @@ from app.memory_api import ApiError, _body, _json, _store, handle_api_errors
 from app.oversight import Oversight
 from app.records import iso
 from app.request_state import state_of
+from app.retention import InvalidLimits, scope_limits
 from app.scopes import InvalidScope, validate_scope
-from app.store.retention import ScopeLimits
 from app.store.usage import MODES, Mode, UsageFilter
 from app.usage import GROUP_BYS, parse_when, summarise
 
@@ -100,7 +100,10 @@ async def patch_scope(request: Request) -> Response:
     mode = body.get("mode")
     if "mode" in body and mode not in MODES:
         raise ApiError(400, f"mode must be one of {', '.join(MODES)}")
-    limits = scope_limits(body["retention"]) if "retention" in body else None
+    try:
+        limits = scope_limits(body["retention"]) if "retention" in body else None
+    except InvalidLimits as exc:
+        raise ApiError(400, str(exc)) from None
     store = _store(request)
     if mode is not None:
         await _oversight(request).set_mode(store, scope, cast(Mode, mode))
@@ -112,18 +115,6 @@ async def patch_scope(request: Request) -> Response:
     own = (await store.scope_retention()).get(scope, (None, None))
     retention = {"max_age_days": own[0], "max_per_scope": own[1]}
     return _json(scope_json({**found, "mode": _oversight(request).mode(scope), "retention": retention}))
-
-
-def scope_limits(raw: Any) -> ScopeLimits:
-    """A scope's own retention limits from `{"max_age_days": …, "max_per_scope": …}` (null: the config's; 0: none)."""
-    if not isinstance(raw, dict) or set(raw) - {"max_age_days", "max_per_scope"}:
-        raise ApiError(400, 'retention must be {"max_age_days": days|0|null, "max_per_scope": count|0|null}')
-    age, keep = raw.get("max_age_days"), raw.get("max_per_scope")
-    if age is not None and (isinstance(age, bool) or not isinstance(age, int | float) or age < 0):
-        raise ApiError(400, "retention.max_age_days must be a number of days, 0 (no limit) or null (the config's)")
-    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
-        raise ApiError(400, "retention.max_per_scope must be a whole number, 0 (no limit) or null (the config's)")
-    return (float(age) if age is not None else None, keep)
 
 
 async def metrics(request: Request) -> Response:

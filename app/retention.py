@@ -9,14 +9,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from app.config import RetentionSettings
 from app.store import MemoryStore
+from app.store.retention import ScopeLimits
 
 log = logging.getLogger("memory_proxy.retention")
 BATCH = 500  # memories found per query
 MAX_BATCHES = 20  # per pass and rule: a backlog drains over several passes instead of holding the store
 DAY = 86_400.0
+
+
+class InvalidLimits(ValueError):
+    """A scope's retention limits that are not numbers of the right kind."""
+
+
+def scope_limits(raw: Any) -> ScopeLimits:
+    """A scope's own retention limits from `{"max_age_days": …, "max_per_scope": …}` (null: the config's; 0: none)."""
+    if not isinstance(raw, dict) or set(raw) - {"max_age_days", "max_per_scope"}:
+        raise InvalidLimits('retention must be {"max_age_days": days|0|null, "max_per_scope": count|0|null}')
+    age, keep = raw.get("max_age_days"), raw.get("max_per_scope")
+    if age is not None and (isinstance(age, bool) or not isinstance(age, int | float) or age < 0):
+        raise InvalidLimits("retention.max_age_days must be a number of days, 0 (no limit) or null (the config's)")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+        raise InvalidLimits("retention.max_per_scope must be a whole number, 0 (no limit) or null (the config's)")
+    return (float(age) if age is not None else None, keep)
 
 
 class Retention:
