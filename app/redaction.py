@@ -78,6 +78,7 @@ PLUGIN_KINDS: tuple[tuple[str, BasePlugin], ...] = (
 # hex strings (git SHAs, checksums) and unquoted words are never high-entropy secrets here.
 HIGH_ENTROPY = Base64HighEntropyString(limit=4.5)
 HIGH_ENTROPY_MIN_CHARS = 20
+QUOTED_KINDS = frozenset({"secret", "high-entropy-string"})
 TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -102,11 +103,16 @@ def _own_spans(text: str) -> Iterable[tuple[int, int, str]]:
 
 
 def _value_spans(text: str, value: str, kind: str) -> Iterable[tuple[int, int, str]]:
-    """Every place a value a plugin found stands in the text (plugins return values, not offsets)."""
+    """Every place a value a plugin found stands in the text (plugins return values, not offsets).
+
+    A keyword's or high-entropy value was found in quotes: only its quoted places are taken, so a
+    short value (`password = "summer"`) does not take the same word out of the prose around it."""
     start = text.find(value)
     while start >= 0 and value:
-        yield start, start + len(value), kind
-        start = text.find(value, start + len(value))
+        end = start + len(value)
+        if kind not in QUOTED_KINDS or (0 < start and end < len(text) and text[start - 1] == text[end] in "\"'"):
+            yield start, end, kind
+        start = text.find(value, end)
 
 
 def _plugin_spans(text: str) -> Iterable[tuple[int, int, str]]:

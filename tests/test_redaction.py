@@ -45,6 +45,12 @@ def test_an_unended_private_key_block_is_removed_to_the_end() -> None:
     assert redact(f"key:\n-----BEGIN RSA PRIVATE KEY-----\n{body}").text == f"key:\n{marker('private-key')}"
 
 
+def test_a_keyword_value_is_taken_only_where_it_is_quoted() -> None:
+    assert redact('password = "summertime" and summertime is warm').text == (
+        f'password = "{marker("secret")}" and summertime is warm'
+    )
+
+
 def test_quoted_keywords_and_high_entropy_strings_are_caught() -> None:
     assert redact('password = "' + rand(12) + '"').text == f'password = "{marker("secret")}"'
     token = rand(40)
