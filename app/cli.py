@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -16,6 +17,8 @@ import orjson
 
 from app.projects import split_scope
 from app.records import MAX_LIMIT, memory_json, parse_lines, parse_record
+from app.redact_stored import redact_stored
+from app.redaction import redact_memories
 from app.store import InvalidCursor, Memory, MemoryStore, is_postgres_url, open_store
 from app.store.moves import move_scope
 from app.store.sqlite import sqlite3
@@ -107,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="SCOPE", required=True, help="the scope that receives them")
 
     actions.add_parser("stats", parents=[common], help="memories per scope (owner, project) and database size")
+
+    p = actions.add_parser("redact", parents=[common], help="replace credentials already stored, in place")
+    p.add_argument("--user", metavar="SCOPE", help="one scope (default: every scope)")
 
     from app.usage import GROUP_BYS
 
@@ -340,6 +346,7 @@ async def _dispatch(store: MemoryStore, args: argparse.Namespace, scope: Any, ex
                 shown = _dump(value) if key == "metadata" else value
                 out.write(f"{key + ':':12}{shown if shown is not None else '-'}\n")
     elif action == "add":
+        extra = redact_memories([extra])[0][0]
         added = await store.add_many([extra])
         memory = added[0] if added else await store.find_duplicate(extra)
         if memory is None:  # pragma: no cover - a duplicate that vanished between the two calls
@@ -373,13 +380,15 @@ async def _dispatch(store: MemoryStore, args: argparse.Namespace, scope: Any, ex
 
         size = imports.BATCH_RECORDS
         parts = [extra[start : start + size] for start in range(0, len(extra), size)]
-        imported = await imports.write_all(store, parts, list)
+        imported = await imports.write_all(store, parts, lambda part: redact_memories(list(part))[0])
         skipped = len(extra) - imported
         out.write(
             _dump({"imported": imported, "skipped": skipped}) + "\n"
             if args.json
             else f"imported {imported}, skipped {skipped} (already stored)\n"
         )
+    elif action == "redact":
+        await _redact(store, args, scope, out)
     elif action == "stats":
         stats = await store.stats()
         if args.json:
@@ -422,6 +431,18 @@ async def _usage_table(store: MemoryStore, args: argparse.Namespace, f: Any, out
         _table(out, [args.group_by.upper(), *(f.upper() for f in FIGURES)], table_rows(rows, args.group_by))
     else:
         out.write("no requests recorded\n")
+
+
+async def _redact(store: MemoryStore, args: argparse.Namespace, scope: str | None, out: TextIO) -> None:
+    scopes = [scope] if scope is not None else sorted((await store.stats())["scopes"])
+    report = await redact_stored(store, scopes)
+    if args.json:
+        out.write(_dump(dataclasses.asdict(report)) + "\n")
+        return
+    out.write(f"scanned {report.scanned} memories in {len(scopes)} scopes: ")
+    out.write(f"replaced {report.secrets} credentials in {report.memories} memories\n")
+    if report.scopes:
+        _table(out, ["SCOPE", "MEMORIES REDACTED"], [[s, str(n)] for s, n in report.scopes.items()])
 
 
 async def _export(store: MemoryStore, args: argparse.Namespace, scope: str, out: TextIO) -> None:

@@ -90,6 +90,15 @@ class RetrievalSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """`memory.retention`: how long memories are kept and how many a scope keeps (None: no limit)."""
+
+    max_age_days: float | None = None
+    max_per_scope: int | None = None
+    interval_seconds: float = 60.0  # between background passes
+
+
+@dataclass(frozen=True)
 class MemorySettings:
     """The `memory:` section."""
 
@@ -101,6 +110,8 @@ class MemorySettings:
     max_memory_chars: int = 100_000
     max_import_bytes: int = 32 * 1024 * 1024
     max_import_lines: int = 200_000
+    redact_secrets: bool = True
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 @dataclass(frozen=True)
@@ -284,6 +295,8 @@ def resolve_env_ref(value: str, env: Mapping[str, str]) -> str | None:
 
 def _positive(doc: _Doc, at: tuple[Any, ...], kind: type, default: Any) -> Any:
     value = doc.get(at, (int, float) if kind is float else kind, default)
+    if value is None:  # absent, with no default: no limit
+        return None
     if value <= 0:
         raise doc.error(at, f"must be greater than 0, not {value}")
     return kind(value)
@@ -373,7 +386,18 @@ def _memory(doc: _Doc) -> MemorySettings:
         max_memory_chars=_positive(doc, (*sec, "max_memory_chars"), int, MemorySettings.max_memory_chars),
         max_import_bytes=int(_positive(doc, (*sec, "max_import_mb"), float, MemorySettings.max_import_bytes / MB) * MB),
         max_import_lines=_positive(doc, (*sec, "max_import_lines"), int, MemorySettings.max_import_lines),
+        redact_secrets=doc.get((*sec, "redact_secrets"), bool, MemorySettings.redact_secrets),
+        retention=_retention(doc, (*sec, "retention")),
         **models,
+    )
+
+
+def _retention(doc: _Doc, sec: tuple[Any, ...]) -> RetentionSettings:
+    doc.get(sec, dict, {})
+    return RetentionSettings(
+        max_age_days=_positive(doc, (*sec, "max_age_days"), float, None),
+        max_per_scope=_positive(doc, (*sec, "max_per_scope"), int, None),
+        interval_seconds=_positive(doc, (*sec, "interval_seconds"), float, RetentionSettings.interval_seconds),
     )
 
 

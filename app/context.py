@@ -11,6 +11,8 @@ from app.config import Settings
 from app.guessing import Guesses
 from app.models import ModelTable
 from app.proxy import Upstream
+from app.redaction import Redactor
+from app.retention import Retention
 from app.store import MemoryStore
 from app.writer import MemoryWriter
 
@@ -37,8 +39,10 @@ class Context:
     upstream: Upstream
     store: MemoryStore | None = None
     writer: MemoryWriter | None = None
+    retention: Retention | None = None
     counters: Counters = field(default_factory=Counters)
     guesses: Guesses = field(default_factory=Guesses)  # failed key checks (the Guard's and the dashboard log-in's)
+    redactor: Redactor = field(default_factory=Redactor)  # every memory written passes through it
     oversight: Oversight | None = None  # set by create_app: modes, metrics, usage records
 
 

@@ -29,6 +29,7 @@ from app.errors import TOO_LARGE
 from app.projects import split_scope
 from app.proxy import CLIENT_GONE, BodyTooLarge, read_body
 from app.records import MAX_MODEL_CHARS, RecordError, iso, memory_json, parse_numbered, split_lines
+from app.retention import InvalidLimits, scope_limits
 from app.scopes import InvalidScope, validate_scope
 from app.sessions import COOKIE, SESSION_SECONDS, Session, Sessions
 from app.store import MemoryStore, NewMemory
@@ -306,7 +307,11 @@ async def scope_page(v: View) -> Response:
     assert v.c.oversight is not None
     mode = v.c.oversight.mode(scope)
     count = summary[0]["memories"] if summary else 0
-    return v.render("scope.html", scope=scope, memories=memories, q=q, mode=mode, modes=MODES, count=count)
+    age, keep = (await store.scope_retention()).get(scope, (None, None))
+    retention = {"max_age_days": age, "max_per_scope": keep, "config": v.c.settings.memory.retention}
+    return v.render(
+        "scope.html", scope=scope, memories=memories, q=q, mode=mode, modes=MODES, count=count, retention=retention
+    )
 
 
 @page()
@@ -344,6 +349,24 @@ async def set_mode(v: View) -> Response:
 
 
 @page(change=True)
+async def set_retention(v: View) -> Response:
+    """POST /dashboard/scopes/{user_id}/retention: the scope's own limits (empty: the config's; 0: none)."""
+    scope = v.scope(v.request.path_params["user_id"])
+    raw: dict[str, Any] = {}
+    for name, kind in (("max_age_days", float), ("max_per_scope", int)):
+        text = v.form.get(name, "").strip()
+        try:
+            raw[name] = kind(text) if text else None
+        except ValueError:
+            raise Refused(400, f"{name} must be a number, 0 (no limit) or empty (the config's)") from None
+    try:
+        await v.store.set_scope_retention(scope, scope_limits(raw))
+    except InvalidLimits as exc:
+        raise Refused(400, str(exc)) from None
+    return RedirectResponse(f"/dashboard/scopes/{quote(scope)}", status_code=303, headers=HEADERS)
+
+
+@page(change=True)
 async def import_memories(v: View) -> Response:
     """POST /dashboard/scopes/{user_id}/import: JSON Lines pasted into the form, into this scope."""
     scope = v.scope(v.request.path_params["user_id"])
@@ -364,7 +387,7 @@ async def import_memories(v: View) -> Response:
         await imports.check_all(parts, parse)
     except RecordError as exc:
         raise Refused(400, str(exc)) from None
-    added = await imports.write_all(v.store, parts, parse)
+    added = await imports.write_all(v.store, parts, parse, prepare=v.c.redactor.memories)
     return v.render("imported.html", scope=scope, imported=added, skipped=len(lines) - added)
 
 

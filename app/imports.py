@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from app.store import MemoryStore, NewMemory
@@ -45,7 +45,12 @@ async def check_all(parts: list[Lines], parse: Parse) -> None:
     await asyncio.to_thread(check)
 
 
-async def write_all(store: MemoryStore, parts: Sequence[T], parse: Callable[[T], list[NewMemory]]) -> int:
+Prepare = Callable[[list[NewMemory]], Awaitable[list[NewMemory]]]  # e.g. the redactor, before a batch is written
+
+
+async def write_all(
+    store: MemoryStore, parts: Sequence[T], parse: Callable[[T], list[NewMemory]], *, prepare: Prepare | None = None
+) -> int:
     """Write checked batches, each its own transaction; if one fails, delete what the others added, then raise.
 
     Returns how many memories were added (the rest were duplicates). Only the (scope, id) of each is
@@ -54,7 +59,10 @@ async def write_all(store: MemoryStore, parts: Sequence[T], parse: Callable[[T],
     added: dict[str, list[str]] = {}  # scope -> ids written
     try:
         for part in parts:
-            for memory in await store.add_many(await asyncio.to_thread(parse, part)):
+            items = await asyncio.to_thread(parse, part)
+            if prepare is not None:
+                items = await prepare(items)
+            for memory in await store.add_many(items):
                 added.setdefault(memory.user_id, []).append(memory.id)
     except BaseException:  # a store failure or a cancelled request: nothing of this import stays
         await asyncio.shield(_undo(store, added))

@@ -29,6 +29,7 @@ from app.models import ModelTable
 from app.oversight import Oversight
 from app.proxy import Upstream, redact_url
 from app.request_state import state_of
+from app.retention import Retention
 from app.routing import Access, RoutingTable, route
 from app.slowclients import BODY_TIMEOUT, HEADER_TIMEOUT
 from app.store import open_store
@@ -83,6 +84,7 @@ def routing_table() -> RoutingTable:
             route("dashboard", "/dashboard/static/dashboard.css", "GET", open_, dashboard.stylesheet),
             route("dashboard", "/dashboard/scopes/{user_id}", "GET", open_, dashboard.scope_page),
             route("dashboard", "/dashboard/scopes/{user_id}/mode", "POST", open_, dashboard.set_mode),
+            route("dashboard", "/dashboard/scopes/{user_id}/retention", "POST", open_, dashboard.set_retention),
             route("dashboard", "/dashboard/scopes/{user_id}/import", "POST", open_, dashboard.import_memories),
             route("dashboard", "/dashboard/scopes/{user_id}/export", "GET", open_, dashboard.export_memories),
             route("dashboard", "/dashboard/scopes/{user_id}/memories/{memory_id}", "GET", open_, dashboard.memory_page),
@@ -134,6 +136,7 @@ class Dispatch:
 def create_app(settings: Settings) -> Guard:
     """Build the app for `settings`; the lifespan opens the upstream client and the store."""
     context = Context(settings, ModelTable(settings.models), Upstream(settings))
+    context.redactor.enabled = settings.memory.redact_secrets
     context.oversight = oversight = Oversight(settings, context)
     mcp = mcp_server.McpEndpoint(
         max_memory_chars=settings.memory.max_memory_chars, max_body_bytes=settings.limits.max_body_bytes
@@ -145,8 +148,10 @@ def create_app(settings: Settings) -> Guard:
         if settings.memory.enabled:
             try:
                 context.store = await open_store(settings.db_path)
-                context.writer = MemoryWriter(context.store, settings.memory.max_memory_chars)
+                context.writer = MemoryWriter(context.store, context.redactor, settings.memory.max_memory_chars)
                 context.writer.start()
+                context.retention = Retention(context.store, settings.memory.retention)
+                context.retention.start()
                 await oversight.load()
             except Exception as exc:  # the proxy still serves chats without memory
                 log.error("memory store at %s failed to open: %s", redact_url(settings.db_path), exc)
@@ -158,6 +163,8 @@ def create_app(settings: Settings) -> Guard:
                 # The lifespan state reaches every connection's protocol (app.slowclients).
                 yield {HEADER_TIMEOUT: settings.limits.header_timeout, BODY_TIMEOUT: settings.limits.body_timeout}
         finally:
+            if context.retention is not None:
+                await context.retention.stop()
             if context.writer is not None:
                 await context.writer.stop()
             if context.store is not None:

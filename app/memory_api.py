@@ -169,6 +169,10 @@ async def store_memory(request: Request, item: Any) -> tuple[Memory, bool]:
     max_chars = ctx(request).settings.memory.max_memory_chars
     new = parse_record(item, "body", "note", lambda uid: _scope(request, uid), max_chars)
     store = _store(request)
+    redacted = await ctx(request).redactor.memories([new])
+    if not redacted:
+        raise ApiError(500, "the memory could not be checked for credentials, so it was not stored")
+    new = redacted[0]
     for _ in range(2):  # a second try when the duplicate was deleted between the write and the look-up
         added = await store.add_many([new])
         if added:
@@ -208,7 +212,7 @@ async def import_memories(request: Request) -> Response:
 
     # The parsed records of a large import are never all in memory at once: checked, then parsed again per batch.
     await imports.check_all(parts, parse)
-    added = await imports.write_all(_store(request), parts, parse)
+    added = await imports.write_all(_store(request), parts, parse, prepare=ctx(request).redactor.memories)
     return _json({"imported": added, "skipped": len(lines) - added})
 
 

@@ -83,6 +83,11 @@ class Oversight:
             "memory_proxy_writer_queue_depth": writer.queue.qsize() if writer else 0,
             "memory_proxy_writer_dropped": writer.dropped if writer else 0,
             "memory_proxy_store_errors": (writer.failures if writer else 0) + c.counters.memory_errors,
+            "memory_proxy_secrets_redacted": c.redactor.redacted,
+            "memory_proxy_redaction_failures": c.redactor.failures,
+            "memory_proxy_retention_deleted": (
+                c.retention.deleted_for_age + c.retention.deleted_for_count if c.retention else 0
+            ),
             "memory_proxy_litellm_up": self.litellm_up,
             "memory_proxy_ignored_directories": c.counters.ignored_directories,
             "memory_proxy_auth_limiter_records": c.guesses.tracked(),

@@ -18,6 +18,7 @@ from app.oversight import Oversight
 from app.projects import split_scope
 from app.records import iso
 from app.request_state import state_of
+from app.retention import InvalidLimits, scope_limits
 from app.scopes import InvalidScope, validate_scope
 from app.store.usage import MODES, Mode, UsageFilter
 from app.usage import GROUP_BYS, parse_when, summarise
@@ -104,15 +105,27 @@ async def patch_scope(request: Request) -> Response:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
     except TooDeep as exc:
         raise ApiError(400, f"request body refused: {exc}") from None
-    mode = body.get("mode") if isinstance(body, dict) else None
-    if mode not in MODES:
-        raise ApiError(400, f'the body must be {{"mode": …}} with one of {", ".join(MODES)}')
+    if not isinstance(body, dict) or not ({"mode", "retention"} & body.keys()):
+        raise ApiError(400, 'the body must be {"mode": …} and/or {"retention": {…}}')
+    mode = body.get("mode")
+    if "mode" in body and mode not in MODES:
+        raise ApiError(400, f"mode must be one of {', '.join(MODES)}")
+    try:
+        limits = scope_limits(body["retention"]) if "retention" in body else None
+    except InvalidLimits as exc:
+        raise ApiError(400, str(exc)) from None
     store = _store(request)
-    await _oversight(request).set_mode(store, scope, cast(Mode, mode))
+    if mode is not None:
+        await _oversight(request).set_mode(store, scope, cast(Mode, mode))
+    if limits is not None:
+        await store.set_scope_retention(scope, limits)
     state_of(request).scope = scope
     rows = await store.scope_summaries(scope)
     found = rows[0] if rows else {"user_id": scope, "memories": 0, "requests": 0, "last_active_at": None}
-    return _json(scope_json({**found, "mode": mode}, _oversight(request).directories))
+    own = (await store.scope_retention()).get(scope, (None, None))
+    retention = {"max_age_days": own[0], "max_per_scope": own[1]}
+    oversight = _oversight(request)
+    return _json(scope_json({**found, "mode": oversight.mode(scope), "retention": retention}, oversight.directories))
 
 
 async def metrics(request: Request) -> Response:

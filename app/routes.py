@@ -40,12 +40,20 @@ async def _health_report(request: Request) -> tuple[bool, dict[str, Any]]:
             truncated=c.writer.truncated,
             write_failures=c.writer.failures,
             dropped=c.writer.dropped,
+            secrets_redacted=c.redactor.redacted,
+            redaction_failures=c.redactor.failures,
         )
         if c.writer.last_error:
             store["status"] = "error"
             store["error"] = c.writer.last_error
     store["memory_errors"] = c.counters.memory_errors
     store["ignored_directories"] = c.counters.ignored_directories
+    if c.retention is not None:
+        store.update(
+            retention_deleted_for_age=c.retention.deleted_for_age,
+            retention_deleted_for_count=c.retention.deleted_for_count,
+            retention_failures=c.retention.failures,
+        )
     ok = litellm["status"] == "reachable" and store["status"] in ("ok", "disabled")
     report = {
         "status": "healthy" if ok else "degraded",

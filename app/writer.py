@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 
 from app import logsafe
+from app.redaction import Redactor
 from app.store import MemoryStore, NewMemory
 from app.store.usage import UsageRecord
 
@@ -24,8 +25,11 @@ Item = NewMemory | UsageRecord
 class MemoryWriter:
     """Owns the queue of captured turns and usage records, and the task that writes them in batches."""
 
-    def __init__(self, store: MemoryStore, max_chars: int = 100_000, max_pending: int = 100_000) -> None:
+    def __init__(
+        self, store: MemoryStore, redactor: Redactor, max_chars: int = 100_000, max_pending: int = 100_000
+    ) -> None:
         self.store = store
+        self.redactor = redactor
         self.max_chars = max_chars
         self.queue: asyncio.Queue[Item] = asyncio.Queue(max_pending)
         self.written = 0
@@ -72,11 +76,16 @@ class MemoryWriter:
                 batch.append(self.queue.get_nowait())
             self.in_flight = len(batch)
             try:
-                await self._write(batch)
+                await self._write(await self._redact(batch))
             finally:
                 self.in_flight = 0
                 for _ in batch:
                     self.queue.task_done()
+
+    async def _redact(self, batch: list[Item]) -> list[Item]:
+        """The batch with its memories' secrets replaced (those redaction failed on are left out)."""
+        memories = await self.redactor.memories([i for i in batch if isinstance(i, NewMemory)])
+        return [*memories, *(i for i in batch if isinstance(i, UsageRecord))]
 
     async def _write_batch(self, batch: list[Item]) -> None:
         """Memories first, so usage records in the same batch can count recalls of them."""

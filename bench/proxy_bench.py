@@ -56,6 +56,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.redaction import Redactor  # noqa: E402
 from app.store import NewMemory  # noqa: E402
 from app.store.sqlite import SqliteDb, SqliteStore  # noqa: E402
 from app.writer import MemoryWriter  # noqa: E402
@@ -637,7 +638,7 @@ async def capture_direct(db: Path, turns: int) -> dict:
         s = scopes[i % len(scopes)]
         items += [NewMemory(s, "user", users[i], now + i * 1e-3, MODEL)]
         items += [NewMemory(s, "assistant", replies[i], now + i * 1e-3 + 5e-4, MODEL)]
-    writer = MemoryWriter(store, max_pending=len(items) + 1)
+    writer = MemoryWriter(store, Redactor(), max_pending=len(items) + 1)
     writer.start()
     started = time.perf_counter()
     writer.submit(items)

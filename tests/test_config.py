@@ -448,3 +448,27 @@ def test_a_pinned_key_may_not_live_under_another_owners_projects(tmp_path: Path)
     assert_names(config_error(tmp_path, keys), "auth.keys[1].user_id", 4)
     local = "auth:\n  keys:\n    - {key: k1, user_id: 'local:alpha'}\n"
     assert "owner 'local'" in config_error(tmp_path, local)
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("max_age_days: -3", "memory.retention.max_age_days"),
+        ("max_age_days: a month", "memory.retention.max_age_days"),
+        ("max_per_scope: -1", "memory.retention.max_per_scope"),
+        ("max_per_scope: 2.5", "memory.retention.max_per_scope"),
+        ("max_per_scope: lots", "memory.retention.max_per_scope"),
+        ("interval_seconds: 0", "memory.retention.interval_seconds"),
+    ],
+)
+def test_bad_retention_values_stop_start_up_naming_key_and_line(tmp_path: Path, line: str, key: str) -> None:
+    msg = config_error(tmp_path, f"memory:\n  redact_secrets: true\n  retention:\n    {line}\n")
+    assert_names(msg, key, 4)
+
+
+def test_retention_is_off_and_redaction_on_by_default(tmp_path: Path) -> None:
+    memory = load_settings(env=write_config(tmp_path, "memory: {}\n")).memory
+    assert memory.redact_secrets is True
+    assert (memory.retention.max_age_days, memory.retention.max_per_scope) == (None, None)
+    set_ = load_settings(env=write_config(tmp_path, "memory:\n  retention: {max_age_days: 30, max_per_scope: 500}\n"))
+    assert (set_.memory.retention.max_age_days, set_.memory.retention.max_per_scope) == (30.0, 500)

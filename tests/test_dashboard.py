@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from app.config import ApiKey, Observability
+from tests.fake_secrets import credentials
 from tests.inprocess import Running, chat_body, make_settings, running
 
 pytestmark = pytest.mark.timeout(60)
@@ -261,3 +263,28 @@ async def test_odd_request_filters_are_a_400_page_on_both_backends(tmp_path: Pat
             r = await p.client.get(f"/dashboard/requests?{query}")
             assert r.status_code == 400, (query, r.status_code)
         assert (await p.client.get("/dashboard/requests?status=200")).status_code == 200
+
+
+async def test_scope_page_sets_the_scope_s_retention_and_its_import_is_redacted(tmp_path: Path):
+    sentence, secret = credentials()["stripe-key"]
+    async with running(tmp_path, settings=keyed(tmp_path)) as p:
+        async with log_in(p, ADMIN) as admin:
+            token = csrf_of((await admin.get("/dashboard/scopes/carol")).text)
+            form = {"csrf": token, "max_age_days": "7", "max_per_scope": ""}
+            assert (await admin.post("/dashboard/scopes/carol/retention", data=form)).status_code == 303
+            assert await p.ctx.store.scope_retention() == {"carol": (7.0, None)}
+            assert (
+                'name="max_age_days" size="5" inputmode="decimal"\n      value="7.0"'
+                in (await admin.get("/dashboard/scopes/carol")).text
+            )
+            bad = await admin.post("/dashboard/scopes/carol/retention", data={**form, "max_per_scope": "-2"})
+            assert bad.status_code == 400 and await p.ctx.store.scope_retention() == {"carol": (7.0, None)}
+            cleared = {"csrf": token, "max_age_days": "", "max_per_scope": ""}
+            assert (await admin.post("/dashboard/scopes/carol/retention", data=cleared)).status_code == 303
+            assert await p.ctx.store.scope_retention() == {}
+
+            lines = json.dumps({"content": sentence}) + "\n"
+            r = await admin.post("/dashboard/scopes/carol/import", data={"csrf": token, "lines": lines})
+            assert r.status_code == 200 and "1 imported" in r.text
+            stored = [m["content"] for m in await _memories(p, "carol")]
+            assert stored == [sentence.replace(secret, "[redacted: stripe-key]")]

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from app import writer as writer_mod
+from app.redaction import Redactor
 from app.store import NewMemory
 from app.writer import MemoryWriter
 
@@ -46,7 +47,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_a_failed_batch_is_retried_not_lost():
     store = FlakyStore(fail=2)
-    w = MemoryWriter(store)  # type: ignore[arg-type]
+    w = MemoryWriter(store, Redactor())  # type: ignore[arg-type]
     w.start()
     w.submit([NewMemory("s", "user", f"turn {i}") for i in range(3)])
     await w.flush(5)
@@ -57,7 +58,7 @@ async def test_a_failed_batch_is_retried_not_lost():
 
 async def test_a_batch_that_keeps_failing_is_counted_as_dropped():
     store = FlakyStore(fail=99)
-    w = MemoryWriter(store)  # type: ignore[arg-type]
+    w = MemoryWriter(store, Redactor())  # type: ignore[arg-type]
     w.start()
     w.submit([NewMemory("s", "user", "lost turn")])
     await w.flush(5)
@@ -87,7 +88,7 @@ async def test_items_unwritten_at_stop_are_counted_as_dropped():
 
 async def test_light_traffic_shares_one_batch():
     store = FlakyStore(fail=0)
-    w = MemoryWriter(store)  # type: ignore[arg-type]
+    w = MemoryWriter(store, Redactor())  # type: ignore[arg-type]
     w.start()
     for i in range(5):  # arriving within the linger window
         w.submit([NewMemory("s", "user", f"t{i}")])
@@ -98,7 +99,7 @@ async def test_light_traffic_shares_one_batch():
 
 async def test_idle_only_when_nothing_is_queued_or_being_written():
     store = GatedStore()
-    w = MemoryWriter(store)  # type: ignore[arg-type]
+    w = MemoryWriter(store, Redactor())  # type: ignore[arg-type]
     w.start()
     assert w.idle
     w.submit([NewMemory("s", "user", "a"), NewMemory("s", "user", "b")])

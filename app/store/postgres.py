@@ -33,6 +33,7 @@ from app.store import (
 )
 from app.store.postgres_objects import M006_OBJECT_OWNERS, PostgresObjects
 from app.store.postgres_projects import M007_SCOPE_PROJECTS, PostgresProjects
+from app.store.postgres_retention import M008_SCOPE_RETENTION, PostgresRetention
 from app.store.postgres_usage import M002_USAGE, PostgresUsage
 
 POOL_SIZE = 10
@@ -149,6 +150,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ),
     M006_OBJECT_OWNERS,
     M007_SCOPE_PROJECTS,
+    M008_SCOPE_RETENTION,
 ]
 POSTINGS_INDEX = "CREATE INDEX memory_terms_impact ON memory_terms (scope, term, impact DESC, seq DESC)"
 _COLUMNS = "m.id, m.user_id, m.role, m.content, m.created_at, m.model, m.metadata, m.recall_count, m.last_recalled_at"
@@ -301,7 +303,7 @@ async def _count(conn: Any, totals: Iterable[tuple[str, int, int, int]]) -> None
         await conn.execute(_DOCS_UPSERT, *columns)
 
 
-class PostgresStore(PostgresUsage, PostgresObjects, PostgresProjects):
+class PostgresStore(PostgresUsage, PostgresObjects, PostgresProjects, PostgresRetention):
     """PostgreSQL backend. Scoped statements go through `_scoped`, which refuses SQL not bound to a scope."""
 
     def __init__(self, url: str, pool: asyncpg.Pool) -> None:

@@ -41,8 +41,10 @@ from app.store import (
     metadata_text,
     postings,
 )
+from app.store.retention import ScopeLimits
 from app.store.sqlite_objects import SqliteObjects, SqliteObjectsAsync, m007_object_owners
 from app.store.sqlite_projects import SqliteProjects, SqliteProjectsAsync, m008_scope_projects
+from app.store.sqlite_retention import SqliteRetention, m009_scope_retention
 from app.store.sqlite_usage import SqliteUsage, m003_usage
 from app.store.usage import Mode, UsageFilter, UsageRecord
 
@@ -159,6 +161,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m006_pending_postings,
     m007_object_owners,
     m008_scope_projects,
+    m009_scope_retention,
 ]
 # (memory rowid, scope, its postings as Posting or plain (term, impact, own) tuples)
 Posted = Sequence[tuple[int, str, Sequence[tuple[int, int, bool]]]]
@@ -303,7 +306,7 @@ def _row(r: tuple[Any, ...]) -> Memory:
     return Memory(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8])
 
 
-class SqliteDb(SqliteUsage, SqliteObjects, SqliteProjects):
+class SqliteDb(SqliteUsage, SqliteObjects, SqliteProjects, SqliteRetention):
     """The SQL of the SQLite backend (blocking). Reads go through `_scoped`, which refuses SQL not bound to a scope."""
 
     def __init__(self, path: str) -> None:
@@ -679,6 +682,22 @@ class SqliteStore(SqliteObjectsAsync, SqliteProjectsAsync):
     async def find_duplicate(self, item: NewMemory) -> Memory | None:
         """See SqliteDb.find_duplicate."""
         return await self._run(self.db.find_duplicate, item)
+
+    async def expired(self, before: float, limit: int, scope: str | None = None) -> builtins.list[tuple[str, str]]:
+        """See SqliteRetention.expired."""
+        return await self._run(self.db.expired, before, limit, scope)
+
+    async def over_quota(self, keep: int, limit: int, scope: str | None = None) -> builtins.list[tuple[str, str]]:
+        """See SqliteRetention.over_quota."""
+        return await self._run(self.db.over_quota, keep, limit, scope)
+
+    async def scope_retention(self) -> dict[str, ScopeLimits]:
+        """See SqliteRetention.scope_retention."""
+        return await self._run(self.db.scope_retention)
+
+    async def set_scope_retention(self, user_id: str, limits: ScopeLimits) -> None:
+        """See SqliteRetention.set_scope_retention."""
+        await self._run(self.db.set_scope_retention, user_id, limits)
 
     async def delete(self, user_id: str, memory_id: str) -> bool:
         """See SqliteDb.delete."""
