@@ -21,7 +21,6 @@ from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
 from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 from detect_secrets.plugins.jwt import JwtTokenDetector
 from detect_secrets.plugins.keyword import KeywordDetector
-from detect_secrets.plugins.npm import NpmDetector
 from detect_secrets.plugins.openai import OpenAIDetector
 from detect_secrets.plugins.pypi_token import PypiTokenDetector
 from detect_secrets.plugins.sendgrid import SendGridDetector
@@ -46,6 +45,8 @@ OWN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("openai-key", re.compile(r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}")),
     ("openai-key", re.compile(r"\bsk-[A-Za-z0-9]{32,}\b")),
     ("github-token", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,}")),
+    # detect-secrets' npm pattern (`//.+/:_authToken=`) takes quadratic time on text with many `//`.
+    ("npm-token", re.compile(r"\bnpm_[A-Za-z0-9]{36}\b")),
     ("stripe-key", re.compile(r"\b[rs]k_live_[A-Za-z0-9]{24,}")),
     # An AWS secret key is 40 base64 characters with nothing to mark it but the words before it.
     (
@@ -56,7 +57,8 @@ OWN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     # The password of user:password@host in any scheme's URL (postgresql://, redis://, amqp:// …).
-    ("password", re.compile(r"[a-z][a-z0-9+.-]*://[^\s:/@]+:([^\s@/]+)@", re.IGNORECASE)),
+    # The scheme is bounded and starts a word, so a long run of letters is not re-scanned from each one.
+    ("password", re.compile(r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]{0,31}://[^\s:/@]+:([^\s@/]+)@", re.IGNORECASE)),
 )
 
 PLUGIN_KINDS: tuple[tuple[str, BasePlugin], ...] = (
@@ -66,7 +68,6 @@ PLUGIN_KINDS: tuple[tuple[str, BasePlugin], ...] = (
     ("slack-token", SlackDetector()),
     ("stripe-key", StripeDetector()),
     ("openai-key", OpenAIDetector()),
-    ("npm-token", NpmDetector()),
     ("pypi-token", PypiTokenDetector()),
     ("sendgrid-key", SendGridDetector()),
     ("twilio-key", TwilioKeyDetector()),
@@ -80,6 +81,10 @@ HIGH_ENTROPY = Base64HighEntropyString(limit=4.5)
 HIGH_ENTROPY_MIN_CHARS = 20
 QUOTED_KINDS = frozenset({"secret", "high-entropy-string"})
 TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]*")
+WINDOW_CHARS = 1000  # the longest stretch of one line a plugin is given
+WINDOW_OVERLAP = 300
+KEYWORD_WINDOW_CHARS = 240
+KEYWORD_WINDOW_OVERLAP = 160
 
 
 def marker(kind: str) -> str:
@@ -115,13 +120,33 @@ def _value_spans(text: str, value: str, kind: str) -> Iterable[tuple[int, int, s
         start = text.find(value, end)
 
 
+def windows(text: str, size: int, overlap: int) -> list[str]:
+    """The text as the line-based plugins can take it: its lines, a long one in overlapping windows.
+
+    Some of detect-secrets' patterns take quadratic time or worse on one long line (its keyword
+    pattern on `secretsecret…`), so no plugin sees more than `size` characters at once; a secret
+    shorter than `overlap` that one window cuts is whole in the next."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if len(line) <= size:
+            out.append(line)
+            continue
+        out += [line[start : start + size] for start in range(0, len(line) - overlap, size - overlap)]
+    return out
+
+
 def _plugin_spans(text: str) -> Iterable[tuple[int, int, str]]:
+    parts = windows(text, WINDOW_CHARS, WINDOW_OVERLAP)
+    # The keyword pattern is the slowest on a long line: it reads `key = "value"` in short windows.
+    # It only finds an assignment (`=`, `:`), so a window without one is not given to it.
+    short = [w for w in windows(text, KEYWORD_WINDOW_CHARS, KEYWORD_WINDOW_OVERLAP) if "=" in w or ":" in w]
     for kind, plugin in PLUGIN_KINDS:
-        for value in set(plugin.analyze_string(text)):
+        scanned = short if isinstance(plugin, KeywordDetector) else parts
+        for value in {v for part in scanned for v in plugin.analyze_string(part)}:
             for start, end, _ in _value_spans(text, value, kind):
                 # A token format matched by its prefix keeps its tail otherwise: take the whole token.
                 yield start, end + TOKEN_CHARS.match(text, end).end() - end, kind  # type: ignore[union-attr]
-    for value in set(HIGH_ENTROPY.analyze_string(text)):
+    for value in {v for part in parts for v in HIGH_ENTROPY.analyze_string(part)}:
         if len(value) >= HIGH_ENTROPY_MIN_CHARS and HIGH_ENTROPY.calculate_shannon_entropy(value) > 4.5:
             yield from _value_spans(text, value, "high-entropy-string")
 

@@ -143,3 +143,18 @@ async def test_redaction_switched_off_stores_the_text(tmp_path: Path) -> None:
     async with running(tmp_path, settings=settings) as p:
         assert (await p.client.post("/v1/memories", json={"user_id": "off", "content": sentence})).status_code == 201
         assert secret in await _stored_text(p, "off")
+
+
+def test_a_long_line_reaches_the_plugins_in_overlapping_windows() -> None:
+    line = "v" * 2500
+    parts = redaction.windows(line, 1000, 300)
+    assert all(len(p) <= 1000 for p in parts) and "".join(p[:700] for p in parts[:-1]) + parts[-1] == line
+    assert redaction.windows("short\nlines", 1000, 300) == ["short", "lines"]
+
+
+@pytest.mark.parametrize("at", [0, 690, 980, 1690])
+def test_a_secret_on_a_window_boundary_of_a_long_line_is_still_found(at: int) -> None:
+    sentence, secret = credentials()["github-token"]
+    filler = "word " * 500
+    text = filler[:at] + " " + sentence + " " + filler
+    assert secret in text and secret not in redaction.redact(text).text

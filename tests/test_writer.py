@@ -69,7 +69,7 @@ async def test_a_batch_that_keeps_failing_is_counted_as_dropped():
 async def test_a_store_down_for_six_attempts_loses_nothing():
     # a database restart: the batch waits for it instead of being dropped after a few tries
     store = FlakyStore(fail=6)
-    w = MemoryWriter(store)  # type: ignore[arg-type]
+    w = MemoryWriter(store, Redactor())  # type: ignore[arg-type]
     w.start()
     w.submit([NewMemory("s", "user", "kept turn")])
     await w.flush(5)
@@ -79,7 +79,7 @@ async def test_a_store_down_for_six_attempts_loses_nothing():
 
 async def test_items_unwritten_at_stop_are_counted_as_dropped():
     store = GatedStore()  # never opened: the store hangs
-    w = MemoryWriter(store)  # type: ignore[arg-type]
+    w = MemoryWriter(store, Redactor())  # type: ignore[arg-type]
     w.start()
     w.submit([NewMemory("s", "user", f"t{i}") for i in range(3)])
     await w.stop(0.2)
