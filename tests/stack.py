@@ -218,12 +218,12 @@ def start_memory(workdir: Path, name: str, config: dict, litellm_port: int, **en
     return proc, url
 
 
-def start_stack(workdir: Path) -> Stack:
-    """Fake provider + both Procfile lines through `honcho start`."""
+def stack_with_provider(workdir: Path, root: Path = ROOT) -> tuple[Stack, int, int, int]:
+    """A Stack whose fake provider (from `root`'s tests) runs, with its port, LiteLLM's and the memory proxy's."""
     provider_port, litellm_port, memory_port = free_port(), free_port(), free_port()
     provider = spawn(
         "provider",
-        [sys.executable, str(ROOT / "tests" / "fake_provider.py"), "--port", str(provider_port)],
+        [sys.executable, str(root / "tests" / "fake_provider.py"), "--port", str(provider_port)],
         base_env(workdir),
         workdir,
     )
@@ -237,6 +237,16 @@ def start_stack(workdir: Path) -> Stack:
     )
     try:
         wait_until(lambda: http_ok(f"{stack.provider_url}/_requests"), provider, 30, "the fake provider")
+    except BaseException:
+        stack.stop()
+        raise
+    return stack, provider_port, litellm_port, memory_port
+
+
+def start_stack(workdir: Path) -> Stack:
+    """Fake provider + both Procfile lines through `honcho start`."""
+    stack, provider_port, litellm_port, memory_port = stack_with_provider(workdir)
+    try:
         config_path = workdir / "config.yaml"
         config_path.write_text(yaml.safe_dump(stack_config(provider_port), sort_keys=False))
         values = {

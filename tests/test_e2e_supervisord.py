@@ -30,6 +30,7 @@ from tests.stack import (
     repo_copy,
     spawn,
     stack_config,
+    stack_with_provider,
     start_stack,
     wait_until,
 )
@@ -80,22 +81,7 @@ def listening(port: int) -> bool:
 def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervised]:
     workdir = tmp_path_factory.mktemp("supervised")
     checkout = repo_copy(workdir / "checkout")
-    provider_port, litellm_port, memory_port = free_port(), free_port(), free_port()
-    provider = spawn(
-        "provider",
-        [sys.executable, str(checkout / "tests" / "fake_provider.py"), "--port", str(provider_port)],
-        base_env(workdir),
-        workdir,
-    )
-    stack = Stack(
-        workdir,
-        f"http://127.0.0.1:{provider_port}",
-        f"http://127.0.0.1:{litellm_port}",
-        f"http://127.0.0.1:{memory_port}",
-        {},
-        [provider],
-    )
-    wait_until(lambda: http_ok(f"{stack.provider_url}/_requests"), provider, 30, "the fake provider")
+    stack, provider_port, litellm_port, memory_port = stack_with_provider(workdir, checkout)
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(stack_config(provider_port), sort_keys=False))
     # Every setting comes from the copy's .env, as a user writes it. DATABASE_URL is the memory
@@ -131,7 +117,7 @@ def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervised]
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        provider.stop()
+        stack.stop()  # the fake provider
 
 
 def chat_openai(url: str, text: str) -> httpx.Response:
