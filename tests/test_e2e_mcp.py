@@ -108,7 +108,11 @@ def test_remember_search_list_forget(proxy: str) -> None:
 def test_pinned_keys_see_only_their_own_scope(proxy: str) -> None:
     word = marker()
     stored = Mcp(proxy, ALICE).call("remember", text=f"The vault code is {word}.")
-    bob = Mcp(proxy, BOB, **{"x-memory-user-id": "alice"})  # a pinned key cannot steer with the header
+    # A pinned key naming another person's scope is refused, as on chats and the memory API (403).
+    steering = Mcp(proxy, BOB, **{"x-memory-user-id": "alice"})
+    assert steering.call("search", question=f"vault code {word}").is_error
+    assert steering.call("list_recent", limit=50).is_error
+    bob = Mcp(proxy, BOB)
     assert bob.call("search", question=f"vault code {word}")["notes"] == []
     assert stored["id"] not in [n["id"] for n in bob.call("list_recent", limit=50)["notes"]]
     assert bob.call("forget", id=stored["id"]).is_error

@@ -110,6 +110,11 @@ def test_routing_info_for_pycharm(stack):
         "matched_pattern": "user-agent: ^OpenAIClientImpl/Java",
         "custom_header_present": False,
         "is_default": False,
+        "projects_mode": "shared",
+        "owner": None,  # no project: owner, project, directory and their signal are null
+        "project": None,
+        "directory": None,
+        "project_signal": None,
         "mode": "on",  # the scope's stored memory mode
     }
     r = httpx.get(f"{stack.memory_url}/memory-routing/info", headers={"x-memory-user-id": "proj-a", "User-Agent": "x"})
