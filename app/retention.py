@@ -7,6 +7,7 @@ removes a memory exactly as erasure does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -98,7 +99,5 @@ class Retention:
         """Stop the background passes."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass

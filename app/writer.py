@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 
 from app import logsafe
@@ -131,7 +132,5 @@ class MemoryWriter:
             log.warning("memory writer stopped with %d items unwritten (counted as dropped)", unwritten)
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
