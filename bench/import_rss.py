@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
 HOSTILE_WORD_CHARS = 98_000
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recall import free_port  # noqa: E402 - the bench's own helpers
+from recall import spawn_proxy  # noqa: E402 - the bench's own helpers
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -42,32 +42,12 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 def start(root: Path, tmp: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
+    settings = {
         "MEMORY_DB": os.path.join(tmp, "memory.db"),
-        "MEMORY_CONFIG": str(root / "config.yaml"),
-        "MEMORY_ENV_FILE": "",
-        "MEMORY_HOST": "127.0.0.1",
-        "MEMORY_PORT": str(port),
         "MEMORY_LOG_LEVEL": "warning",
         "LITELLM_BASE_URL": "http://127.0.0.1:9",
     }
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    with open(os.path.join(tmp, "proxy.log"), "wb") as log:
-        proc = subprocess.Popen([*cmd, "--no-access-log"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the memory proxy exited early; see {tmp}/proxy.log")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit("the memory proxy did not come up within 60 s")
+    return spawn_proxy(root, tmp, settings, wait=60)
 
 
 def post_import(client: httpx.Client, body: bytes) -> None:

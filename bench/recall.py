@@ -190,21 +190,27 @@ def free_port() -> int:
 
 
 def start_proxy(tmp: str, db: str | None, upstream: str) -> tuple[subprocess.Popen[bytes], str]:
+    return spawn_proxy(ROOT, tmp, {"MEMORY_DB": db or os.path.join(tmp, "memory.db"), "LITELLM_BASE_URL": upstream})
+
+
+def spawn_proxy(
+    root: Path, tmp: str, settings: dict[str, str], wait: float = 30
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The memory proxy of checkout `root` on a free loopback port with `settings`, once it answers /health."""
     port = free_port()
     env = {
         **os.environ,
-        "MEMORY_DB": db or os.path.join(tmp, "memory.db"),
-        "MEMORY_CONFIG": str(ROOT / "config.yaml"),
+        "MEMORY_CONFIG": str(root / "config.yaml"),
         "MEMORY_ENV_FILE": "",
         "MEMORY_HOST": "127.0.0.1",
         "MEMORY_PORT": str(port),
-        "LITELLM_BASE_URL": upstream,
+        **settings,
     }
     cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
     with open(os.path.join(tmp, "proxy.log"), "wb") as log:  # the child keeps its own descriptor
-        proc = subprocess.Popen([*cmd, "--no-access-log"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*cmd, "--no-access-log"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"the memory proxy exited early; see {tmp}/proxy.log")
@@ -215,7 +221,7 @@ def start_proxy(tmp: str, db: str | None, upstream: str) -> tuple[subprocess.Pop
             pass
         time.sleep(0.1)
     proc.terminate()
-    raise SystemExit("the memory proxy did not come up within 30 s")
+    raise SystemExit(f"the memory proxy did not come up within {wait:.0f} s")
 
 
 def import_lines(client: httpx.Client, lines: list[bytes]) -> tuple[int, float]:
